@@ -1,0 +1,140 @@
+"""Analytic cost model (multiply-accumulates) of the gateable modules.
+
+Used for three things that must agree: the ``weighting: flops`` sparsity target (a
+compute budget instead of a module count), the executed-FLOPs columns of RESULTS.md,
+and the FLOPs-ideal speed-up of the benchmark. Weight matmuls cost one MAC per weight
+per position (``Linear`` and ``Conv1d`` weights, whatever the module's shape), attention
+adds its two activation matmuls. Norms, activations and biases are ignored.
+
+Decoding costs follow how the decoder runs: ESPnet's decoder recomputes the
+self-attention keys/values over the whole prefix and the cross-attention keys/values
+over all encoder frames at every step and for every hypothesis; with
+``cache_src_kv=True`` (espnet_gated's decoder) cross-attention keys/values are computed
+once per utterance.
+"""
+
+from typing import Dict, Optional, Sequence
+
+import torch
+
+from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES
+
+
+def weight_macs(module: Optional[torch.nn.Module]) -> int:
+    """MACs per position of all Linear/Conv1d weights inside ``module``."""
+    if module is None:
+        return 0
+    return sum(
+        m.weight.numel()
+        for m in module.modules()
+        if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d))
+    )
+
+
+def _attn_parts(attn: torch.nn.Module):
+    """(d_model, MACs per position of q+out, of k+v) for an ESPnet attention module."""
+    d = attn.linear_q.in_features
+    qo = attn.linear_q.weight.numel() + attn.linear_out.weight.numel()
+    kv = attn.linear_k.weight.numel() + attn.linear_v.weight.numel()
+    return d, qo, kv
+
+
+def encoder_layer_costs(encoder, n_frames: float) -> Dict[str, float]:
+    """MACs of each module of one encoder layer for ``n_frames`` subsampled frames.
+
+    Keys: the gateable modules, plus ``merge`` (both branches open) and ``merge_half``
+    (one branch open).
+    """
+    layer = encoder.encoders[0]
+    t = float(n_frames)
+    d = encoder.output_size()
+    costs = {m: 0.0 for m in ENCODER_MODULES}
+    for name in ("feed_forward_macaron", "feed_forward"):
+        costs[name] = t * weight_macs(getattr(layer, name))
+    costs["attn"] = t * weight_macs(layer.attn) + 2.0 * t * t * d
+    costs["cgmlp"] = t * weight_macs(layer.cgmlp)
+    costs["merge"] = t * (weight_macs(layer.merge_proj) + weight_macs(layer.depthwise_conv_fusion))
+    costs["merge_half"] = costs["merge"] / 2.0
+    return costs
+
+
+def encoder_macs(encoder, n_frames: float, mask: Optional[torch.Tensor] = None) -> float:
+    """Executed MACs of all encoder layers; mask (n_layers, 4) binary or None (dense)."""
+    c = encoder_layer_costs(encoder, n_frames)
+    n_layers = len(encoder.encoders)
+    keep = torch.ones(n_layers, len(ENCODER_MODULES)) if mask is None else (mask > 0.5).float().cpu()
+    total = 0.0
+    for row in keep.tolist():
+        total += sum(c[m] * k for m, k in zip(ENCODER_MODULES, row))
+        n_branches = row[ENCODER_MODULES.index("attn")] + row[ENCODER_MODULES.index("cgmlp")]
+        total += {2: c["merge"], 1: c["merge_half"], 0: 0.0}[int(n_branches)]
+    return total
+
+
+def decoder_layer_costs(
+    decoder, n_frames: float, prefix_len: float, teacher_forced: bool, cache_src_kv: bool = False
+) -> Dict[str, float]:
+    """MACs of each module of one decoder layer.
+
+    teacher_forced: all ``prefix_len`` positions at once (training).
+    Otherwise one incremental step of one hypothesis whose prefix has ``prefix_len``
+    tokens (the step computes only the last position).
+    """
+    layer = decoder.decoders[0]
+    t, n = float(n_frames), float(prefix_len)
+    d, qo, kv = _attn_parts(layer.self_attn)
+    _, src_qo, src_kv = _attn_parts(layer.src_attn)
+    ff = weight_macs(layer.feed_forward)
+    if teacher_forced:
+        return {
+            "self_attn": n * (qo + kv) + 2.0 * n * n * d,
+            "src_attn": n * src_qo + t * src_kv + 2.0 * n * t * d,
+            "feed_forward": n * ff,
+        }
+    return {
+        "self_attn": qo + n * kv + 2.0 * n * d,
+        "src_attn": src_qo + (0.0 if cache_src_kv else t * src_kv) + 2.0 * t * d,
+        "feed_forward": float(ff),
+    }
+
+
+def decode_macs(
+    decoder,
+    n_frames: float,
+    n_steps: int,
+    mask: Optional[torch.Tensor] = None,
+    n_hyps: int = 1,
+    cache_src_kv: bool = False,
+) -> float:
+    """Executed MACs of an incremental decode of ``n_steps`` tokens with ``n_hyps``
+    hypotheses per step (the beam), including the output projection."""
+    n_layers = len(decoder.decoders)
+    keep = torch.ones(n_layers, len(DECODER_MODULES)) if mask is None else (mask > 0.5).float().cpu()
+    per_layer_open = keep.sum(0).tolist()  # open layers per module type
+    out_proj = weight_macs(decoder.output_layer)
+    total = 0.0
+    for step in range(1, n_steps + 1):
+        c = decoder_layer_costs(decoder, n_frames, step, teacher_forced=False, cache_src_kv=cache_src_kv)
+        total += n_hyps * (sum(c[m] * k for m, k in zip(DECODER_MODULES, per_layer_open)) + out_proj)
+    if cache_src_kv:
+        _, _, src_kv = _attn_parts(decoder.decoders[0].src_attn)
+        total += per_layer_open[DECODER_MODULES.index("src_attn")] * n_frames * src_kv
+    return total
+
+
+def slot_costs(model, slots: Sequence, n_frames: float, n_tokens: float) -> torch.Tensor:
+    """Training-time MACs of each gated slot (for ``weighting: flops``).
+
+    An encoder branch also carries half of its layer's merge, which runs only while at
+    least one branch is open.
+    """
+    enc = encoder_layer_costs(model.encoder, n_frames)
+    dec = decoder_layer_costs(model.decoder, n_frames, n_tokens, teacher_forced=True)
+    costs = []
+    for slot in slots:
+        if slot.side == "enc":
+            extra = enc["merge_half"] if slot.module in ("attn", "cgmlp") else 0.0
+            costs.append(enc[slot.module] + extra)
+        else:
+            costs.append(dec[slot.module])
+    return torch.tensor(costs)

@@ -1,0 +1,168 @@
+"""Gate predictor: utterance + context -> one keep/skip decision per gateable module.
+
+Algorithm 1 of "Context-aware Dynamic Pruning for Speech Foundation Models": pool the
+encoder's subsampled input over time, concatenate learned embeddings of the language and
+task tokens, and map the result with a small MLP to (L, 2) logits. Training samples the
+gates with a straight-through Gumbel-Softmax; inference keeps a module iff its keep-logit
+beats its skip-logit.
+"""
+
+import math
+import re
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+#: Tokens that may appear as language or task in the ``<lang><task>`` prefix:
+#: bracketed lower-case names such as ``<deu>``, ``<asr>``, ``<st_eng>``
+#: (timestamps like ``<0.00>`` never do).
+CONTEXT_TOKEN = re.compile(r"^<[a-z][a-z0-9_]*>$")
+TAU_SCHEDULES = ("linear", "exponential", "constant")
+
+
+def masked_time_mean(xs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Mean over valid frames. xs: (B, T, D); masks: (B, 1, T) bool, True = valid."""
+    valid = masks.squeeze(1).to(xs.dtype).unsqueeze(-1)  # (B, T, 1)
+    return (xs * valid).sum(1) / valid.sum(1).clamp(min=1.0)
+
+
+class GatePredictor(torch.nn.Module):
+    """MLP over [pooled audio ; language embedding ; task embedding].
+
+    Args:
+        n_gates: number of gateable modules L.
+        audio_dim: size of the pooled speech representation (the encoder's d_model).
+        token_list: the model's vocabulary; the bracketed non-timestamp tokens in it
+            get context embeddings.
+        hidden_size: width of the MLP's hidden layer.
+        context_dim: size of each of the language and task embeddings.
+        use_audio: false gives a context-only predictor: one mask per language-task pair
+            (needed for static export).
+        use_context: false ignores language and task.
+        detach_audio: stop gradients from the predictor into the encoder's input layer.
+        init_keep_bias: initial keep-minus-skip logit; the last layer's weights start at
+            zero, so every gate starts open (P(keep) = sigmoid(bias) under Gumbel noise).
+        tau_start, tau_end, tau_anneal_steps, tau_schedule: Gumbel-Softmax temperature,
+            annealed over training forward passes (counted in a buffer saved with the
+            model, so that resumed training continues the schedule).
+    """
+
+    def __init__(
+        self,
+        n_gates: int,
+        audio_dim: int,
+        token_list: Sequence[str],
+        hidden_size: int = 256,
+        context_dim: int = 64,
+        use_audio: bool = True,
+        use_context: bool = True,
+        detach_audio: bool = True,
+        init_keep_bias: float = 3.0,
+        tau_start: float = 1.0,
+        tau_end: float = 0.5,
+        tau_anneal_steps: int = 10000,
+        tau_schedule: str = "linear",
+    ):
+        super().__init__()
+        if not (use_audio or use_context):
+            raise ValueError("gate_conf: use_audio and use_context cannot both be false")
+        if tau_schedule not in TAU_SCHEDULES:
+            raise ValueError(f"gate_conf: tau_schedule must be one of {TAU_SCHEDULES}")
+        if not (tau_start > 0 and tau_end > 0):
+            raise ValueError("gate_conf: Gumbel temperatures must be positive")
+        self.n_gates = n_gates
+        self.use_audio = use_audio
+        self.use_context = use_context
+        self.detach_audio = detach_audio
+        self.tau_start, self.tau_end = float(tau_start), float(tau_end)
+        self.tau_anneal_steps = int(tau_anneal_steps)
+        self.tau_schedule = tau_schedule
+
+        self.token_list = list(token_list)
+        context_tokens = [t for t in self.token_list if CONTEXT_TOKEN.match(t)]
+        # token id -> row of the context embeddings; row 0 = "not a context token"
+        index = torch.zeros(len(self.token_list), dtype=torch.long)
+        for row, token in enumerate(context_tokens, start=1):
+            index[self.token_list.index(token)] = row
+        self.register_buffer("context_index", index, persistent=False)
+
+        in_dim = 0
+        if use_audio:
+            self.audio_norm = torch.nn.LayerNorm(audio_dim)
+            in_dim += audio_dim
+        if use_context:
+            self.lang_embed = torch.nn.Embedding(len(context_tokens) + 1, context_dim)
+            self.task_embed = torch.nn.Embedding(len(context_tokens) + 1, context_dim)
+            in_dim += 2 * context_dim
+        self.mlp = torch.nn.Sequential(
+            torch.nn.Linear(in_dim, hidden_size),
+            torch.nn.GELU(),
+            torch.nn.Linear(hidden_size, n_gates * 2),
+        )
+        out = self.mlp[-1]
+        torch.nn.init.zeros_(out.weight)
+        with torch.no_grad():
+            out.bias.view(n_gates, 2).copy_(
+                torch.tensor([0.0, float(init_keep_bias)]).expand(n_gates, 2)
+            )
+        self.register_buffer("train_steps", torch.zeros((), dtype=torch.long))
+
+    def temperature(self) -> float:
+        step = int(self.train_steps)
+        if self.tau_schedule == "constant" or self.tau_anneal_steps <= 0:
+            return self.tau_start
+        frac = min(1.0, step / self.tau_anneal_steps)
+        if self.tau_schedule == "linear":
+            return self.tau_start + (self.tau_end - self.tau_start) * frac
+        return self.tau_start * math.exp(math.log(self.tau_end / self.tau_start) * frac)
+
+    def check_context(
+        self, context: torch.Tensor, utt_ids: Optional[List[str]] = None
+    ) -> None:
+        """Raise a clear error if a prefix token is not a language/task token."""
+        rows = self.context_index[context]
+        bad = (rows == 0).any(dim=1).nonzero().flatten().tolist()
+        if bad:
+            b = bad[0]
+            toks = [self.token_list[int(i)] for i in context[b]]
+            who = f"utterance '{utt_ids[b]}'" if utt_ids else f"batch row {b}"
+            raise ValueError(
+                f"{who}: text must start with <lang><task> tokens of the token list, "
+                f"got {toks}"
+            )
+
+    def forward(
+        self, pooled: Optional[torch.Tensor], context: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        """pooled: (B, D) or None; context: (B, 2) token ids of <lang>, <task>.
+
+        Returns logits (B, n_gates, 2): [..., 0] = skip, [..., 1] = keep.
+        """
+        feats = []
+        if self.use_audio:
+            if pooled is None:
+                raise ValueError("this gate predictor needs audio (use_audio: true)")
+            feats.append(self.audio_norm(pooled.detach() if self.detach_audio else pooled))
+        if self.use_context:
+            if context is None:
+                raise ValueError(
+                    "the gate predictor needs the <lang><task> context of each utterance"
+                )
+            rows = self.context_index[context]
+            feats += [self.lang_embed(rows[:, 0]), self.task_embed(rows[:, 1])]
+        x = torch.cat(feats, dim=-1)
+        return self.mlp(x).view(x.size(0), self.n_gates, 2)
+
+    def sample(self, logits: torch.Tensor) -> torch.Tensor:
+        """Keep gates (B, n_gates) in {0, 1}.
+
+        Training: straight-through Gumbel-Softmax (hard forward, soft gradient); the step
+        counter that drives the temperature schedule advances.
+        Inference: deterministic, keep iff keep-logit > skip-logit.
+        """
+        if self.training:
+            gates = F.gumbel_softmax(logits, tau=self.temperature(), hard=True)[..., 1]
+            self.train_steps += 1
+            return gates
+        return (logits[..., 1] > logits[..., 0]).to(logits.dtype)

@@ -1,0 +1,175 @@
+"""Which modules of the model can be gated, and how a gate vector maps onto them.
+
+The gate predictor emits one gate per *slot* (side, layer, module). The encoder and the
+decoder want a dense ``(batch, n_layers, n_module_types)`` tensor instead, with ungated
+positions fixed open; :class:`GateLayout` converts between the two and formats masks for
+the ``gates`` files written at inference time.
+"""
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+#: Gateable modules of one E-Branchformer layer, in execution order (ESPnet's names).
+ENCODER_MODULES: Tuple[str, ...] = ("feed_forward_macaron", "attn", "cgmlp", "feed_forward")
+#: Gateable modules of one Transformer decoder layer, in execution order (ESPnet's names).
+DECODER_MODULES: Tuple[str, ...] = ("self_attn", "src_attn", "feed_forward")
+MODULES = {"enc": ENCODER_MODULES, "dec": DECODER_MODULES}
+
+
+@dataclass(frozen=True)
+class Slot:
+    side: str  # "enc" or "dec"
+    layer: int
+    module: str
+
+    def __str__(self) -> str:
+        return f"{self.side}.{self.layer}.{self.module}"
+
+
+def _check_names(side: str, names: Sequence[str], present: Sequence[str]) -> None:
+    for name in names:
+        if name not in MODULES[side]:
+            raise ValueError(
+                f"unknown {side} module '{name}' in gate_conf; "
+                f"gateable {side} modules are {list(MODULES[side])}"
+            )
+        if name not in present:
+            raise ValueError(
+                f"{side} module '{name}' is gateable in gate_conf but the {side} "
+                f"layers have no such module (present: {list(present)})"
+            )
+
+
+def _check_layers(side: str, layers: Sequence[int], n_layers: int) -> None:
+    for layer in layers:
+        if not 0 <= int(layer) < n_layers:
+            raise ValueError(
+                f"{side} layer {layer} in gate_conf does not exist: "
+                f"the {side} has {n_layers} layers (0..{n_layers - 1})"
+            )
+
+
+class GateLayout:
+    """The list of gated slots plus the shapes of both sides.
+
+    Args:
+        n_enc_layers, n_dec_layers: layer counts of the backbone.
+        enc_present, dec_present: module names that exist in every layer
+            (e.g. no ``feed_forward_macaron`` when the encoder has ``macaron_ffn: false``).
+        enc_modules, dec_modules: module types to gate (a subset of the present ones).
+        enc_layers, dec_layers: layer indices to gate (``None`` = all layers).
+    """
+
+    def __init__(
+        self,
+        n_enc_layers: int,
+        n_dec_layers: int,
+        enc_present: Sequence[str],
+        dec_present: Sequence[str],
+        enc_modules: Sequence[str],
+        dec_modules: Sequence[str],
+        enc_layers: Optional[Sequence[int]] = None,
+        dec_layers: Optional[Sequence[int]] = None,
+    ):
+        _check_names("enc", enc_modules, enc_present)
+        _check_names("dec", dec_modules, dec_present)
+        enc_layers = range(n_enc_layers) if enc_layers is None else enc_layers
+        dec_layers = range(n_dec_layers) if dec_layers is None else dec_layers
+        _check_layers("enc", enc_layers, n_enc_layers)
+        _check_layers("dec", dec_layers, n_dec_layers)
+        self.n_layers = {"enc": n_enc_layers, "dec": n_dec_layers}
+        self.present = {"enc": tuple(enc_present), "dec": tuple(dec_present)}
+        self.slots: List[Slot] = []
+        for side, layers, modules in (
+            ("enc", enc_layers, enc_modules),
+            ("dec", dec_layers, dec_modules),
+        ):
+            for layer in sorted(set(int(i) for i in layers)):
+                for module in MODULES[side]:  # canonical order, whatever the config order
+                    if module in modules:
+                        self.slots.append(Slot(side, layer, module))
+        # flat index of each slot inside the dense (n_layers * n_types) tensor of its side
+        self._dense_index = {
+            side: torch.tensor(
+                [
+                    s.layer * len(MODULES[side]) + MODULES[side].index(s.module)
+                    for s in self.slots
+                    if s.side == side
+                ],
+                dtype=torch.long,
+            )
+            for side in ("enc", "dec")
+        }
+        self._slot_range = {
+            side: [i for i, s in enumerate(self.slots) if s.side == side]
+            for side in ("enc", "dec")
+        }
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def slot_indices(self, side: str) -> List[int]:
+        """Positions in the gate vector that belong to ``side``."""
+        return self._slot_range[side]
+
+    def to_dense(self, gates: torch.Tensor, side: str) -> torch.Tensor:
+        """(B, n_slots) gate vector -> (B, n_layers, n_types) for one side, ungated = 1."""
+        n_types = len(MODULES[side])
+        dense = gates.new_ones(gates.size(0), self.n_layers[side] * n_types)
+        idx = self._slot_range[side]
+        if idx:
+            dense = dense.index_copy(
+                1, self._dense_index[side].to(gates.device), gates[:, idx]
+            )
+        return dense.view(gates.size(0), self.n_layers[side], n_types)
+
+    def from_dense(self, enc: torch.Tensor, dec: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`to_dense`: dense per-side masks -> (B, n_slots)."""
+        parts = []
+        for side, dense in (("enc", enc), ("dec", dec)):
+            flat = dense.reshape(dense.size(0), -1)
+            parts.append(flat[:, self._dense_index[side].to(flat.device)])
+        return torch.cat(parts, dim=1)
+
+    def describe(self) -> Dict[str, object]:
+        return {
+            "n_layers": dict(self.n_layers),
+            "modules": {side: list(MODULES[side]) for side in MODULES},
+            "gated": [str(s) for s in self.slots],
+        }
+
+
+def format_mask(enc: torch.Tensor, dec: torch.Tensor) -> str:
+    """One utterance's binary dense masks as ``enc=1111.1011 dec=111.101``.
+
+    Layers are separated by dots; inside a layer the bits follow
+    :data:`ENCODER_MODULES` / :data:`DECODER_MODULES`. Ungated modules show as 1.
+    """
+
+    def side(mask: torch.Tensor) -> str:
+        return ".".join("".join("1" if b else "0" for b in row) for row in mask.tolist())
+
+    return f"enc={side(enc > 0.5)} dec={side(dec > 0.5)}"
+
+
+def parse_mask(text: str) -> Dict[str, List[List[int]]]:
+    """Inverse of :func:`format_mask`; raises ValueError naming what is malformed."""
+    out: Dict[str, List[List[int]]] = {}
+    for field in text.split():
+        side, _, bits = field.partition("=")
+        if side not in MODULES or not bits:
+            raise ValueError(f"malformed gate mask field '{field}' (want enc=... dec=...)")
+        rows = []
+        for layer in bits.split("."):
+            if len(layer) != len(MODULES[side]) or set(layer) - {"0", "1"}:
+                raise ValueError(
+                    f"malformed {side} layer '{layer}' in gate mask: want "
+                    f"{len(MODULES[side])} bits for {list(MODULES[side])}"
+                )
+            rows.append([int(b) for b in layer])
+        out[side] = rows
+    if set(out) != {"enc", "dec"}:
+        raise ValueError(f"gate mask '{text}' needs both enc= and dec= fields")
+    return out

@@ -1,0 +1,222 @@
+"""The gated OWSM model (``model: gated_espnet``).
+
+ESPnet's :class:`ESPnetS2TModel` plus a gate predictor and the sparsity loss. The dense
+model's code paths are reused: ``encode`` and ``_calc_att_loss`` of the parent run
+unchanged while the gates for the batch are installed in the encoder and the decoder.
+
+Where the context comes from:
+
+* training/validation: the first two tokens of ``text`` (``<lang><task>``);
+* inference: ``encode(speech, lengths, context=...)`` with the ids of ``lang_sym`` and
+  ``task_sym`` (done by :class:`espnet_gated.inference.GatedSpeech2Text`).
+
+After every ``encode`` the gates used for that batch are in ``model.current_gates``.
+"""
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from espnet2.s2t.espnet_model import ESPnetS2TModel
+from espnet2.torch_utils.device_funcs import force_gatherable
+
+from espnet_gated.decoder import GatedTransformerDecoder
+from espnet_gated.encoder import GatedEBranchformerEncoder
+from espnet_gated.flops import slot_costs
+from espnet_gated.gates import GatePredictor, masked_time_mean
+from espnet_gated.layout import GateLayout
+from espnet_gated.sparsity import SparsityLoss
+
+#: gate_conf keys that choose the gated slots (the rest configure the predictor)
+LAYOUT_KEYS = ("gate_encoder", "gate_decoder", "encoder_modules", "decoder_modules", "encoder_layers", "decoder_layers")
+
+
+@dataclass
+class GateState:
+    """Gates of the last encoded batch."""
+
+    slots: Optional[torch.Tensor]  # (B, n_slots) predicted gates, None when forced
+    enc: torch.Tensor  # (B, n_enc_layers, 4), ungated = 1
+    dec: torch.Tensor  # (B, n_dec_layers, 3), ungated = 1
+    frames: torch.Tensor  # (B,) valid encoder frames
+
+
+class GatedESPnetS2TModel(ESPnetS2TModel):
+    """OWSM-style S2T model with context-aware module gates.
+
+    Args (beyond ESPnetS2TModel's):
+        gate_conf: which modules are gateable (``gate_encoder``, ``gate_decoder``,
+            ``encoder_modules``, ``decoder_modules``, ``encoder_layers``,
+            ``decoder_layers``) and the :class:`GatePredictor` options.
+        sparsity_conf: :class:`SparsityLoss` options.
+    """
+
+    def __init__(self, *args, gate_conf: Optional[Dict] = None, sparsity_conf: Optional[Dict] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.encoder, GatedEBranchformerEncoder):
+            raise ValueError(f"model gated_espnet needs encoder: gated_e_branchformer, got {type(self.encoder).__name__}")
+        if not isinstance(self.decoder, GatedTransformerDecoder):
+            raise ValueError(f"model gated_espnet needs decoder: gated_transformer, got {type(self.decoder).__name__}")
+        gate_conf = dict(gate_conf or {})
+        layout_conf = {k: gate_conf.pop(k) for k in LAYOUT_KEYS if k in gate_conf}
+        enc_present, dec_present = self.encoder.present_modules(), self.decoder.present_modules()
+        gate_enc = layout_conf.get("gate_encoder", True)
+        gate_dec = layout_conf.get("gate_decoder", True)
+        self.gate_layout = GateLayout(
+            n_enc_layers=len(self.encoder.encoders),
+            n_dec_layers=len(self.decoder.decoders),
+            enc_present=enc_present,
+            dec_present=dec_present,
+            enc_modules=layout_conf.get("encoder_modules", enc_present) if gate_enc else [],
+            dec_modules=layout_conf.get("decoder_modules", dec_present) if gate_dec else [],
+            enc_layers=layout_conf.get("encoder_layers"),
+            dec_layers=layout_conf.get("decoder_layers"),
+        )
+        if len(self.gate_layout) == 0:
+            raise ValueError("gate_conf gates no module: enable gate_encoder or gate_decoder")
+        self.gate_predictor = GatePredictor(
+            n_gates=len(self.gate_layout),
+            audio_dim=self.encoder.output_size(),
+            token_list=self.token_list,
+            **gate_conf,
+        )
+        self.sparsity_loss = SparsityLoss(**(sparsity_conf or {}))
+        self.current_gates: Optional[GateState] = None
+        self._batch_context = None  # (B, 2) context set by using_context()
+        self._forced = None  # (enc, dec) dense masks from forced_gates()
+
+    # ------------------------------------------------------------------ context
+    def context_from_text(self, text: torch.Tensor, text_lengths: torch.Tensor, utt_ids=None) -> torch.Tensor:
+        """(B, 2) ids of the ``<lang><task>`` prefix of each target text."""
+        short = (text_lengths < 2).nonzero().flatten().tolist()
+        if short:
+            who = f"utterance '{utt_ids[short[0]]}'" if utt_ids else f"batch row {short[0]}"
+            raise ValueError(f"{who}: text has no <lang><task> prefix")
+        context = text[:, :2]
+        self.gate_predictor.check_context(context, utt_ids)
+        return context
+
+    def token_context(self, lang_sym: str, task_sym: str, batch_size: int = 1) -> torch.Tensor:
+        """(B, 2) context tensor for decoding with the given language and task symbols."""
+        ids = []
+        for sym in (lang_sym, task_sym):
+            if sym not in self.token_list:
+                raise ValueError(f"'{sym}' is not in the model's token list")
+            ids.append(self.token_list.index(sym))
+        context = torch.tensor([ids] * batch_size, device=next(self.parameters()).device)
+        self.gate_predictor.check_context(context)
+        return context
+
+    @contextmanager
+    def using_context(self, context: torch.Tensor):
+        """Inside the block, ``encode`` without ``context`` uses this (B, 2) context."""
+        previous = self._batch_context
+        self._batch_context = context
+        try:
+            yield
+        finally:
+            self._batch_context = previous
+
+    # ------------------------------------------------------------------ gates
+    @contextmanager
+    def forced_gates(self, enc: Optional[torch.Tensor] = None, dec: Optional[torch.Tensor] = None):
+        """Override the predicted gates (for analysis and benchmarks).
+
+        enc: (n_enc_layers, 4) or (B, n_enc_layers, 4); dec: (n_dec_layers, 3) or
+        (B, n_dec_layers, 3); binary, module order as in ``layout.py``. A side left None
+        keeps the predicted gates.
+        """
+        previous = self._forced
+        self._forced = (enc, dec)
+        try:
+            yield
+        finally:
+            self._forced = previous
+
+    def _expand(self, mask: torch.Tensor, batch: int, like: torch.Tensor) -> torch.Tensor:
+        mask = mask.to(device=like.device, dtype=like.dtype)
+        return mask.expand(batch, *mask.shape[-2:]) if mask.dim() == 2 else mask
+
+    def predict_gates(self, xs, masks: torch.Tensor, context: Optional[torch.Tensor]) -> GateState:
+        """Gates for a batch from the embedded encoder input (see gates.py)."""
+        x = xs[0] if isinstance(xs, tuple) else xs
+        forced_enc, forced_dec = self._forced if self._forced is not None else (None, None)
+        slots = None
+        if forced_enc is None or forced_dec is None:
+            pooled = masked_time_mean(x, masks) if self.gate_predictor.use_audio else None
+            slots = self.gate_predictor.sample(self.gate_predictor(pooled, context))
+        b = x.size(0)
+        enc = self._expand(forced_enc, b, x) if forced_enc is not None else self.gate_layout.to_dense(slots, "enc")
+        dec = self._expand(forced_dec, b, x) if forced_dec is not None else self.gate_layout.to_dense(slots, "dec")
+        return GateState(slots=slots, enc=enc, dec=dec, frames=masks.squeeze(1).sum(1))
+
+    # ------------------------------------------------------------------ model API
+    def encode(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        context: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Frontend + gated encoder; the gates end up in ``self.current_gates``.
+
+        context: (B, 2) ids of the language and task tokens; inside ``forward`` it is
+        read from the target text.
+        """
+        if context is None and self._batch_context is not None:
+            context = self._batch_context
+        if context is None and self.gate_predictor.use_context and self._forced is None:
+            raise ValueError(
+                "the gated model needs the language and task of each utterance: call "
+                "encode(speech, lengths, context=model.token_context(lang_sym, task_sym)) "
+                "or decode with espnet_gated.bin.s2t_inference"
+            )
+
+        def gate_source(xs, masks):
+            self.current_gates = self.predict_gates(xs, masks, context)
+            return self.current_gates.enc
+
+        with self.encoder.gate_source(gate_source):
+            return super().encode(speech, speech_lengths)
+
+    def _calc_att_loss(self, *args, **kwargs):
+        with self.decoder.installed_gates(self.current_gates.dec):
+            return super()._calc_att_loss(*args, **kwargs)
+
+    def forward(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        text_prev: torch.Tensor,
+        text_prev_lengths: torch.Tensor,
+        text_ctc: torch.Tensor,
+        text_ctc_lengths: torch.Tensor,
+        **kwargs,
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+        """ESPnet's CTC + attention loss plus the sparsity loss; stats gain
+        ``loss_sparsity``, ``sparsity_enc``, ``sparsity_dec`` and ``keep_*`` rates."""
+        context = self.context_from_text(text, text_lengths, kwargs.get("utt_id"))
+        with self.using_context(context):
+            loss, stats, weight = super().forward(
+                speech, speech_lengths, text, text_lengths, text_prev, text_prev_lengths, text_ctc, text_ctc_lengths, **kwargs
+            )
+        gates = self.current_gates
+        if gates.slots is None:  # forced gates: nothing to regularise
+            return loss, stats, weight
+        costs = None
+        if self.sparsity_loss.weighting == "flops":
+            n_frames = float(gates.frames.float().mean())
+            costs = slot_costs(self, self.gate_layout.slots, n_frames, float(text_lengths.float().mean()) + 1)
+        loss_sparsity, sparsity_stats = self.sparsity_loss(gates.slots, self.gate_layout, costs)
+        loss = loss + loss_sparsity
+        stats.update(force_gatherable(sparsity_stats, loss.device))
+        stats["loss"] = loss.detach()
+        return loss, stats, weight
+
+    # ------------------------------------------------------------------ reporting
+    def gate_masks(self) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        """Per utterance (enc, dec) binary dense masks of the last encoded batch."""
+        g = self.current_gates
+        return [((g.enc[i] > 0.5).int().cpu(), (g.dec[i] > 0.5).int().cpu()) for i in range(g.enc.size(0))]

@@ -1,0 +1,29 @@
+"""espnet-gated: context-aware dynamic pruning (gated OWSM) as an ESPnet plugin."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="espnet-gated",
+    version="0.1.0",
+    description="Gated multilingual ASR/ST for ESPnet: context-aware dynamic pruning of OWSM models",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["espnet_gated", "espnet_gated.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        # ESPnet's S2T task imports torchaudio; torchaudio's last release is 2.11 (CUDA build),
+        # which needs torch 2.11 (see the README's "Installation notes").
+        "torch==2.11.*",
+        "torchaudio==2.11.*",
+        "espnet==202511",
+        "einops",  # imported by espnet2.tasks.s2t but not declared by espnet
+        "sentencepiece",
+        "sacrebleu>=2",
+        "jiwer>=4",
+        "soundfile",
+        "matplotlib",
+        "PyYAML",
+    ],
+    extras_require={"test": ["pytest", "hypothesis"]},
+    entry_points={},
+)

@@ -1,0 +1,280 @@
+"""The gated model against ESPnet's dense one: loading, equivalence, skipping, training."""
+
+import pytest
+import torch
+from conftest import build, context_ids, speech_batch
+from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
+from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder
+from espnet2.s2t.espnet_model import ESPnetS2TModel
+from espnet2.tasks import s2t as espnet_s2t
+from espnet.nets.batch_beam_search import BatchBeamSearch
+from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
+
+from espnet_gated.decoder import GatedTransformerDecoder
+from espnet_gated.encoder import GatedEBranchformerEncoder
+from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES
+from espnet_gated.model import GatedESPnetS2TModel
+from espnet_gated.registry import REGISTRATIONS
+
+
+def test_registration_adds_exactly_the_three_names():
+    names = {(c.name, n) for c, n, _ in REGISTRATIONS}
+    assert names == {("encoder", "gated_e_branchformer"), ("decoder", "gated_transformer"), ("model", "gated_espnet")}
+    assert espnet_s2t.encoder_choices.get_class("gated_e_branchformer") is GatedEBranchformerEncoder
+    assert espnet_s2t.decoder_choices.get_class("gated_transformer") is GatedTransformerDecoder
+    assert espnet_s2t.model_choices.get_class("gated_espnet") is GatedESPnetS2TModel
+    assert issubclass(GatedEBranchformerEncoder, EBranchformerEncoder)
+    assert issubclass(GatedTransformerDecoder, TransformerDecoder)
+
+
+def test_espnet_s2t_task_builds_the_gated_model(vocab):
+    from conftest import model_args
+
+    model = espnet_s2t.S2TTask.build_model(model_args(vocab["token_list"]))
+    assert isinstance(model, GatedESPnetS2TModel)
+    assert len(model.gate_layout) == 3 * 4 + 3 * 3
+
+
+def test_dense_state_dict_loads_with_only_gate_predictor_keys_missing(vocab):
+    dense = build(vocab["token_list"], dense=True)
+    gated = build(vocab["token_list"])
+    assert type(dense) is ESPnetS2TModel
+    dense_keys, gated_keys = set(dense.state_dict()), set(gated.state_dict())
+    predictor_keys = {f"gate_predictor.{k}" for k in gated.gate_predictor.state_dict()}
+    assert predictor_keys and gated_keys - dense_keys == predictor_keys
+    assert dense_keys - gated_keys == set()
+    result = gated.load_state_dict(dense.state_dict(), strict=False)
+    assert set(result.missing_keys) == predictor_keys
+    assert result.unexpected_keys == []
+    for k, v in dense.state_dict().items():
+        assert torch.equal(gated.state_dict()[k], v), k
+
+
+def _att_inputs(model, batch, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    tl = model.token_list
+    words = torch.randint(11, len(tl) - 3, (batch, 6), generator=g)
+    prefix = context_ids(model, [("deu", "asr"), ("fra", "st_eng"), ("ita", "asr"), ("eng", "asr")][:batch])
+    notime = torch.full((batch, 1), tl.index("<notimestamps>"))
+    text = torch.cat([prefix, notime, words], 1)
+    lengths = torch.full((batch,), text.size(1))
+    na = torch.full((batch, 1), tl.index("<na>"))
+    return dict(
+        text=text,
+        text_lengths=lengths,
+        text_prev=na,
+        text_prev_lengths=torch.ones(batch, dtype=torch.long),
+        text_ctc=words,
+        text_ctc_lengths=torch.full((batch,), words.size(1)),
+    )
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_all_gates_open_equals_dense(dense_and_gated, training):
+    dense, gated = dense_and_gated
+    dense.train(training)
+    gated.train(training)
+    speech, lengths = speech_batch([16000, 16000, 11000])
+    ctx = context_ids(gated, [("deu", "asr"), ("fra", "st_eng"), ("ita", "asr")])
+    all_open = (torch.ones(3, 4), torch.ones(3, 3))
+    with torch.no_grad(), gated.forced_gates(*all_open):
+        enc_d, lens_d = dense.encode(speech, lengths)
+        enc_g, lens_g = gated.encode(speech, lengths, context=ctx)
+        assert torch.equal(lens_d, lens_g)
+        assert torch.allclose(enc_d, enc_g, atol=1e-5)
+        inputs = _att_inputs(gated, 3)
+        ys_in = torch.cat([torch.full((3, 1), gated.sos), inputs["text"]], 1)
+        ys_lens = inputs["text_lengths"] + 1
+        logits_d, _ = dense.decoder(enc_d, lens_d, ys_in, ys_lens)
+        with gated.decoder.installed_gates(gated.current_gates.dec):
+            logits_g, _ = gated.decoder(enc_g, lens_g, ys_in, ys_lens)
+        assert torch.allclose(logits_d, logits_g, atol=1e-5)
+        loss_d, stats_d, _ = dense(speech, lengths, **inputs)
+        loss_g, stats_g, _ = gated(speech, lengths, **inputs)
+    assert torch.allclose(loss_d, loss_g, atol=1e-5)
+    assert torch.allclose(stats_d["loss_att"], stats_g["loss_att"], atol=1e-5)
+    assert torch.allclose(stats_d["loss_ctc"], stats_g["loss_ctc"], atol=1e-5)
+
+
+def test_predicted_gates_start_open_at_inference(dense_and_gated):
+    _, gated = dense_and_gated
+    speech, lengths = speech_batch([16000, 9000])
+    with torch.no_grad():
+        gated.encode(speech, lengths, context=context_ids(gated, [("deu", "asr"), ("eng", "asr")]))
+    assert gated.current_gates.enc.min() == 1 and gated.current_gates.dec.min() == 1
+
+
+def _count_calls(model):
+    """Forward-hook call counters for every gateable module."""
+    counts, handles = {}, []
+    for side, layers, names in (
+        ("enc", model.encoder.encoders, ENCODER_MODULES),
+        ("dec", model.decoder.decoders, DECODER_MODULES),
+    ):
+        for i, layer in enumerate(layers):
+            for name in names:
+                key = (side, i, name)
+                counts[key] = 0
+
+                def hook(*_, key=key):
+                    counts[key] += 1
+
+                handles.append(getattr(layer, name).register_forward_hook(hook))
+    return counts, handles
+
+
+def _closing_masks():
+    enc = torch.ones(3, 4)
+    enc[0, 1] = 0  # layer 0 attn
+    enc[1, 2] = 0  # layer 1 cgmlp
+    enc[2, 1] = enc[2, 2] = 0  # layer 2: both branches (merge skipped too)
+    enc[2, 3] = 0
+    dec = torch.ones(3, 3)
+    dec[0, 1] = 0  # layer 0 src_attn
+    dec[1, 0] = dec[1, 2] = 0  # layer 1 self_attn, feed_forward
+    dec[2, 1] = 0
+    return enc, dec
+
+
+def test_closed_modules_are_never_executed_in_encoder_and_beam_search(dense_and_gated):
+    _, gated = dense_and_gated
+    enc_mask, dec_mask = _closing_masks()
+    counts, handles = _count_calls(gated)
+    merge_calls = []
+    handles.append(gated.encoder.encoders[2].merge_proj.register_forward_hook(lambda *a: merge_calls.append(1)))
+    speech, lengths = speech_batch([16000])
+    tl = gated.token_list
+    try:
+        with torch.no_grad(), gated.forced_gates(enc_mask, dec_mask):
+            enc, _ = gated.encode(speech, lengths)
+            search = BatchBeamSearch(
+                scorers={"decoder": gated.decoder},
+                weights={"decoder": 1.0},
+                beam_size=3,
+                vocab_size=len(tl),
+                sos=gated.sos,
+                eos=gated.eos,
+                token_list=tl,
+                pre_beam_score_key="full",
+            )
+            search.set_hyp_primer([gated.sos, tl.index("<deu>"), tl.index("<asr>"), tl.index("<notimestamps>")])
+            with gated.decoder.installed_gates(gated.current_gates.dec):
+                hyps = search(enc[0], maxlenratio=-5)
+    finally:
+        for h in handles:
+            h.remove()
+    assert len(hyps) > 0
+    for (side, layer, name), n in counts.items():
+        closed = (enc_mask if side == "enc" else dec_mask)[layer][(ENCODER_MODULES if side == "enc" else DECODER_MODULES).index(name)] == 0
+        if closed:
+            assert n == 0, (side, layer, name)
+        else:
+            assert n > 0, (side, layer, name)
+    assert merge_calls == []  # both branches of encoder layer 2 closed: merge skipped
+
+
+def test_mixed_mask_batch_equals_each_utterance_alone(dense_and_gated):
+    _, gated = dense_and_gated
+    enc_mask, dec_mask = _closing_masks()
+    enc_masks = torch.stack([torch.ones(3, 4), enc_mask, enc_mask.flip(0)])
+    dec_masks = torch.stack([dec_mask, torch.ones(3, 3), dec_mask.flip(0)])
+    speech, lengths = speech_batch([12000, 12000, 12000], seed=3)
+    inputs = _att_inputs(gated, 3, seed=4)
+    ys_in = torch.cat([torch.full((3, 1), gated.sos), inputs["text"]], 1)
+    ys_lens = inputs["text_lengths"] + 1
+    with torch.no_grad():
+        with gated.forced_gates(enc_masks, dec_masks):
+            enc_b, lens_b = gated.encode(speech, lengths)
+        logits_b, _ = gated.decoder(enc_b, lens_b, ys_in, ys_lens, gates=dec_masks)
+        step_b, _ = gated.decoder.forward_one_step(
+            ys_in[:, :5], subsequent_mask(5).unsqueeze(0), enc_b, gates=dec_masks
+        )
+        for i in range(3):
+            with gated.forced_gates(enc_masks[i], dec_masks[i]):
+                enc_i, _ = gated.encode(speech[i : i + 1], lengths[i : i + 1])
+            assert torch.allclose(enc_b[i], enc_i[0], atol=1e-5)
+            logits_i, _ = gated.decoder(enc_i, lens_b[i : i + 1], ys_in[i : i + 1], ys_lens[i : i + 1], gates=dec_masks[i : i + 1])
+            assert torch.allclose(logits_b[i], logits_i[0], atol=1e-5)
+            step_i, _ = gated.decoder.forward_one_step(
+                ys_in[i : i + 1, :5], subsequent_mask(5).unsqueeze(0), enc_i, gates=dec_masks[i : i + 1]
+            )
+            assert torch.allclose(step_b[i], step_i[0], atol=1e-5)
+
+
+def test_inference_skipping_equals_training_gate_multiplication(dense_and_gated):
+    """Skipping a module at inference computes what multiplying it by 0 computes."""
+    _, gated = dense_and_gated
+    enc_mask, dec_mask = _closing_masks()
+    speech, lengths = speech_batch([14000, 14000], seed=5)
+    inputs = _att_inputs(gated, 2, seed=6)
+    outs = {}
+    for training in (False, True):
+        gated.train(training)
+        with torch.no_grad(), gated.forced_gates(enc_mask, dec_mask):
+            enc, lens = gated.encode(speech, lengths)
+            ys_in = torch.cat([torch.full((2, 1), gated.sos), inputs["text"]], 1)
+            logits, _ = gated.decoder(enc, lens, ys_in, inputs["text_lengths"] + 1, gates=gated.current_gates.dec)
+        outs[training] = (enc, logits)
+    gated.eval()
+    assert torch.allclose(outs[False][0], outs[True][0], atol=1e-5)
+    assert torch.allclose(outs[False][1], outs[True][1], atol=1e-4)
+
+
+def test_batch_score_step_by_step_equals_full_forward(dense_and_gated):
+    _, gated = dense_and_gated
+    _, dec_mask = _closing_masks()
+    speech, lengths = speech_batch([15000], seed=7)
+    with torch.no_grad():
+        enc, enc_lens = gated.encode(speech, lengths, context=context_ids(gated, [("deu", "asr")]))
+        prefix = torch.cat([torch.tensor([[gated.sos]]), _att_inputs(gated, 1, seed=8)["text"]], 1)
+        n_hyps = 2
+        xs = enc.expand(n_hyps, -1, -1)
+        ys = prefix.expand(n_hyps, -1)
+        with gated.decoder.installed_gates(dec_mask):
+            states = [None] * n_hyps
+            step_logp = []
+            for t in range(1, ys.size(1) + 1):
+                logp, states = gated.decoder.batch_score(ys[:, :t], states, xs)
+                step_logp.append(logp)
+                assert all(s[0].shape == (t, enc.size(-1)) for s in states)
+            full, _ = gated.decoder(xs, enc_lens.expand(n_hyps), ys, torch.full((n_hyps,), ys.size(1)))
+        full_logp = torch.log_softmax(full, dim=-1)
+    for t, logp in enumerate(step_logp):
+        assert torch.allclose(logp, full_logp[:, t], atol=1e-5), t
+
+
+def _train_batch(model, batch=4, seed=0):
+    speech, lengths = speech_batch([16000] * batch, seed=seed)
+    return dict(speech=speech, speech_lengths=lengths, **_att_inputs(model, batch, seed=seed))
+
+
+def test_training_gives_gate_predictor_gradients(vocab):
+    model = build(vocab["token_list"], model_conf=dict(ctc_weight=0.3, sparsity_conf=dict(encoder_target=0.5, decoder_target=0.5))).train()
+    loss, stats, _ = model(**_train_batch(model))
+    loss.backward()
+    grads = [p.grad for p in model.gate_predictor.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads)
+    assert sum(g.abs().sum() for g in grads) > 0
+    for key in ("loss_sparsity", "sparsity_enc", "sparsity_dec", "keep_enc_attn", "keep_enc_cgmlp", "keep_dec_src_attn"):
+        assert key in stats, key
+    # all backbone parameters get gradients too (gates multiply, nothing is skipped in training)
+    assert all(p.grad is not None for n, p in model.named_parameters() if n.startswith(("encoder.encoders", "decoder.decoders")))
+
+
+def test_training_moves_sparsity_toward_target(vocab):
+    model = build(
+        vocab["token_list"],
+        model_conf=dict(ctc_weight=0.3, sparsity_conf=dict(alpha=20.0, encoder_target=0.5, decoder_target=0.5)),
+    ).train()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    batch = _train_batch(model, seed=1)
+    history = []
+    for _ in range(40):
+        opt.zero_grad()
+        loss, stats, _ = model(**batch)
+        loss.backward()
+        opt.step()
+        history.append(float((stats["sparsity_enc"] + stats["sparsity_dec"]) / 2))
+    start, end = sum(history[:5]) / 5, sum(history[-5:]) / 5
+    assert start < 0.15  # gates start open
+    assert abs(end - 0.5) < abs(start - 0.5) - 0.2, history
