@@ -23,6 +23,7 @@ setup(
         "soundfile",
         "matplotlib",
         "PyYAML",
+        "tensorboard",  # ESPnet's trainer writes TensorBoard logs by default
     ],
     extras_require={"test": ["pytest", "hypothesis"]},
     entry_points={},

@@ -16,9 +16,9 @@ from contextlib import contextmanager
 from typing import List, Optional, Tuple
 
 import torch
-from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
 from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
+from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
 
 from espnet_gated.layout import DECODER_MODULES
 from espnet_gated.rows import add_on_rows, build_plan
@@ -118,7 +118,13 @@ class GatedTransformerDecoder(TransformerDecoder):
                 x = self._layer_inference(layer, x, tgt_mask, hs_pad, memory_mask, None, plan[i])
             elif i + 1 in self.gradient_checkpoint_layers:
                 x = torch.utils.checkpoint.checkpoint(
-                    self._layer_training, layer, x, tgt_mask, hs_pad, memory_mask, gates[:, i],
+                    self._layer_training,
+                    layer,
+                    x,
+                    tgt_mask,
+                    hs_pad,
+                    memory_mask,
+                    gates[:, i],
                     use_reentrant=False,
                 )
             else:
@@ -150,14 +156,12 @@ class GatedTransformerDecoder(TransformerDecoder):
         """One incremental step; closed modules are skipped for the rows that close them."""
         plan = self._plan_for(gates, tgt.size(0))
         if plan is None:
-            return super().forward_one_step(
-                tgt, tgt_mask, memory, memory_mask, cache=cache, return_hs=return_hs
-            )
+            return super().forward_one_step(tgt, tgt_mask, memory, memory_mask, cache=cache, return_hs=return_hs)
         x = self.embed(tgt)
         if cache is None:
             cache = [None] * len(self.decoders)
         new_cache = []
-        for layer, c, layer_plan in zip(self.decoders, cache, plan):
+        for layer, c, layer_plan in zip(self.decoders, cache, plan, strict=False):
             x = self._layer_inference(layer, x, tgt_mask, memory, memory_mask, c, layer_plan)
             new_cache.append(x)
         y = self.after_norm(x[:, -1])
@@ -190,11 +194,7 @@ class GatedTransformerDecoder(TransformerDecoder):
         else:
             out = x
         # self-attention reads the whole prefix, so it gets the full x as an extra row arg
-        out = add_on_rows(
-            out, self_rows, lambda o, full, m: _self_attn(layer, full, m, cached), x, tgt_mask
-        )
-        out = add_on_rows(
-            out, src_rows, lambda o, mem, mm: _src_attn(layer, o, mem, mm), memory, memory_mask
-        )
+        out = add_on_rows(out, self_rows, lambda o, full, m: _self_attn(layer, full, m, cached), x, tgt_mask)
+        out = add_on_rows(out, src_rows, lambda o, mem, mm: _src_attn(layer, o, mem, mm), memory, memory_mask)
         out = add_on_rows(out, ff_rows, lambda o: _feed_forward(layer, o))
         return torch.cat([cache, out], dim=1) if cached else out

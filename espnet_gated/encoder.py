@@ -24,8 +24,6 @@ from typing import Callable, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder
-from espnet2.asr.layers.fastformer import FastSelfAttention
 from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 from espnet.nets.pytorch_backend.transformer.subsampling import (
     Conv1dSubsampling1,
@@ -39,6 +37,8 @@ from espnet.nets.pytorch_backend.transformer.subsampling import (
     TooShortUttError,
     check_short_utt,
 )
+from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder
+from espnet2.asr.layers.fastformer import FastSelfAttention
 
 from espnet_gated.layout import ENCODER_MODULES
 from espnet_gated.rows import ALL, add_on_rows, rows_of, take
@@ -143,9 +143,7 @@ class GatedEBranchformerEncoder(EBranchformerEncoder):
         layer = self.encoders[0]
         return [m for m in ENCODER_MODULES if getattr(layer, m, None) is not None]
 
-    def embed_input(
-        self, xs_pad: torch.Tensor, ilens: torch.Tensor, masks: torch.Tensor = None
-    ):
+    def embed_input(self, xs_pad: torch.Tensor, ilens: torch.Tensor, masks: torch.Tensor = None):
         """Input layer (subsampling + positional encoding) -> (xs, masks).
 
         ``xs`` is a tensor, or a tuple (x, pos_emb) for relative positional encoding;
@@ -262,16 +260,13 @@ class GatedEBranchformerEncoder(EBranchformerEncoder):
             x = add_on_rows(
                 x,
                 ffm_rows,
-                lambda h: layer.ff_scale
-                * layer.dropout(layer.feed_forward_macaron(layer.norm_ff_macaron(h))),
+                lambda h: layer.ff_scale * layer.dropout(layer.feed_forward_macaron(layer.norm_ff_macaron(h))),
             )
         x_in = x
         for (use_attn, use_cgmlp), rows in branch_groups:
             h, m = take(rows, x_in, x.device), take(rows, mask, x.device)
             if use_attn and use_cgmlp:
-                y = _merge(
-                    layer, _attn_branch(layer, h, pos_emb, m), _cgmlp_branch(layer, h, m)
-                )
+                y = _merge(layer, _attn_branch(layer, h, pos_emb, m), _cgmlp_branch(layer, h, m))
             elif use_attn:
                 y = _merge_one_branch(layer, _attn_branch(layer, h, pos_emb, m), 0)
             else:
@@ -281,8 +276,7 @@ class GatedEBranchformerEncoder(EBranchformerEncoder):
             x = add_on_rows(
                 x,
                 ff_rows,
-                lambda h: layer.ff_scale
-                * layer.dropout(layer.feed_forward(layer.norm_ff(h))),
+                lambda h: layer.ff_scale * layer.dropout(layer.feed_forward(layer.norm_ff(h))),
             )
         x = layer.norm_final(x)
         return (x, pos_emb) if pos_emb is not None else x

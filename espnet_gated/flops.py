@@ -24,11 +24,7 @@ def weight_macs(module: Optional[torch.nn.Module]) -> int:
     """MACs per position of all Linear/Conv1d weights inside ``module``."""
     if module is None:
         return 0
-    return sum(
-        m.weight.numel()
-        for m in module.modules()
-        if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d))
-    )
+    return sum(m.weight.numel() for m in module.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d)))
 
 
 def _attn_parts(attn: torch.nn.Module):
@@ -65,7 +61,7 @@ def encoder_macs(encoder, n_frames: float, mask: Optional[torch.Tensor] = None) 
     keep = torch.ones(n_layers, len(ENCODER_MODULES)) if mask is None else (mask > 0.5).float().cpu()
     total = 0.0
     for row in keep.tolist():
-        total += sum(c[m] * k for m, k in zip(ENCODER_MODULES, row))
+        total += sum(c[m] * k for m, k in zip(ENCODER_MODULES, row, strict=False))
         n_branches = row[ENCODER_MODULES.index("attn")] + row[ENCODER_MODULES.index("cgmlp")]
         total += {2: c["merge"], 1: c["merge_half"], 0: 0.0}[int(n_branches)]
     return total
@@ -115,7 +111,7 @@ def decode_macs(
     total = 0.0
     for step in range(1, n_steps + 1):
         c = decoder_layer_costs(decoder, n_frames, step, teacher_forced=False, cache_src_kv=cache_src_kv)
-        total += n_hyps * (sum(c[m] * k for m, k in zip(DECODER_MODULES, per_layer_open)) + out_proj)
+        total += n_hyps * (sum(c[m] * k for m, k in zip(DECODER_MODULES, per_layer_open, strict=False)) + out_proj)
     if cache_src_kv:
         _, _, src_kv = _attn_parts(decoder.decoders[0].src_attn)
         total += per_layer_open[DECODER_MODULES.index("src_attn")] * n_frames * src_kv

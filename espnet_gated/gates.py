@@ -103,9 +103,7 @@ class GatePredictor(torch.nn.Module):
         out = self.mlp[-1]
         torch.nn.init.zeros_(out.weight)
         with torch.no_grad():
-            out.bias.view(n_gates, 2).copy_(
-                torch.tensor([0.0, float(init_keep_bias)]).expand(n_gates, 2)
-            )
+            out.bias.view(n_gates, 2).copy_(torch.tensor([0.0, float(init_keep_bias)]).expand(n_gates, 2))
         self.register_buffer("train_steps", torch.zeros((), dtype=torch.long))
 
     def temperature(self) -> float:
@@ -117,9 +115,7 @@ class GatePredictor(torch.nn.Module):
             return self.tau_start + (self.tau_end - self.tau_start) * frac
         return self.tau_start * math.exp(math.log(self.tau_end / self.tau_start) * frac)
 
-    def check_context(
-        self, context: torch.Tensor, utt_ids: Optional[List[str]] = None
-    ) -> None:
+    def check_context(self, context: torch.Tensor, utt_ids: Optional[List[str]] = None) -> None:
         """Raise a clear error if a prefix token is not a language/task token."""
         rows = self.context_index[context]
         bad = (rows == 0).any(dim=1).nonzero().flatten().tolist()
@@ -127,14 +123,9 @@ class GatePredictor(torch.nn.Module):
             b = bad[0]
             toks = [self.token_list[int(i)] for i in context[b]]
             who = f"utterance '{utt_ids[b]}'" if utt_ids else f"batch row {b}"
-            raise ValueError(
-                f"{who}: text must start with <lang><task> tokens of the token list, "
-                f"got {toks}"
-            )
+            raise ValueError(f"{who}: text must start with <lang><task> tokens of the token list, got {toks}")
 
-    def forward(
-        self, pooled: Optional[torch.Tensor], context: Optional[torch.Tensor]
-    ) -> torch.Tensor:
+    def forward(self, pooled: Optional[torch.Tensor], context: Optional[torch.Tensor]) -> torch.Tensor:
         """pooled: (B, D) or None; context: (B, 2) token ids of <lang>, <task>.
 
         Returns logits (B, n_gates, 2): [..., 0] = skip, [..., 1] = keep.
@@ -146,9 +137,7 @@ class GatePredictor(torch.nn.Module):
             feats.append(self.audio_norm(pooled.detach() if self.detach_audio else pooled))
         if self.use_context:
             if context is None:
-                raise ValueError(
-                    "the gate predictor needs the <lang><task> context of each utterance"
-                )
+                raise ValueError("the gate predictor needs the <lang><task> context of each utterance")
             rows = self.context_index[context]
             feats += [self.lang_embed(rows[:, 0]), self.task_embed(rows[:, 1])]
         x = torch.cat(feats, dim=-1)

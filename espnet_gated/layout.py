@@ -32,8 +32,7 @@ def _check_names(side: str, names: Sequence[str], present: Sequence[str]) -> Non
     for name in names:
         if name not in MODULES[side]:
             raise ValueError(
-                f"unknown {side} module '{name}' in gate_conf; "
-                f"gateable {side} modules are {list(MODULES[side])}"
+                f"unknown {side} module '{name}' in gate_conf; gateable {side} modules are {list(MODULES[side])}"
             )
         if name not in present:
             raise ValueError(
@@ -93,19 +92,12 @@ class GateLayout:
         # flat index of each slot inside the dense (n_layers * n_types) tensor of its side
         self._dense_index = {
             side: torch.tensor(
-                [
-                    s.layer * len(MODULES[side]) + MODULES[side].index(s.module)
-                    for s in self.slots
-                    if s.side == side
-                ],
+                [s.layer * len(MODULES[side]) + MODULES[side].index(s.module) for s in self.slots if s.side == side],
                 dtype=torch.long,
             )
             for side in ("enc", "dec")
         }
-        self._slot_range = {
-            side: [i for i, s in enumerate(self.slots) if s.side == side]
-            for side in ("enc", "dec")
-        }
+        self._slot_range = {side: [i for i, s in enumerate(self.slots) if s.side == side] for side in ("enc", "dec")}
 
     def __len__(self) -> int:
         return len(self.slots)
@@ -120,9 +112,7 @@ class GateLayout:
         dense = gates.new_ones(gates.size(0), self.n_layers[side] * n_types)
         idx = self._slot_range[side]
         if idx:
-            dense = dense.index_copy(
-                1, self._dense_index[side].to(gates.device), gates[:, idx]
-            )
+            dense = dense.index_copy(1, self._dense_index[side].to(gates.device), gates[:, idx])
         return dense.view(gates.size(0), self.n_layers[side], n_types)
 
     def from_dense(self, enc: torch.Tensor, dec: torch.Tensor) -> torch.Tensor:

@@ -55,7 +55,9 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
     def __init__(self, *args, gate_conf: Optional[Dict] = None, sparsity_conf: Optional[Dict] = None, **kwargs):
         super().__init__(*args, **kwargs)
         if not isinstance(self.encoder, GatedEBranchformerEncoder):
-            raise ValueError(f"model gated_espnet needs encoder: gated_e_branchformer, got {type(self.encoder).__name__}")
+            raise ValueError(
+                f"model gated_espnet needs encoder: gated_e_branchformer, got {type(self.encoder).__name__}"
+            )
         if not isinstance(self.decoder, GatedTransformerDecoder):
             raise ValueError(f"model gated_espnet needs decoder: gated_transformer, got {type(self.decoder).__name__}")
         gate_conf = dict(gate_conf or {})
@@ -200,7 +202,15 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
         context = self.context_from_text(text, text_lengths, kwargs.get("utt_id"))
         with self.using_context(context):
             loss, stats, weight = super().forward(
-                speech, speech_lengths, text, text_lengths, text_prev, text_prev_lengths, text_ctc, text_ctc_lengths, **kwargs
+                speech,
+                speech_lengths,
+                text,
+                text_lengths,
+                text_prev,
+                text_prev_lengths,
+                text_ctc,
+                text_ctc_lengths,
+                **kwargs,
             )
         gates = self.current_gates
         if gates.slots is None:  # forced gates: nothing to regularise

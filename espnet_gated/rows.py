@@ -28,10 +28,7 @@ def rows_of(column: torch.Tensor) -> Rows:
 def build_plan(mask: torch.Tensor) -> List[List[Rows]]:
     """mask: (B, n_layers, n_types) in {0, 1} -> plan[layer][type] of selections."""
     keep = (mask > 0.5).cpu()
-    return [
-        [rows_of(keep[:, layer, t]) for t in range(keep.size(2))]
-        for layer in range(keep.size(1))
-    ]
+    return [[rows_of(keep[:, layer, t]) for t in range(keep.size(2))] for layer in range(keep.size(1))]
 
 
 def take(rows: Rows, tensor: Optional[torch.Tensor], device: torch.device):
@@ -41,9 +38,7 @@ def take(rows: Rows, tensor: Optional[torch.Tensor], device: torch.device):
     return tensor.index_select(0, rows.to(device))
 
 
-def add_on_rows(
-    x: torch.Tensor, rows: Rows, fn: Callable[..., torch.Tensor], *args
-) -> torch.Tensor:
+def add_on_rows(x: torch.Tensor, rows: Rows, fn: Callable[..., torch.Tensor], *args) -> torch.Tensor:
     """x + fn(*args) on the selected rows; other rows are returned unchanged.
 
     ``args`` are batch-first tensors (or None) sliced to the same rows as ``x``.

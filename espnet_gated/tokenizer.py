@@ -24,10 +24,7 @@ TAIL_SYMBOLS = ("<sos>", "<eos>", "<sop>")
 def prefix_symbols(langs: Iterable[str], tasks: Iterable[str]) -> List[str]:
     """User-defined symbols for the given ISO-639-3 languages and task names."""
     return (
-        ["<na>"]
-        + [f"<{lang}>" for lang in langs]
-        + [f"<{task}>" for task in tasks]
-        + ["<notimestamps>", *TIME_SYMBOLS]
+        ["<na>"] + [f"<{lang}>" for lang in langs] + [f"<{task}>" for task in tasks] + ["<notimestamps>", *TIME_SYMBOLS]
     )
 
 

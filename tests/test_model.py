@@ -3,12 +3,12 @@
 import pytest
 import torch
 from conftest import build, context_ids, speech_batch
+from espnet.nets.batch_beam_search import BatchBeamSearch
+from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
 from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
 from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder
 from espnet2.s2t.espnet_model import ESPnetS2TModel
 from espnet2.tasks import s2t as espnet_s2t
-from espnet.nets.batch_beam_search import BatchBeamSearch
-from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
 
 from espnet_gated.decoder import GatedTransformerDecoder
 from espnet_gated.encoder import GatedEBranchformerEncoder
@@ -165,7 +165,9 @@ def test_closed_modules_are_never_executed_in_encoder_and_beam_search(dense_and_
             h.remove()
     assert len(hyps) > 0
     for (side, layer, name), n in counts.items():
-        closed = (enc_mask if side == "enc" else dec_mask)[layer][(ENCODER_MODULES if side == "enc" else DECODER_MODULES).index(name)] == 0
+        closed = (enc_mask if side == "enc" else dec_mask)[layer][
+            (ENCODER_MODULES if side == "enc" else DECODER_MODULES).index(name)
+        ] == 0
         if closed:
             assert n == 0, (side, layer, name)
         else:
@@ -193,7 +195,9 @@ def test_mixed_mask_batch_equals_each_utterance_alone(dense_and_gated):
             with gated.forced_gates(enc_masks[i], dec_masks[i]):
                 enc_i, _ = gated.encode(speech[i : i + 1], lengths[i : i + 1])
             assert torch.allclose(enc_b[i], enc_i[0], atol=1e-5)
-            logits_i, _ = gated.decoder(enc_i, lens_b[i : i + 1], ys_in[i : i + 1], ys_lens[i : i + 1], gates=dec_masks[i : i + 1])
+            logits_i, _ = gated.decoder(
+                enc_i, lens_b[i : i + 1], ys_in[i : i + 1], ys_lens[i : i + 1], gates=dec_masks[i : i + 1]
+            )
             assert torch.allclose(logits_b[i], logits_i[0], atol=1e-5)
             step_i, _ = gated.decoder.forward_one_step(
                 ys_in[i : i + 1, :5], subsequent_mask(5).unsqueeze(0), enc_i, gates=dec_masks[i : i + 1]
@@ -249,16 +253,29 @@ def _train_batch(model, batch=4, seed=0):
 
 
 def test_training_gives_gate_predictor_gradients(vocab):
-    model = build(vocab["token_list"], model_conf=dict(ctc_weight=0.3, sparsity_conf=dict(encoder_target=0.5, decoder_target=0.5))).train()
+    model = build(
+        vocab["token_list"], model_conf=dict(ctc_weight=0.3, sparsity_conf=dict(encoder_target=0.5, decoder_target=0.5))
+    ).train()
     loss, stats, _ = model(**_train_batch(model))
     loss.backward()
     grads = [p.grad for p in model.gate_predictor.parameters() if p.requires_grad]
     assert all(g is not None for g in grads)
     assert sum(g.abs().sum() for g in grads) > 0
-    for key in ("loss_sparsity", "sparsity_enc", "sparsity_dec", "keep_enc_attn", "keep_enc_cgmlp", "keep_dec_src_attn"):
+    for key in (
+        "loss_sparsity",
+        "sparsity_enc",
+        "sparsity_dec",
+        "keep_enc_attn",
+        "keep_enc_cgmlp",
+        "keep_dec_src_attn",
+    ):
         assert key in stats, key
     # all backbone parameters get gradients too (gates multiply, nothing is skipped in training)
-    assert all(p.grad is not None for n, p in model.named_parameters() if n.startswith(("encoder.encoders", "decoder.decoders")))
+    assert all(
+        p.grad is not None
+        for n, p in model.named_parameters()
+        if n.startswith(("encoder.encoders", "decoder.decoders"))
+    )
 
 
 def test_training_moves_sparsity_toward_target(vocab):

@@ -16,13 +16,13 @@ import inspect
 import logging
 import sys
 
+from espnet.nets.beam_search import Hypothesis
+from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError
+from espnet.utils.cli_utils import get_commandline_args
 from espnet2.bin.s2t_inference import Speech2Text
 from espnet2.bin.s2t_inference import get_parser as espnet_get_parser
 from espnet2.fileio.datadir_writer import DatadirWriter
 from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
-from espnet.nets.beam_search import Hypothesis
-from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError
-from espnet.utils.cli_utils import get_commandline_args
 
 from espnet_gated.inference import GatedSpeech2Text, Progress
 from espnet_gated.layout import format_mask
