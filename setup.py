@@ -21,6 +21,7 @@ setup(
         "sacrebleu>=2",
         "jiwer>=4",
         "soundfile",
+        "soxr",  # resampling (also a librosa dependency of espnet)
         "matplotlib",
         "PyYAML",
         "tensorboard",  # ESPnet's trainer writes TensorBoard logs by default

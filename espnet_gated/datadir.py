@@ -75,11 +75,14 @@ def _clean(text: str) -> str:
     return " ".join(text.split())
 
 
-def write_data_dir(out_dir: PathLike, utterances: Iterable[Utterance]) -> int:
+def write_data_dir(
+    out_dir: PathLike, utterances: Iterable[Utterance], extra_files: Optional[Dict[str, Dict[str, str]]] = None
+) -> int:
     """Validate every utterance, then write the directory atomically.
 
     The files are written into a temporary directory next to ``out_dir`` which then
     replaces it, so on any error nothing is written and an old directory survives.
+    ``extra_files`` adds per-utterance files such as ``{"utt2num_samples": {utt: "16000"}}``.
     Returns the number of utterances.
     """
     utts = sorted(utterances, key=lambda u: u.utt_id)
@@ -119,6 +122,10 @@ def write_data_dir(out_dir: PathLike, utterances: Iterable[Utterance]) -> int:
         for u in utts:
             spk2utt.setdefault(u.speaker, []).append(u.utt_id)
         lines["spk2utt"] = [f"{spk} {' '.join(ids)}" for spk, ids in sorted(spk2utt.items())]
+        for name, values in (extra_files or {}).items():
+            if set(values) != seen:
+                raise ValueError(f"{out_dir}: {name} must have one entry per utterance")
+            lines[name] = [f"{utt} {values[utt]}" for utt in sorted(values)]
         for name, content in lines.items():
             (tmp / name).write_text("".join(line + "\n" for line in content), encoding="utf-8")
         if out_dir.exists():

@@ -12,6 +12,7 @@ The per-hypothesis state keeps ESPnet's contract: one (L-1, D) tensor per layer 
 that layer's outputs for the previous positions.
 """
 
+import math
 from contextlib import contextmanager
 from typing import List, Optional, Tuple
 
@@ -45,6 +46,49 @@ def _feed_forward(layer, x):
     return layer.dropout(layer.feed_forward(layer.norm3(x)))
 
 
+def _src_attn_cached(layer, x, key_value, memory_mask):
+    """Cross-attention with precomputed keys/values (1 or B, heads, T, d_k): the same
+    computation as ``MultiHeadedAttention.forward`` minus the K/V projections."""
+    attn = layer.src_attn
+    n = x.size(0)
+    q = attn.linear_q(layer.norm2(x)).view(n, -1, attn.h, attn.d_k).transpose(1, 2)
+    q = attn.q_norm(q)
+    k, v = (t.expand(n, -1, -1, -1) for t in key_value)
+    scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(attn.d_k)
+    return layer.dropout(attn.forward_attention(v, scores, memory_mask))
+
+
+class MemoryKeysValues:
+    """Cross-attention keys/values of one encoder output, computed once per layer on
+    first use (a layer whose ``src_attn`` is closed never computes them).
+
+    ESPnet's decoder projects all encoder frames at every step and for every hypothesis;
+    these depend only on the encoder output, so one projection per utterance suffices.
+    """
+
+    def __init__(self, memory: torch.Tensor):
+        self.memory = memory  # (1 or B, T, D)
+        self._kv = {}
+
+    def matches(self, memory: torch.Tensor) -> bool:
+        """True if ``memory`` is this encoder output (possibly expanded over hypotheses)."""
+        m = self.memory
+        return (
+            memory.data_ptr() == m.data_ptr()
+            and memory.shape[1:] == m.shape[1:]
+            and (memory.size(0) == m.size(0) or (m.size(0) == 1 and memory.stride(0) == 0))
+        )
+
+    def get(self, index: int, layer) -> Tuple[torch.Tensor, torch.Tensor]:
+        if index not in self._kv:
+            attn = layer.src_attn
+            b = self.memory.size(0)
+            k = attn.linear_k(self.memory).view(b, -1, attn.h, attn.d_k).transpose(1, 2)
+            v = attn.linear_v(self.memory).view(b, -1, attn.h, attn.d_k).transpose(1, 2)
+            self._kv[index] = (attn.k_norm(k), v)
+        return self._kv[index]
+
+
 class GatedTransformerDecoder(TransformerDecoder):
     """ESPnet's Transformer decoder with per-utterance module gates (``gated_transformer``)."""
 
@@ -58,6 +102,7 @@ class GatedTransformerDecoder(TransformerDecoder):
             )
         self._installed = None  # gates installed by installed_gates()
         self._installed_plan = None  # their inference plan, built on first use
+        self._memory_kv: Optional[MemoryKeysValues] = None  # set by init_state()
 
     def present_modules(self) -> List[str]:
         return list(DECODER_MODULES)
@@ -91,6 +136,13 @@ class GatedTransformerDecoder(TransformerDecoder):
         if self._installed_plan is None:
             self._installed_plan = build_plan(self._installed)
         return self._installed_plan
+
+    def init_state(self, x: torch.Tensor):
+        """ESPnet's beam search calls this once per utterance with its encoder output
+        (T, D): the cross-attention keys/values of that output are cached for the search.
+        The per-hypothesis state itself is ESPnet's (None at the start)."""
+        self._memory_kv = MemoryKeysValues(x.unsqueeze(0))
+        return None
 
     def forward(
         self,
@@ -157,12 +209,14 @@ class GatedTransformerDecoder(TransformerDecoder):
         plan = self._plan_for(gates, tgt.size(0))
         if plan is None:
             return super().forward_one_step(tgt, tgt_mask, memory, memory_mask, cache=cache, return_hs=return_hs)
+        memory_kv = self._memory_kv if self._memory_kv is not None and self._memory_kv.matches(memory) else None
         x = self.embed(tgt)
         if cache is None:
             cache = [None] * len(self.decoders)
         new_cache = []
-        for layer, c, layer_plan in zip(self.decoders, cache, plan, strict=False):
-            x = self._layer_inference(layer, x, tgt_mask, memory, memory_mask, c, layer_plan)
+        for i, (layer, c, layer_plan) in enumerate(zip(self.decoders, cache, plan, strict=True)):
+            kv = None if memory_kv is None or layer_plan[SRC] is None else memory_kv.get(i, layer)
+            x = self._layer_inference(layer, x, tgt_mask, memory, memory_mask, c, layer_plan, kv)
             new_cache.append(x)
         y = self.after_norm(x[:, -1])
         hidden = y
@@ -181,9 +235,10 @@ class GatedTransformerDecoder(TransformerDecoder):
         return x + g[FF] * _feed_forward(layer, x)
 
     @staticmethod
-    def _layer_inference(layer, x, tgt_mask, memory, memory_mask, cache, plan):
+    def _layer_inference(layer, x, tgt_mask, memory, memory_mask, cache, plan, memory_kv=None):
         """Closed modules are not computed. With ``cache`` (B, L-1, D) only the last
-        position is computed and appended, as in ESPnet's ``DecoderLayer``."""
+        position is computed and appended, as in ESPnet's ``DecoderLayer``; with
+        ``memory_kv`` cross-attention uses those precomputed keys/values."""
         self_rows, src_rows, ff_rows = plan
         cached = cache is not None
         if cached:
@@ -195,6 +250,9 @@ class GatedTransformerDecoder(TransformerDecoder):
             out = x
         # self-attention reads the whole prefix, so it gets the full x as an extra row arg
         out = add_on_rows(out, self_rows, lambda o, full, m: _self_attn(layer, full, m, cached), x, tgt_mask)
-        out = add_on_rows(out, src_rows, lambda o, mem, mm: _src_attn(layer, o, mem, mm), memory, memory_mask)
+        if memory_kv is None:
+            out = add_on_rows(out, src_rows, lambda o, mem, mm: _src_attn(layer, o, mem, mm), memory, memory_mask)
+        else:
+            out = add_on_rows(out, src_rows, lambda o, mm: _src_attn_cached(layer, o, memory_kv, mm), memory_mask)
         out = add_on_rows(out, ff_rows, lambda o: _feed_forward(layer, o))
         return torch.cat([cache, out], dim=1) if cached else out

@@ -1,10 +1,12 @@
-"""Small helpers shared by the recipe tools: atomic writes and Kaldi-style text files."""
+"""Small helpers shared by the recipe tools: atomic writes, Kaldi-style text files, progress."""
 
+import logging
 import os
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, Union
+from typing import Dict, Iterator, Optional, Union
 
 PathLike = Union[str, Path]
 
@@ -47,3 +49,25 @@ def read_kaldi_map(path: PathLike) -> Dict[str, str]:
                 raise ValueError(f"{path}:{lineno}: duplicate key '{key}'")
             out[key] = value
     return out
+
+
+class Progress:
+    """Log lines with count, rate and ETA, at most every ``every_s`` seconds."""
+
+    def __init__(self, total: Optional[int], what: str = "utts", every_s: float = 10.0):
+        self.total, self.what, self.every_s = total, what, every_s
+        self.start = self.last = time.time()
+        self.done = 0
+
+    def update(self, n: int = 1, force: bool = False) -> None:
+        self.done += n
+        now = time.time()
+        if not force and now - self.last < self.every_s:
+            return
+        self.last = now
+        rate = self.done / max(now - self.start, 1e-9)
+        if self.total:
+            eta = (self.total - self.done) / max(rate, 1e-9)
+            logging.info(f"{self.done}/{self.total} {self.what} ({rate:.2f} {self.what}/s, ETA {eta:.0f} s)")
+        else:
+            logging.info(f"{self.done} {self.what} ({rate:.2f} {self.what}/s)")

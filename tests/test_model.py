@@ -105,7 +105,9 @@ def test_predicted_gates_start_open_at_inference(dense_and_gated):
 
 
 def _count_calls(model):
-    """Forward-hook call counters for every gateable module."""
+    """Forward-hook call counters for every gateable module: a module counts as executed
+    when it or any of its submodules runs (the decoder's cached cross-attention calls the
+    projections of ``src_attn`` directly)."""
     counts, handles = {}, []
     for side, layers, names in (
         ("enc", model.encoder.encoders, ENCODER_MODULES),
@@ -119,7 +121,9 @@ def _count_calls(model):
                 def hook(*_, key=key):
                     counts[key] += 1
 
-                handles.append(getattr(layer, name).register_forward_hook(hook))
+                # only submodules with their own weights: ESPnet shares activation modules across layers
+                owned = [m for m in getattr(layer, name).modules() if list(m.parameters(recurse=False))]
+                handles += [m.register_forward_hook(hook) for m in owned]
     return counts, handles
 
 
@@ -295,3 +299,39 @@ def test_training_moves_sparsity_toward_target(vocab):
     start, end = sum(history[:5]) / 5, sum(history[-5:]) / 5
     assert start < 0.15  # gates start open
     assert abs(end - 0.5) < abs(start - 0.5) - 0.2, history
+
+
+def _beam_search(model, enc, beam=4):
+    tl = model.token_list
+    search = BatchBeamSearch(
+        scorers={"decoder": model.decoder},
+        weights={"decoder": 1.0},
+        beam_size=beam,
+        vocab_size=len(tl),
+        sos=model.sos,
+        eos=model.eos,
+        token_list=tl,
+        pre_beam_score_key="full",
+    )
+    search.set_hyp_primer([model.sos, tl.index("<deu>"), tl.index("<asr>"), tl.index("<notimestamps>")])
+    return search(enc, maxlenratio=-6)
+
+
+def test_cached_cross_attention_gives_espnets_hypotheses(dense_and_gated):
+    dense, gated = dense_and_gated
+    speech, lengths = speech_batch([20000], seed=11)
+    kv_calls = []
+    hook = gated.decoder.decoders[0].src_attn.linear_k.register_forward_hook(
+        lambda m, i, o: kv_calls.append(i[0].shape)
+    )
+    try:
+        with torch.no_grad():
+            enc, _ = dense.encode(speech, lengths)
+            expected = _beam_search(dense, enc[0])
+            with gated.decoder.installed_gates(torch.ones(3, 3)):
+                got = _beam_search(gated, enc[0])
+    finally:
+        hook.remove()
+    assert [h.yseq.tolist() for h in got] == [h.yseq.tolist() for h in expected]
+    assert torch.allclose(torch.tensor([h.score for h in got]), torch.tensor([h.score for h in expected]), atol=1e-4)
+    assert kv_calls == [torch.Size([1, enc.size(1), enc.size(2)])]  # keys projected once, not per step and beam

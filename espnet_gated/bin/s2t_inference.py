@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Decode with a gated S2T model; same options as ``espnet2.bin.s2t_inference``.
 
-Writes ESPnet's ``<output_dir>/<n>best_recog/{text,token,token_int,score,text_nospecial}``
-and, per utterance, the gate mask it used in ``<output_dir>/1best_recog/gates``
-(``<utt> enc=1111.1011... dec=111.101...``, see ``espnet_gated.layout.format_mask``).
+Writes ESPnet's ``<output_dir>/<n>best_recog/{text,token,token_int,score,text_nospecial}``,
+per utterance the gate mask it used in ``<output_dir>/1best_recog/gates``
+(``<utt> enc=1111.1011... dec=111.101...``, see ``espnet_gated.layout.format_mask``), and
+``<output_dir>/timing.json`` (utterances, wall, encoder and beam-search seconds).
+For whole test sets split over parallel jobs, use ``espnet_gated.bin.decode``.
 
 Usage:
     python -m espnet_gated.bin.s2t_inference \
@@ -13,8 +15,12 @@ Usage:
 """
 
 import inspect
+import json
 import logging
 import sys
+import time
+from pathlib import Path
+from typing import Dict, Optional
 
 from espnet.nets.beam_search import Hypothesis
 from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError
@@ -24,12 +30,13 @@ from espnet2.bin.s2t_inference import get_parser as espnet_get_parser
 from espnet2.fileio.datadir_writer import DatadirWriter
 from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 
-from espnet_gated.inference import GatedSpeech2Text, Progress
+from espnet_gated.inference import GATE_MODES, GatedSpeech2Text
 from espnet_gated.layout import format_mask
 from espnet_gated.tasks import GatedS2TTask
+from espnet_gated.utils import Progress, atomic_write
 
 #: Speech2Text's constructor arguments, taken from the parsed options by name
-SPEECH2TEXT_ARGS = set(inspect.signature(Speech2Text.__init__).parameters) - {"self"}
+SPEECH2TEXT_ARGS = set(inspect.signature(Speech2Text.__init__).parameters) - {"self"} | {"gate_mode"}
 
 
 def _count_keys(path: str) -> int:
@@ -37,51 +44,71 @@ def _count_keys(path: str) -> int:
         return sum(1 for line in f if line.strip())
 
 
-def inference(args) -> None:
+def check_supported(args) -> None:
     if args.batch_size > 1:
         raise NotImplementedError("batch decoding: use --batch_size 1")
     if args.ngpu > 1:
         raise NotImplementedError("only single-GPU decoding is supported; split the data with --nj")
-    if args.word_lm_train_config is not None:
+    if getattr(args, "word_lm_train_config", None) is not None:
         raise NotImplementedError("word LM is not implemented")
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
-    )
-    set_all_random_seed(args.seed)
-    # '<' and '>' are awkward on a command line: accept deu as well as <deu>
-    lang_sym = f"<{args.lang_sym.strip('<>')}>"
-    task_sym = f"<{args.task_sym.strip('<>')}>"
-    kwargs = {k: v for k, v in vars(args).items() if k in SPEECH2TEXT_ARGS}
-    kwargs.update(device="cuda" if args.ngpu >= 1 else "cpu", lang_sym=lang_sym, task_sym=task_sym)
-    speech2text = GatedSpeech2Text(**kwargs)
 
+
+def build_speech2text(options: dict, lang_sym: str, task_sym: str) -> GatedSpeech2Text:
+    """GatedSpeech2Text from ESPnet-style decoding options (unknown keys are ignored)."""
+    kwargs = {k: v for k, v in options.items() if k in SPEECH2TEXT_ARGS}
+    # '<' and '>' are awkward on a command line: accept deu as well as <deu>
+    kwargs.update(
+        device="cuda" if options.get("ngpu", 0) >= 1 else "cpu",
+        lang_sym=f"<{lang_sym.strip('<>')}>",
+        task_sym=f"<{task_sym.strip('<>')}>",
+    )
+    return GatedSpeech2Text(**kwargs)
+
+
+def decode_to_dir(
+    speech2text: GatedSpeech2Text,
+    wav_scp: str,
+    output_dir: str,
+    key_file: Optional[str] = None,
+    nbest: int = 1,
+    dtype: str = "float32",
+    num_workers: int = 0,
+) -> Dict[str, float]:
+    """Decode the utterances of ``wav_scp`` (those in ``key_file`` if given) into
+    ESPnet's ``<output_dir>/<n>best_recog/`` files plus our ``gates``; returns timing."""
     loader = GatedS2TTask.build_streaming_iterator(
-        args.data_path_and_name_and_type,
-        dtype=args.dtype,
+        [(wav_scp, "speech", "sound")],
+        dtype=dtype,
         batch_size=1,
-        key_file=args.key_file,
-        num_workers=args.num_workers,
+        key_file=key_file,
+        num_workers=num_workers,
         preprocess_fn=GatedS2TTask.build_preprocess_fn(speech2text.s2t_train_args, False),
         collate_fn=GatedS2TTask.build_collate_fn(speech2text.s2t_train_args, False),
-        allow_variable_data_keys=args.allow_variable_data_keys,
         inference=True,
     )
-    progress = Progress(_count_keys(args.key_file or args.data_path_and_name_and_type[0][0]))
-    with DatadirWriter(args.output_dir) as writer:
+    timing = {"n_utts": 0, "wall_s": 0.0, "encoder_s": 0.0, "decoder_s": 0.0}
+    progress = Progress(_count_keys(key_file or wav_scp))
+    with DatadirWriter(output_dir) as writer:
         for keys, batch in loader:
             key = keys[0]
             batch = {k: v[0] for k, v in batch.items() if not k.endswith("_lengths")}
+            start = time.perf_counter()
             try:
                 results = speech2text(**batch)
                 mask = speech2text.last_mask
             except TooShortUttError as e:
                 logging.warning(f"Utterance {key} {e}")
                 hyp = Hypothesis(score=0.0, scores={}, states={}, yseq=[])
-                results, mask = [[" ", ["<space>"], [2], " ", hyp]] * args.nbest, None
+                results, mask = [[" ", ["<space>"], [2], " ", hyp]] * nbest, None
+            timing["wall_s"] += time.perf_counter() - start
+            timing["n_utts"] += 1
+            if mask is not None:
+                timing["encoder_s"] += speech2text.last_timing["encoder_s"]
+                timing["decoder_s"] += speech2text.last_timing["decoder_s"]
+                writer["1best_recog"]["gates"][key] = format_mask(*mask)
             if isinstance(results, tuple):  # intermediate CTC outputs are not written
                 results = results[0]
-            for n, (text, token, token_int, text_nospecial, hyp) in enumerate(results[: args.nbest], 1):
+            for n, (text, token, token_int, text_nospecial, hyp) in enumerate(results[:nbest], 1):
                 best = writer[f"{n}best_recog"]
                 best["token"][key] = " ".join(token)
                 best["token_int"][key] = " ".join(map(str, token_int))
@@ -90,15 +117,37 @@ def inference(args) -> None:
                     best["text"][key] = text
                 if text_nospecial is not None:
                     best["text_nospecial"][key] = text_nospecial
-            if mask is not None:
-                writer["1best_recog"]["gates"][key] = format_mask(*mask)
             progress.update()
     progress.update(0, force=True)
+    return timing
+
+
+def inference(args) -> None:
+    check_supported(args)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
+    )
+    set_all_random_seed(args.seed)
+    if len(args.data_path_and_name_and_type) != 1 or args.data_path_and_name_and_type[0][1] != "speech":
+        raise ValueError("give exactly one --data_path_and_name_and_type <wav.scp>,speech,sound")
+    speech2text = build_speech2text(vars(args), args.lang_sym, args.task_sym)
+    wav_scp = args.data_path_and_name_and_type[0][0]
+    timing = decode_to_dir(
+        speech2text, wav_scp, args.output_dir, args.key_file, args.nbest, args.dtype, args.num_workers
+    )
+    atomic_write(Path(args.output_dir) / "timing.json", json.dumps(timing, indent=2))
 
 
 def get_parser():
     parser = espnet_get_parser()
     parser.description = "Gated S2T decoding (espnet_gated)"
+    parser.add_argument(
+        "--gate_mode",
+        choices=GATE_MODES,
+        default="predicted",
+        help="predicted: the gate predictor's masks; all_open: keep every module (dense reference)",
+    )
     return parser
 
 

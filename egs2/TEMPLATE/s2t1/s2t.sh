@@ -1,0 +1,278 @@
+#!/usr/bin/env bash
+# The shared stage engine of espnet-gated recipes (ESPnet's s2t.sh vocabulary, no Kaldi tools).
+#
+# A recipe is a directory with local/data.sh and conf/; its run.sh calls this script from
+# that directory. Every stage leaves a marker recording its options; re-running skips a
+# finished stage whose options are unchanged and redoes a stage that was interrupted.
+set -euo pipefail
+
+engine_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo_root=$(cd "${engine_dir}/../../.." && pwd)
+
+# ---------------------------------------------------------------- options (--name value)
+stage=1                 # first stage to run
+stop_stage=13           # last stage to run (14 = sparsity sweep)
+nj=2                    # parallel jobs for data preparation, formatting and decoding
+ngpu=0                  # GPUs for training (and decoding if > 0)
+num_nodes=1             # nodes for multi-node training (ESPnet's launcher; see README)
+python=""               # python interpreter (default: <repo>/.venv/bin/python, else python3)
+langs=""                # restrict to these languages, e.g. deu,fra (default: all in the data)
+tasks=""                # restrict to these tasks, e.g. asr,st_eng (default: all)
+local_data_opts=""      # options passed to local/data.sh
+train_set=train         # training data dir under data/
+valid_set=dev           # validation data dir under data/
+test_sets=""            # test data dirs under data/ (default: every data/test*)
+min_sec=0.3             # stage 4: shortest training utterance
+max_sec=30              # stage 4: longest training utterance
+on_bad_audio=error      # stage 3: error or skip (skipped ones are listed in bad_audio.txt)
+nbpe=300                # stage 5: sentencepiece vocabulary size
+bpemode=unigram         # stage 5: unigram or bpe
+extra_langs=""          # stage 5: language tokens to reserve for later fine-tuning
+token_list_dir=""       # stage 5: use this existing bpe.model + tokens.txt (e.g. OWSM's) instead
+train_config=conf/train.yaml    # stage 11: ESPnet training config
+train_args=""           # stage 11: extra options for espnet_gated.bin.s2t_train
+init_param=""           # stage 11: ESPnet --init_param (e.g. a dense OWSM model file)
+tag=""                  # experiment name (default: derived from the training config)
+decode_config=conf/decode.yaml  # stage 12: decoding options (beam_size, ctc_weight, ...)
+inference_model=valid.acc.ave.pth  # stage 12: checkpoint to decode with
+inference_tag=""        # stage 12-13: suffix for decode/results dirs (default: none)
+score_opts=""           # stage 13: extra options for espnet_gated.bin.score
+sweep_targets="0.25 0.5 0.75"   # stage 14: sparsity targets
+sweep_side=dec          # stage 14: enc, dec or both
+sweep_config=conf/sweep.yaml    # stage 14: fine-tuning overrides (epochs, lr, alpha)
+
+help_message=$(cat <<EOF
+Usage: $0 [--option value] ...
+
+Stages (ESPnet's s2t.sh numbering):
+  1  data preparation (local/data.sh -> data/)
+  3  audio formatting: 16 kHz mono wav, checked (-> dump/raw/)
+  4  length/language/task filtering; test sets split per language and task
+  5  sentencepiece model and token list (-> data/token_list/)
+  10 statistics collection (shapes)
+  11 training of the gated model with the sparsity loss (-> exp/<tag>/, resumable)
+  12 decoding of every test set, recording each utterance's gate mask
+  13 scoring: WER/CER, BLEU/chrF, module usage, FLOPs (-> exp/<tag>/results/)
+  14 sparsity sweep: fine-tune at several targets, quality-vs-speed table and plot
+
+Options (default value in brackets):
+$(sed -n '/^# -\{10,\} options/,/^help_message/p' "${BASH_SOURCE[0]}" | grep -E '^[a-z_]+=' |
+  sed -E 's/^([a-z_]+)=("[^"]*"|[^ ]*) *(# *)?(.*)$/  --\1 [\2] \4/')
+EOF
+)
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -h|--help) echo "${help_message}"; exit 0 ;;
+        --*)
+            name=${1#--}
+            if ! grep -qE "^${name}=" "${BASH_SOURCE[0]}"; then
+                echo "$0: unknown option --${name} (see --help)" >&2; exit 2
+            fi
+            [ $# -ge 2 ] || { echo "$0: option --${name} needs a value" >&2; exit 2; }
+            printf -v "${name}" '%s' "$2"; shift 2 ;;
+        *) echo "$0: unexpected argument '$1' (options are --name value; see --help)" >&2; exit 2 ;;
+    esac
+done
+
+log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$0") stage ${current_stage:-}) $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+if [ -z "${python}" ]; then
+    if [ -x "${repo_root}/.venv/bin/python" ]; then python="${repo_root}/.venv/bin/python"; else python=python3; fi
+fi
+"${python}" -c "import espnet_gated" 2>/dev/null || die "espnet_gated is not importable with ${python}: run ${repo_root}/tools/setup.sh"
+[ -x local/data.sh ] || die "$(pwd)/local/data.sh not found or not executable: run this from a recipe directory"
+[ -f "${train_config}" ] || die "training config ${train_config} not found"
+[ -f "${decode_config}" ] || die "decoding config ${decode_config} not found"
+
+[ -n "${tag}" ] || tag="s2t_$(basename "${train_config}" .yaml)"
+expdir=exp/${tag}
+token_dir=${token_list_dir:-data/token_list/${bpemode}${nbpe}}
+stats_dir=exp/stats_${bpemode}${nbpe}
+decode_dir=${expdir}/decode${inference_tag:+_${inference_tag}}
+results_dir=${expdir}/results${inference_tag:+_${inference_tag}}
+
+# ---------------------------------------------------------------- stage markers
+# A marker holds the options a stage ran with; a stage is skipped only if its marker
+# exists and matches. Markers are written after success, so an interrupted stage reruns.
+run_stage() {  # run_stage N marker_dir "options that define the outputs"
+    current_stage=$1
+    local marker="$2/.stage$1.done"
+    if [ "${stage}" -gt "$1" ] || [ "${stop_stage}" -lt "$1" ]; then return 1; fi
+    if [ -f "${marker}" ] && [ "$(cat "${marker}")" = "$3" ]; then
+        log "already done (${marker}); delete it to redo"; return 1
+    fi
+    rm -f "${marker}"
+    log "start"
+    return 0
+}
+mark_done() { mkdir -p "$1"; printf '%s' "$2" > "$1/.stage$3.done"; log "done"; }
+
+all_test_sets() {
+    if [ -n "${test_sets}" ]; then echo "${test_sets}"; return; fi
+    find data -mindepth 1 -maxdepth 1 -type d -name 'test*' -printf '%f\n' | sort | tr '\n' ' '
+}
+scored_test_sets() { cat dump/raw/test_sets.txt; }
+
+# ---------------------------------------------------------------- stage 1
+opts="${local_data_opts} nj=${nj}"
+if run_stage 1 data "${opts}"; then
+    # shellcheck disable=SC2086
+    local/data.sh --nj "${nj}" ${local_data_opts}
+    mark_done data "${opts}" 1
+fi
+
+# ---------------------------------------------------------------- stage 3
+opts="train=${train_set} valid=${valid_set} tests=$(all_test_sets) bad=${on_bad_audio}"
+if run_stage 3 dump/raw "${opts}"; then
+    "${python}" -m espnet_gated.bin.format_wav --in_root data --out_root dump/raw/org --audio_root dump/audio \
+        --sets "${train_set} ${valid_set}" --nj "${nj}" --on_bad_audio "${on_bad_audio}"
+    "${python}" -m espnet_gated.bin.format_wav --in_root data --out_root dump/raw --audio_root dump/audio \
+        --sets "$(all_test_sets)" --nj "${nj}" --on_bad_audio "${on_bad_audio}"
+    mark_done dump/raw "${opts}" 3
+fi
+
+# ---------------------------------------------------------------- stage 4
+opts="${opts} min=${min_sec} max=${max_sec} langs=${langs} tasks=${tasks}"
+if run_stage 4 dump/raw "${opts}"; then
+    filters=(--langs "${langs}" --tasks "${tasks}")
+    "${python}" -m espnet_gated.bin.subset_data --in_root dump/raw/org --out_root dump/raw \
+        --sets "${train_set} ${valid_set}" --min_sec "${min_sec}" --max_sec "${max_sec}" "${filters[@]}" >/dev/null
+    "${python}" -m espnet_gated.bin.subset_data --in_root dump/raw --out_root dump/raw --sets "$(all_test_sets)" \
+        --split_by_context true "${filters[@]}" | sort -u > dump/raw/test_sets.txt.tmp
+    mv dump/raw/test_sets.txt.tmp dump/raw/test_sets.txt
+    log "test sets: $(scored_test_sets | tr '\n' ' ')"
+    mark_done dump/raw "${opts}" 4
+fi
+
+# ---------------------------------------------------------------- stage 5
+opts="nbpe=${nbpe} mode=${bpemode} extra=${extra_langs} data=$(cat dump/raw/.stage4.done 2>/dev/null || true)"
+if [ -n "${token_list_dir}" ]; then
+    [ -f "${token_dir}/tokens.txt" ] && [ -f "${token_dir}/bpe.model" ] ||
+        die "--token_list_dir ${token_dir} needs tokens.txt and bpe.model"
+elif run_stage 5 "${token_dir}" "${opts}"; then
+    "${python}" -m espnet_gated.bin.make_tokens --data_dir "dump/raw/${train_set}" --out_dir "${token_dir}" \
+        --nbpe "${nbpe}" --bpemode "${bpemode}" --extra_langs "${extra_langs}"
+    mark_done "${token_dir}" "${opts}" 5
+fi
+
+# ---------------------------------------------------------------- common training options
+train_data_opts=()
+for split in train valid; do
+    if [ "${split}" = train ]; then dir=dump/raw/${train_set}; else dir=dump/raw/${valid_set}; fi
+    train_data_opts+=(
+        --${split}_data_path_and_name_and_type "${dir}/wav.scp,speech,sound"
+        --${split}_data_path_and_name_and_type "${dir}/text,text,text"
+        --${split}_data_path_and_name_and_type "${dir}/text.prev,text_prev,text"
+        --${split}_data_path_and_name_and_type "${dir}/text.ctc,text_ctc,text"
+    )
+done
+token_opts=(--token_type bpe --token_list "${token_dir}/tokens.txt" --bpemodel "${token_dir}/bpe.model")
+
+# ---------------------------------------------------------------- stage 10
+opts="config=$(md5sum < "${train_config}" | cut -c1-12) tokens=$(md5sum < "${token_dir}/tokens.txt" | cut -c1-12)"
+if run_stage 10 "${stats_dir}" "${opts}"; then
+    # shellcheck disable=SC2086
+    "${python}" -m espnet_gated.bin.s2t_train --collect_stats true --config "${train_config}" "${token_opts[@]}" \
+        "${train_data_opts[@]}" --train_shape_file "dump/raw/${train_set}/wav.scp" \
+        --valid_shape_file "dump/raw/${valid_set}/wav.scp" --output_dir "${stats_dir}" --ngpu 0 \
+        --num_workers 0 ${train_args} 2> "${stats_dir}.log" || die "statistics collection failed: see ${stats_dir}.log"
+    mark_done "${stats_dir}" "${opts}" 10
+fi
+
+shape_opts=()
+for split in train valid; do
+    for name in speech_shape text_shape text_prev_shape text_ctc_shape; do
+        shape_opts+=(--${split}_shape_file "${stats_dir}/${split}/${name}")
+    done
+done
+
+# ---------------------------------------------------------------- stage 11
+train_model() {  # train_model OUTPUT_DIR CONFIG [extra options...]
+    local out=$1 config=$2; shift 2
+    mkdir -p "${out}"
+    local dist_opts=()
+    if [ "${num_nodes}" -gt 1 ]; then
+        dist_opts=(--dist_launcher slurm --multiprocessing_distributed true --dist_init_method "file://$(pwd)/${out}/.dist_init")
+    fi
+    log "training ${out} (log: ${out}/train.log)"
+    # shellcheck disable=SC2086
+    "${python}" -m espnet_gated.bin.s2t_train --config "${config}" "${token_opts[@]}" "${train_data_opts[@]}" \
+        "${shape_opts[@]}" --output_dir "${out}" --ngpu "${ngpu}" --resume true "${dist_opts[@]}" \
+        ${train_args} "$@" 2>&1 | tee -a "${out}/train.log" |
+        grep --line-buffered -E "epoch started|epoch results|batch: |training was finished|Error|error" >&2 || true
+    [ -f "${out}/${inference_model}" ] || die "training did not produce ${out}/${inference_model}: see ${out}/train.log"
+}
+
+opts="${opts} train_args=${train_args} init=${init_param}"
+if run_stage 11 "${expdir}" "${opts}"; then
+    train_model "${expdir}" "${train_config}" ${init_param:+--init_param "${init_param}"}
+    mark_done "${expdir}" "${opts}" 11
+fi
+
+# ---------------------------------------------------------------- stages 12-13
+decode_sets() {  # decode_sets MODEL_DIR DECODE_DIR DECODE_CONFIG
+    "${python}" -m espnet_gated.bin.decode --s2t_train_config "$1/config.yaml" \
+        --s2t_model_file "$1/${inference_model}" --decode_config "$3" \
+        --data_root dump/raw --sets "$(scored_test_sets | tr '\n' ' ')" --out_dir "$2" --nj "${nj}" \
+        --ngpu "$([ "${ngpu}" -gt 0 ] && echo 1 || echo 0)"
+}
+score_sets() {  # score_sets MODEL_DIR DECODE_DIR RESULTS_DIR DECODE_CONFIG
+    local beam
+    beam=$("${python}" -c "import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get('beam_size', 5))" "$4")
+    # shellcheck disable=SC2086
+    "${python}" -m espnet_gated.bin.score --ref_root dump/raw --decode_dir "$2" --config "$1/config.yaml" \
+        --test_sets "$(scored_test_sets | tr '\n' ' ')" --beam_size "${beam}" --out "$3" ${score_opts}
+}
+
+model_id="$(cat "${expdir}/.stage11.done" 2>/dev/null || true) $(stat -c %Y "${expdir}/${inference_model}" 2>/dev/null || true)"
+opts="model=${model_id} decode=$(md5sum < "${decode_config}" | cut -c1-12) sets=$(scored_test_sets 2>/dev/null | tr '\n' ' ')"
+if run_stage 12 "${decode_dir}" "${opts}"; then
+    decode_sets "${expdir}" "${decode_dir}" "${decode_config}"
+    mark_done "${decode_dir}" "${opts}" 12
+fi
+opts="${opts} score=${score_opts}"
+if run_stage 13 "${results_dir}" "${opts}"; then
+    score_sets "${expdir}" "${decode_dir}" "${results_dir}" "${decode_config}"
+    log "results: ${results_dir}/RESULTS.md"
+    mark_done "${results_dir}" "${opts}" 13
+fi
+
+# ---------------------------------------------------------------- stage 14
+# Fine-tune the trained model at each target (sweep_config overrides the training config),
+# then decode and score each; the reference is the trained model with every gate open.
+sweep_dir=exp/${tag}_sweep_${sweep_side}
+opts="${opts} targets=${sweep_targets} side=${sweep_side} sweep=$(md5sum < "${sweep_config}" 2>/dev/null | cut -c1-12)"
+if run_stage 14 "${sweep_dir}" "${opts}"; then
+    [ -f "${sweep_config}" ] || die "sweep config ${sweep_config} not found"
+    case "${sweep_side}" in enc|dec|both) ;; *) die "--sweep_side must be enc, dec or both" ;; esac
+    dense_dir=${sweep_dir}/all_open
+    if [ ! -f "${dense_dir}/.sweep.done" ]; then
+        "${python}" -m espnet_gated.bin.make_config "${decode_config}" --set gate_mode=all_open \
+            --out "${dense_dir}/decode.yaml"
+        decode_sets "${expdir}" "${dense_dir}/decode" "${dense_dir}/decode.yaml"
+        score_sets "${expdir}" "${dense_dir}/decode" "${dense_dir}/results" "${dense_dir}/decode.yaml"
+        touch "${dense_dir}/.sweep.done"
+    fi
+    runs=("all_open=${dense_dir}/results")
+    for target in ${sweep_targets}; do
+        run_dir=${sweep_dir}/target${target}
+        enc_target=null; dec_target=null
+        [ "${sweep_side}" = dec ] || enc_target=${target}
+        [ "${sweep_side}" = enc ] || dec_target=${target}
+        if [ ! -f "${run_dir}/.sweep.done" ]; then
+            "${python}" -m espnet_gated.bin.make_config "${train_config}" --merge "${sweep_config}" \
+                --set "model_conf.sparsity_conf.encoder_target=${enc_target}" \
+                --set "model_conf.sparsity_conf.decoder_target=${dec_target}" --out "${run_dir}/train.yaml"
+            train_model "${run_dir}" "${run_dir}/train.yaml" --init_param "${expdir}/${inference_model}"
+            decode_sets "${run_dir}" "${run_dir}/decode" "${decode_config}"
+            score_sets "${run_dir}" "${run_dir}/decode" "${run_dir}/results" "${decode_config}"
+            touch "${run_dir}/.sweep.done"
+        fi
+        runs+=("${sweep_side}${target}=${run_dir}/results")
+    done
+    "${python}" -m espnet_gated.bin.sweep_report --runs "${runs[@]}" --out "${sweep_dir}"
+    log "sweep: ${sweep_dir}/sweep.md"
+    mark_done "${sweep_dir}" "${opts}" 14
+fi

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Stage 12 (decode): every test set, split over ``--nj`` parallel jobs, merged in key order.
+
+Each job loads the model once and decodes its shard (every nj-th utterance in key order)
+of every test set with the set's own language and task (from utt2lang/utt2task). Shards
+are written under ``<out_dir>/<set>/split<nj>/<job>/`` and marked done; the merged
+``<out_dir>/<set>/1best_recog/*`` and ``<out_dir>/<set>/timing.json`` are written atomically
+once every shard is done. A killed run redoes only the unfinished shards.
+
+Usage:
+    python -m espnet_gated.bin.decode --s2t_train_config exp/s2t/config.yaml \
+        --s2t_model_file exp/s2t/valid.acc.ave.pth --decode_config conf/decode.yaml \
+        --data_root dump/raw --sets "test_deu_asr test_deu_st_eng" --out_dir exp/s2t/decode --nj 2
+"""
+
+import argparse
+import json
+import logging
+import multiprocessing
+import os
+from pathlib import Path
+from typing import Dict, List
+
+import yaml
+
+from espnet_gated.utils import atomic_write, read_kaldi_map
+
+DONE = ".done"
+
+
+def _context(set_dir: Path):
+    langs = set(read_kaldi_map(set_dir / "utt2lang").values())
+    tasks = set(read_kaldi_map(set_dir / "utt2task").values())
+    if len(langs) != 1 or len(tasks) != 1:
+        raise ValueError(
+            f"{set_dir}: a test set must hold one language and one task, found {sorted(langs)} x {sorted(tasks)} "
+            "(split it with espnet_gated.bin.subset_data --split_by_context true)"
+        )
+    return langs.pop(), tasks.pop()
+
+
+def _shard_dir(out_dir: Path, name: str, nj: int, job: int) -> Path:
+    return out_dir / name / f"split{nj}" / str(job)
+
+
+def _run_job(job: int, nj: int, options: Dict, data_root: str, sets: List[str], out_dir: str, threads: int) -> None:
+    """Decode shard ``job`` of every set (runs in its own process when nj > 1)."""
+    import torch
+
+    from espnet_gated.bin.s2t_inference import build_speech2text, decode_to_dir
+
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s (job {job + 1}/{nj}) %(levelname)s: %(message)s")
+    speech2text = None
+    for name in sets:
+        shard = _shard_dir(Path(out_dir), name, nj, job)
+        if (shard / DONE).exists():
+            continue
+        set_dir = Path(data_root) / name
+        lang, task = _context(set_dir)
+        keys = sorted(read_kaldi_map(set_dir / "wav.scp"))[job::nj]
+        shard.mkdir(parents=True, exist_ok=True)
+        atomic_write(shard / "keys", "".join(f"{k}\n" for k in keys))
+        if keys:
+            if speech2text is None:
+                speech2text = build_speech2text(options, lang, task)
+            speech2text.lang_sym, speech2text.task_sym = f"<{lang}>", f"<{task}>"
+            logging.info(f"{name}: {len(keys)} utterances ({lang}, {task})")
+            timing = decode_to_dir(
+                speech2text, str(set_dir / "wav.scp"), str(shard), str(shard / "keys"), options.get("nbest", 1)
+            )
+        else:
+            timing = {"n_utts": 0, "wall_s": 0.0, "encoder_s": 0.0, "decoder_s": 0.0}
+        atomic_write(shard / "timing.json", json.dumps(timing))
+        atomic_write(shard / DONE, "")
+
+
+def merge_shards(out_dir: Path, name: str, nj: int) -> None:
+    """Concatenate the shards' result files in key order; sum their timings."""
+    shards = [_shard_dir(out_dir, name, nj, j) for j in range(nj)]
+    files = sorted({p.relative_to(s) for s in shards for p in s.glob("*best_recog/*")})
+    for rel in files:
+        entries = {}
+        for s in shards:
+            if (s / rel).exists():
+                entries.update(read_kaldi_map(s / rel))
+        atomic_write(out_dir / name / rel, "".join(f"{k} {v}\n" for k, v in sorted(entries.items())))
+    timing = {"n_utts": 0, "wall_s": 0.0, "encoder_s": 0.0, "decoder_s": 0.0}
+    for s in shards:
+        for key, value in json.loads((s / "timing.json").read_text()).items():
+            timing[key] += value
+    atomic_write(out_dir / name / "timing.json", json.dumps(timing, indent=2))
+
+
+def main(cmd=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--s2t_train_config", required=True)
+    parser.add_argument("--s2t_model_file", required=True)
+    parser.add_argument("--decode_config", help="YAML with Speech2Text options (beam_size, ctc_weight, ...)")
+    parser.add_argument("--data_root", required=True)
+    parser.add_argument("--sets", required=True, help="space-separated test set names")
+    parser.add_argument("--out_dir", type=Path, required=True)
+    parser.add_argument("--nj", type=int, default=1)
+    parser.add_argument("--ngpu", type=int, default=0)
+    args = parser.parse_args(cmd)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s (decode) %(levelname)s: %(message)s")
+    options = dict(beam_size=5, ctc_weight=0.0, maxlenratio=0.0, minlenratio=0.0, nbest=1)
+    if args.decode_config:
+        options.update(yaml.safe_load(Path(args.decode_config).read_text()) or {})
+    options.update(s2t_train_config=args.s2t_train_config, s2t_model_file=args.s2t_model_file, ngpu=args.ngpu)
+    sets = args.sets.split()
+    for name in sets:  # fail early, before any model is loaded
+        _context(Path(args.data_root) / name)
+    threads = max(1, (os.cpu_count() or 1) // args.nj)
+    job_args = [(j, args.nj, options, args.data_root, sets, str(args.out_dir), threads) for j in range(args.nj)]
+    if args.nj == 1:
+        _run_job(*job_args[0])
+    else:
+        with multiprocessing.get_context("spawn").Pool(args.nj) as pool:
+            pool.starmap(_run_job, job_args)
+    for name in sets:
+        merge_shards(args.out_dir, name, args.nj)
+        logging.info(f"{args.out_dir / name}: merged {args.nj} job(s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Stage 13 (score): quality, module usage, compute and decode time of decoded test sets.
+
+Reads ``<ref_root>/<set>/{text,utt2lang,utt2task,utt2num_samples}`` and the decode's
+``<decode_dir>/<set>/1best_recog/{text_nospecial,token,gates}`` and ``<decode_dir>/<set>/timing.json``;
+writes ``scores.json``, ``usage.tsv``, ``summary.json``, ``RESULTS.md``, ``bleu_signatures.json``,
+``usage_<lang>_<task>.png`` and ``details/<set>.txt`` under ``--out`` (see espnet_gated.report).
+ASR is scored by WER (CER for languages without word boundaries or with ``normalizer: cer`` in
+``--normalizers``), ST by BLEU and chrF. Utterances without a hypothesis count as empty ones (warned).
+Without ``--config`` the FLOPs section is left out.
+
+Usage:
+    python -m espnet_gated.bin.score \
+        --ref_root dump/raw \
+        --decode_dir exp/s2t/decode \
+        --test_sets "test_deu_asr test_deu_st_eng" \
+        --config exp/s2t/config.yaml \
+        --beam_size 5 \
+        --normalizers conf/corpus.yaml \
+        --out exp/s2t/results
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+from espnet_gated.report import make_results
+
+
+def main(cmd=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ref_root", type=Path, required=True, help="directory holding the reference test sets")
+    parser.add_argument("--decode_dir", type=Path, required=True, help="directory holding <set>/1best_recog")
+    parser.add_argument("--test_sets", required=True, help="space-separated test set names")
+    parser.add_argument("--config", type=Path, help="the model's training config.yaml (for the FLOPs)")
+    parser.add_argument("--beam_size", type=int, default=1, help="beam size of the decode (for the FLOPs)")
+    parser.add_argument("--normalizers", type=Path, help="corpus YAML with languages: [{code, normalizer}]")
+    parser.add_argument("--out", type=Path, required=True, help="results directory")
+    args = parser.parse_args(cmd)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s (score) %(levelname)s: %(message)s")
+    try:
+        summary = make_results(
+            args.ref_root,
+            args.decode_dir,
+            args.test_sets.split(),
+            args.out,
+            config=args.config,
+            beam_size=args.beam_size,
+            normalizers=args.normalizers,
+        )
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"{parser.prog}: error: {e}") from None
+    logging.info(f"{args.out}/RESULTS.md: {summary['n_utts']} utterances of {len(summary['test_sets'])} test sets")
+
+
+if __name__ == "__main__":
+    main()

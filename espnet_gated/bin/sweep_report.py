@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Sparsity-sweep report: quality against speed over several scored runs.
+
+Each run is ``name=results_dir`` where ``results_dir`` was written by ``espnet_gated.bin.score``
+(its ``scores.json`` and ``summary.json`` are read). Writes ``sweep.md`` (measured encoder/decoder
+sparsity, WER/CER and BLEU per set and task average, FLOPs relative to the dense model, decode time
+relative to the first run), ``sweep.png`` and ``sweep.json`` under ``--out``.
+
+Usage:
+    python -m espnet_gated.bin.sweep_report \
+        --runs target0.0=exp/a/results target0.3=exp/b/results target0.5=exp/c/results \
+        --out exp/sweep
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+from espnet_gated.report import make_sweep
+
+
+def parse_run(text: str):
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"'{text}': expected name=results_dir")
+    return name, Path(path)
+
+
+def main(cmd=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=parse_run, nargs="+", required=True, help="name=results_dir, reference first")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(cmd)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s (sweep_report) %(levelname)s: %(message)s")
+    names = [name for name, _ in args.runs]
+    if len(set(names)) != len(names):
+        parser.error(f"run names must be unique: {names}")
+    try:
+        make_sweep(args.runs, args.out)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"{parser.prog}: error: {e}") from None
+    logging.info(f"{args.out}/sweep.md: {len(args.runs)} runs")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,407 @@
+"""The recipe's scoring stage: one decode's results directory, and the sparsity-sweep report.
+
+:func:`make_results` writes, under ``out``:
+
+* ``scores.json``: rows with exactly :data:`~espnet_gated.scoring.SCORE_KEYS` (other tools read it);
+* ``bleu_signatures.json``: sacrebleu signatures by test set (and pooled average);
+* ``details/<test_set>.txt``: per utterance reference, hypothesis, errors (jiwer alignment) or chrF;
+* ``usage.tsv`` and ``usage_<lang>_<task>.png``: keep rate of every module per language and task;
+* ``summary.json``: sparsity, FLOPs relative to the dense model and decode time per utterance, for the sweep;
+* ``RESULTS.md``: all of it as tables.
+
+Everything is computed before anything is written and every file is replaced atomically,
+``scores.json`` last, so an error leaves the previous results as they were.
+:func:`make_sweep` compares several results directories (quality against speed).
+"""
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+from matplotlib.figure import Figure
+
+from espnet_gated.layout import MODULES
+from espnet_gated.scoring import (
+    LOWER_IS_BETTER,
+    SCORE_KEYS,
+    ScoreReport,
+    TestSet,
+    check_keys,
+    load_normalizers,
+    read_hypotheses,
+    read_test_set,
+    score_sets,
+)
+from espnet_gated.usage import (
+    ComputeCost,
+    Mask,
+    count_decoder_steps,
+    keep_rate_rows,
+    plot_usage,
+    read_gates,
+    sparsity,
+    usage_grid,
+    write_usage_tsv,
+)
+from espnet_gated.utils import PathLike, atomic_output, atomic_write, read_kaldi_map
+
+TIMING_KEYS = ("n_utts", "wall_s", "encoder_s", "decoder_s")
+SWEEP_METRICS = ("wer", "cer", "bleu")  # the quality columns of sweep.md (chrF stays in sweep.json)
+SWEEP_SUMMARY_KEYS = ("enc_sparsity", "dec_sparsity", "relative_flops", "decode_s_per_utt")
+Group = Tuple[str, str]  # (lang, task)
+ALL: Group = ("all", "all")
+COMPUTE_HEADER = (
+    *("lang", "task", "utts", "enc frames", "dec steps", "GMACs", "dense GMACs"),
+    *("rel. enc", "rel. dec", "rel. total"),
+)
+
+
+@dataclass
+class DecodedSet:
+    """A reference test set with what the decoder wrote for it."""
+
+    ref: TestSet
+    hyps: Dict[str, str]
+    masks: Dict[str, Mask]  # only the utterances with a gates line
+    steps: Dict[str, int]  # decoder steps per utterance (only when FLOPs are computed)
+    timing: Optional[Dict[str, float]]
+    best_dir: Path  # <decode_dir>/<set>/1best_recog, for messages
+
+
+def read_timing(path: Path) -> Optional[Dict[str, float]]:
+    if not path.is_file():
+        return None
+    try:
+        timing = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    missing = [k for k in TIMING_KEYS if k not in timing]
+    if missing:
+        raise ValueError(f"{path}: missing {missing}; expected keys {list(TIMING_KEYS)}")
+    return {k: timing[k] for k in TIMING_KEYS}
+
+
+def read_decoded_set(ref_root: PathLike, decode_dir: PathLike, name: str, need_steps: bool) -> DecodedSet:
+    """Read and cross-check one set; missing hypotheses, gates or tokens of some utterances are
+    warned about (empty hypothesis, dense compute, one decoder step), foreign utterances are errors."""
+    ref = read_test_set(ref_root, name)
+    best = Path(decode_dir) / name / "1best_recog"
+    hyps = read_hypotheses(best / "text_nospecial", ref.refs)
+    masks: Dict[str, Mask] = {}
+    gates_path = best / "gates"
+    if gates_path.is_file():
+        masks = read_gates(gates_path)
+        check_keys(gates_path, masks, ref.refs, "gate mask (computed as dense)")
+    else:
+        logging.warning(f"{gates_path}: not found; no module usage for '{name}', its compute counted as dense")
+    steps: Dict[str, int] = {}
+    if need_steps:
+        token_path = best / "token"
+        if not token_path.is_file():
+            raise FileNotFoundError(f"{token_path}: not found; the decoder FLOPs need the hypothesis lengths")
+        if not ref.num_samples:
+            raise FileNotFoundError(f"{Path(ref_root) / name / 'utt2num_samples'}: not found; the FLOPs need it")
+        tokens = read_kaldi_map(token_path)
+        check_keys(token_path, tokens, ref.refs, "tokens (one decoder step assumed)")
+        steps = {utt: count_decoder_steps(tokens.get(utt, "")) for utt in ref.refs}
+    return DecodedSet(ref, hyps, masks, steps, read_timing(Path(decode_dir) / name / "timing.json"), best)
+
+
+def _groups(sets: Sequence[DecodedSet]) -> Dict[Group, List[DecodedSet]]:
+    groups: Dict[Group, List[DecodedSet]] = {}
+    for s in sets:
+        groups.setdefault((s.ref.lang, s.ref.task), []).append(s)
+    return groups
+
+
+def compute_stats(sets: Sequence[DecodedSet], cost: ComputeCost, beam_size: int) -> Dict[Group, Dict[str, float]]:
+    """Summed MACs, frames and steps per (lang, task), plus the :data:`ALL` total."""
+    totals: Dict[Group, Dict[str, float]] = {}
+    for s in sets:
+        gates_path = s.best_dir / "gates"
+        for utt, n_samples in s.ref.num_samples.items():
+            mask = s.masks.get(utt)
+            if mask is not None:
+                cost.check(mask, f"{gates_path}: utterance '{utt}'")
+            macs = cost.utterance_macs(n_samples, s.steps[utt], mask, beam_size)
+            macs.update(n_utts=1, frames=cost.encoder_frames(n_samples), steps=s.steps[utt])
+            for group in ((s.ref.lang, s.ref.task), ALL):
+                acc = totals.setdefault(group, dict.fromkeys(macs, 0.0))
+                for key, value in macs.items():
+                    acc[key] += value
+    return totals
+
+
+def _relative(stats: Mapping[str, float]) -> Dict[str, float]:
+    return {
+        "enc": stats["enc"] / stats["enc_dense"],
+        "dec": stats["dec"] / stats["dec_dense"],
+        "total": (stats["enc"] + stats["dec"]) / (stats["enc_dense"] + stats["dec_dense"]),
+    }
+
+
+def _per_utt_timing(sets: Sequence[DecodedSet]) -> Optional[Dict[str, float]]:
+    """Seconds per utterance over all sets; None unless every set has a timing (runs must be comparable)."""
+    if not sets or any(s.timing is None for s in sets):
+        return None
+    n = sum(s.timing["n_utts"] for s in sets)
+    if n == 0:
+        return None
+    return {k: sum(s.timing[k] for s in sets) / n for k in ("wall_s", "encoder_s", "decoder_s")}
+
+
+def summarize(
+    sets: Sequence[DecodedSet], compute: Optional[Dict[Group, Dict[str, float]]], beam_size: int
+) -> Dict[str, object]:
+    """The machine-readable summary.json the sweep report reads."""
+    masks = [m for s in sets for m in s.masks.values()]
+    timing = _per_utt_timing(sets)
+    relative = _relative(compute[ALL]) if compute else None
+    return {
+        "test_sets": [s.ref.name for s in sets],
+        "n_utts": sum(len(s.ref.refs) for s in sets),
+        "n_utts_with_gates": len(masks),
+        "beam_size": beam_size,
+        "enc_sparsity": sparsity(masks, "enc"),
+        "dec_sparsity": sparsity(masks, "dec"),
+        "relative_flops": relative and relative["total"],
+        "relative_enc_flops": relative and relative["enc"],
+        "relative_dec_flops": relative and relative["dec"],
+        "decode_s_per_utt": timing and timing["wall_s"],
+        "encoder_s_per_utt": timing and timing["encoder_s"],
+        "decoder_s_per_utt": timing and timing["decoder_s"],
+    }
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Optional[float], digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _compute_row(group: Group, stats: Mapping[str, float]) -> List[object]:
+    n, rel = stats["n_utts"], _relative(stats)
+    lengths = (stats["frames"] / n, stats["steps"] / n)
+    gmacs = ((stats["enc"] + stats["dec"]) / n / 1e9, (stats["enc_dense"] + stats["dec_dense"]) / n / 1e9)
+    return [*group, int(n), *(f"{v:.1f}" for v in lengths), *(f"{v:.4g}" for v in gmacs), *map(_fmt, rel.values())]
+
+
+def usage_image_name(lang: str, task: str) -> str:
+    return f"usage_{lang}_{task}.png"
+
+
+def results_markdown(
+    sets: Sequence[DecodedSet],
+    scores: ScoreReport,
+    usage: Mapping[Group, List[Dict]],
+    compute: Optional[Dict[Group, Dict[str, float]]],
+    summary: Mapping[str, object],
+    header: str,
+) -> str:
+    parts = [f"# Results\n\n{header}\n", "## Scores\n"]
+    parts.append(
+        "Percentages. WER/CER after lower-casing, removing punctuation and collapsing spaces on both sides; "
+        "BLEU and chrF (sacrebleu) on cased, detokenized text. "
+        "micro_avg pools the utterances of a task's sets, macro_avg is the mean over the sets.\n"
+    )
+    rows = [(r["test_set"], r["lang"], r["task"], r["metric"], f"{r['value']:.2f}", r["n_utts"]) for r in scores.rows]
+    parts.append(_table(("test set", "lang", "task", "metric", "value", "utts"), rows))
+    if scores.signatures:
+        parts.append("sacrebleu signatures:\n")
+        for label, by_metric in scores.signatures.items():
+            parts += [f"- {label} {metric}: `{sig}`" for metric, sig in by_metric.items()]
+        parts.append("")
+
+    parts.append("## Module usage\n")
+    parts.append(
+        f"Keep rate of each module (1 = executed for every utterance). Skipped modules overall: "
+        f"encoder {_fmt(summary['enc_sparsity'])}, decoder {_fmt(summary['dec_sparsity'])} "
+        f"({summary['n_utts_with_gates']} of {summary['n_utts']} utterances have gates).\n"
+    )
+    for (lang, task), rows in usage.items():
+        parts.append(f"### {lang} {task} ({rows[0]['n_utts']} utts)\n")
+        parts.append(f"![{lang} {task} module usage]({usage_image_name(lang, task)})\n")
+        for side, title in (("enc", "Encoder"), ("dec", "Decoder")):
+            grid = usage_grid(rows, side)
+            table_rows = [(layer, *(f"{v:.2f}" for v in values)) for layer, values in enumerate(grid)]
+            parts.append(f"{title}:\n\n" + _table(("layer", *MODULES[side]), table_rows))
+
+    if compute:
+        parts.append(
+            f"## Compute\n\nAnalytic MACs per utterance (flops.py), beam {summary['beam_size']}: executed "
+            "modules against the same model with all modules open.\n"
+        )
+        ordered = [g for g in compute if g != ALL] + [ALL]  # the overall row last
+        parts.append(_table(COMPUTE_HEADER, [_compute_row(g, compute[g]) for g in ordered]))
+
+    timed = [s for s in sets if s.timing is not None]
+    if timed:
+        parts.append("## Decode time\n\nSeconds per utterance (timing.json of the decode).\n")
+        rows = []
+        for s in timed:
+            n = max(s.timing["n_utts"], 1)
+            rows.append((s.ref.name, s.timing["n_utts"], *(_fmt(s.timing[k] / n, 4) for k in TIMING_KEYS[1:])))
+        parts.append(_table(("test set", "utts", "wall s/utt", "encoder s/utt", "decoder s/utt"), rows))
+    return "\n".join(parts)
+
+
+def make_results(
+    ref_root: PathLike,
+    decode_dir: PathLike,
+    test_sets: Sequence[str],
+    out: PathLike,
+    config: Optional[PathLike] = None,
+    beam_size: int = 1,
+    normalizers: Optional[PathLike] = None,
+) -> Dict[str, object]:
+    """Score ``test_sets`` and write the results directory ``out``; returns summary.json's content.
+
+    ``config`` (the training config.yaml) enables the FLOPs columns; ``normalizers`` is a corpus
+    YAML whose ``languages`` entries may set ``normalizer: basic|cer``.
+    """
+    if not test_sets:
+        raise ValueError("no test sets to score")
+    cost = ComputeCost(config) if config else None
+    norms = load_normalizers(normalizers) if normalizers else {}
+    sets = [read_decoded_set(ref_root, decode_dir, name, need_steps=cost is not None) for name in test_sets]
+    scores = score_sets([s.ref for s in sets], {s.ref.name: s.hyps for s in sets}, norms)
+    usage = {
+        group: keep_rate_rows(*group, [m for s in members for m in s.masks.values()])
+        for group, members in _groups(sets).items()
+        if any(s.masks for s in members)
+    }
+    compute = compute_stats(sets, cost, beam_size) if cost else None
+    summary = summarize(sets, compute, beam_size)
+    header = (
+        f"Decode: `{decode_dir}`; references: `{ref_root}`; model config: `{config or '-'}`; beam size {beam_size}."
+    )
+    markdown = results_markdown(sets, scores, usage, compute, summary, header)
+
+    out = Path(out)
+    for name, text in scores.details.items():
+        atomic_write(out / "details" / f"{name}.txt", text)
+    write_usage_tsv(out / "usage.tsv", [row for rows in usage.values() for row in rows])
+    for (lang, task), rows in usage.items():
+        plot_usage(rows, out / usage_image_name(lang, task), f"module keep rate: {lang} {task}")
+    atomic_write(out / "bleu_signatures.json", json.dumps(scores.signatures, indent=2, ensure_ascii=False) + "\n")
+    atomic_write(out / "RESULTS.md", markdown)
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write(out / "scores.json", json.dumps(scores.rows, indent=2, ensure_ascii=False) + "\n")
+    return summary
+
+
+# ---------------------------------------------------------------- sweep
+
+
+def read_run(name: str, results_dir: PathLike) -> Dict[str, object]:
+    """One sweep point from a results directory's scores.json and summary.json."""
+    results_dir = Path(results_dir)
+    loaded = {}
+    for file in ("scores.json", "summary.json"):
+        path = results_dir / file
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not found (run {name}); score the run first")
+        loaded[file] = json.loads(path.read_text(encoding="utf-8"))
+    summary = loaded["summary.json"]
+    missing = [k for k in SWEEP_SUMMARY_KEYS if k not in summary]
+    if missing:
+        raise ValueError(f"{results_dir / 'summary.json'}: missing {missing} (run {name})")
+    scores, averages = {}, {}
+    for row in loaded["scores.json"]:
+        if set(row) != set(SCORE_KEYS):
+            raise ValueError(f"{results_dir / 'scores.json'}: row {row} lacks the keys {list(SCORE_KEYS)} (run {name})")
+        if row["test_set"] == "macro_avg":
+            averages[f"{row['task']}/{row['metric']}"] = row["value"]
+        elif row["test_set"] != "micro_avg":
+            scores[f"{row['test_set']}/{row['metric']}"] = row["value"]
+    return {
+        "run": name,
+        "results_dir": str(results_dir),
+        **{key: summary[key] for key in SWEEP_SUMMARY_KEYS},
+        "scores": scores,
+        "averages": averages,
+    }
+
+
+def _quality_columns(runs: Sequence[Mapping]) -> List[Tuple[str, str, str]]:
+    """(label, section, key) of every WER/CER/BLEU column: per set, then the task averages."""
+    columns = []
+    for metric in SWEEP_METRICS:
+        for section, suffix in (("scores", ""), ("averages", " avg")):
+            keys = dict.fromkeys(k for r in runs for k in r[section] if k.endswith(f"/{metric}"))
+            columns += [(f"{metric.upper()} {k.rsplit('/', 1)[0]}{suffix}", section, k) for k in keys]
+    return columns
+
+
+def plot_sweep(runs: Sequence[Mapping], path: PathLike) -> None:
+    """Task-average quality against relative decode time and relative FLOPs, one curve per task and metric."""
+    fig = Figure(figsize=(11, 4.5))
+    axes = fig.subplots(1, 2)
+    curves = dict.fromkeys(k for r in runs for k in r["averages"] if k.rsplit("/", 1)[1] in SWEEP_METRICS)
+    for ax, x_key, x_label in (
+        (axes[0], "relative_decode_time", "decode time per utterance, relative to the first run"),
+        (axes[1], "relative_flops", "executed FLOPs relative to the dense model"),
+    ):
+        for curve in curves:
+            task, metric = curve.rsplit("/", 1)
+            points = [
+                (r[x_key], r["averages"][curve], r["run"])
+                for r in runs
+                if r[x_key] is not None and curve in r["averages"]
+            ]
+            if not points:
+                continue
+            arrow = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
+            ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=f"{task} {metric.upper()} ({arrow})")
+            for x, y, name in points:
+                ax.annotate(name, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel("score (%)")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_output(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
+
+
+def make_sweep(runs: Sequence[Tuple[str, PathLike]], out: PathLike) -> List[Dict[str, object]]:
+    """Write ``sweep.md``, ``sweep.json`` and ``sweep.png`` comparing ``runs`` ((name, results dir), the
+    first is the reference for relative decode time); returns sweep.json's runs."""
+    if not runs:
+        raise ValueError("no runs to compare")
+    points = [read_run(name, results_dir) for name, results_dir in runs]
+    reference_time = points[0]["decode_s_per_utt"]
+    for p in points:
+        has_time = reference_time and p["decode_s_per_utt"] is not None
+        p["relative_decode_time"] = p["decode_s_per_utt"] / reference_time if has_time else None
+    columns = _quality_columns(points)
+    rows = [
+        (
+            p["run"],
+            _fmt(p["enc_sparsity"]),
+            _fmt(p["dec_sparsity"]),
+            *(_fmt(p[section].get(key), 2) for _, section, key in columns),
+            _fmt(p["relative_flops"]),
+            _fmt(p["relative_decode_time"]),
+        )
+        for p in points
+    ]
+    header = ("run", "enc sparsity", "dec sparsity", *(c[0] for c in columns), "rel. FLOPs", "rel. decode time")
+    markdown = (
+        "# Sparsity sweep\n\n"
+        "Measured sparsity = fraction of modules skipped at inference. Scores in % (avg = mean over the task's "
+        f"sets). rel. FLOPs: executed MACs against the dense model; rel. decode time: against run "
+        f"`{points[0]['run']}`.\n\n" + _table(header, rows) + "\n![quality vs speed](sweep.png)\n"
+    )
+    out = Path(out)
+    plot_sweep(points, out / "sweep.png")
+    atomic_write(out / "sweep.json", json.dumps({"reference_run": points[0]["run"], "runs": points}, indent=2) + "\n")
+    atomic_write(out / "sweep.md", markdown)
+    return points
