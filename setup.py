@@ -26,6 +26,9 @@ setup(
         "PyYAML",
         "tensorboard",  # ESPnet's trainer writes TensorBoard logs by default
     ],
-    extras_require={"test": ["pytest", "hypothesis"]},
+    extras_require={
+        "test": ["pytest", "hypothesis"],
+        "hub": ["huggingface_hub"],  # --init_from espnet/owsm_v3.1_ebf (a hub name instead of a local dir)
+    },
     entry_points={},
 )

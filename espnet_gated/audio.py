@@ -1,11 +1,15 @@
 """Reading and checking audio: one place that turns any corpus file into 16 kHz mono.
 
 Soundfile reads wav/flac/ogg directly; anything else (m4a, mp3, opus, ...) is decoded
-with ffmpeg. Every problem becomes an :class:`AudioError` that names the file and what
-is wrong, instead of a stack trace from deep inside a decoder.
+with ffmpeg. Multi-channel audio is downmixed to mono by averaging the channels (a
+recording whose channels cancel out then counts as silent); other sample rates are
+resampled with soxr. Every problem (missing, empty, unreadable or truncated file) becomes
+an :class:`AudioError` that names the file and what is wrong, instead of a stack trace from
+deep inside a decoder; :func:`check_samples` rejects zero-length, NaN and silent audio.
 """
 
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 from typing import Optional, Tuple
@@ -33,6 +37,32 @@ def _ffmpeg_decode(path: Path, fs: int) -> np.ndarray:
     return np.frombuffer(proc.stdout, dtype=np.float32).copy()
 
 
+def _wav_truncation(path: Path) -> Optional[str]:
+    """For a RIFF/WAVE file: None, or how its data chunk falls short of its header.
+
+    libsndfile silently reads a truncated wav (the frames that are there), so a copy cut
+    short would pass as a shorter utterance; the header's data size tells.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
+            if chunk_id == b"data":
+                if chunk_size in (0, 0xFFFFFFFF):  # streamed wav: size unknown
+                    return None
+                available = size - pos - 8
+                if available < chunk_size:
+                    return f"header declares {chunk_size} bytes of audio but only {available} are there"
+                return None
+            pos += 8 + chunk_size + (chunk_size & 1)
+    return None
+
+
 def read_audio(path: str, fs: int = 16000) -> Tuple[np.ndarray, dict]:
     """(float32 mono samples at ``fs``, facts) for any supported file.
 
@@ -46,9 +76,15 @@ def read_audio(path: str, fs: int = 16000) -> Tuple[np.ndarray, dict]:
     if p.suffix.lower() not in SOUNDFILE_SUFFIXES:
         return _ffmpeg_decode(p, fs), {"orig_fs": fs, "channels": 1}
     try:
+        truncated = _wav_truncation(p) if p.suffix.lower() == ".wav" else None
+        info = soundfile.info(str(p))
         audio, orig_fs = soundfile.read(str(p), dtype="float32", always_2d=True)
-    except (RuntimeError, soundfile.LibsndfileError) as e:
+    except (RuntimeError, soundfile.LibsndfileError, struct.error) as e:
         raise AudioError(f"{path}: unreadable or truncated audio ({e})") from None
+    if truncated is None and audio.shape[0] < info.frames:
+        truncated = f"header declares {info.frames} frames but only {audio.shape[0]} could be decoded"
+    if truncated:
+        raise AudioError(f"{path}: truncated audio file ({truncated})")
     channels = audio.shape[1]
     audio = audio.mean(axis=1)
     if orig_fs != fs:

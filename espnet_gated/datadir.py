@@ -16,11 +16,13 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from espnet_gated.utils import PathLike, read_kaldi_map
+from espnet_gated.utils import PathLike, read_kaldi_map, umask
 
 PREFIX = re.compile(r"^<([a-z][a-z0-9_]*)><([a-z][a-z0-9_]*)><notimestamps> ?")
+#: the ``<lang><task>`` tokens at the start of any S2T target text
+CONTEXT = re.compile(r"^(<[^<>\s]+>)(<[^<>\s]+>)")
 KEYED_FILES = ("text", "text.prev", "text.ctc", "utt2spk", "utt2lang", "utt2task")
 TASK = re.compile(r"^(asr|st_[a-z]{3})$")
 LANG = re.compile(r"^[a-z]{3}$")
@@ -76,13 +78,17 @@ def _clean(text: str) -> str:
 
 
 def write_data_dir(
-    out_dir: PathLike, utterances: Iterable[Utterance], extra_files: Optional[Dict[str, Dict[str, str]]] = None
+    out_dir: PathLike,
+    utterances: Iterable[Utterance],
+    extra_files: Optional[Dict[str, Dict[str, str]]] = None,
+    other_files: Optional[Dict[str, str]] = None,
 ) -> int:
     """Validate every utterance, then write the directory atomically.
 
     The files are written into a temporary directory next to ``out_dir`` which then
     replaces it, so on any error nothing is written and an old directory survives.
-    ``extra_files`` adds per-utterance files such as ``{"utt2num_samples": {utt: "16000"}}``.
+    ``extra_files`` adds per-utterance files such as ``{"utt2num_samples": {utt: "16000"}}``;
+    ``other_files`` adds files by name and content (e.g. a report).
     Returns the number of utterances.
     """
     utts = sorted(utterances, key=lambda u: u.utt_id)
@@ -105,6 +111,7 @@ def write_data_dir(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
+        tmp.chmod(0o777 & ~umask())  # mkdtemp makes it private
         lines: Dict[str, List[str]] = {name: [] for name in KEYED_FILES}
         for u in utts:
             lines["text"].append(f"{u.utt_id} <{u.lang}><{u.task}><notimestamps> {_clean(u.text)}")
@@ -128,6 +135,8 @@ def write_data_dir(
             lines[name] = [f"{utt} {values[utt]}" for utt in sorted(values)]
         for name, content in lines.items():
             (tmp / name).write_text("".join(line + "\n" for line in content), encoding="utf-8")
+        for name, text in (other_files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old{os.getpid()}")
             os.replace(out_dir, old)
@@ -139,6 +148,16 @@ def write_data_dir(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return len(utts)
+
+
+def read_entries(path: Path) -> Iterator[Tuple[int, str, str]]:
+    """(line number, key, value) of the non-blank lines of a Kaldi-style file."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if line.strip():
+                key, _, value = line.partition(" ")
+                yield lineno, key, value
 
 
 def validate_data_dir(data_dir: PathLike, check_audio: bool = False) -> int:
@@ -156,6 +175,8 @@ def validate_data_dir(data_dir: PathLike, check_audio: bool = False) -> int:
         if (data_dir / name).is_file()
     }
     utt_ids = list(maps["text"])
+    if not utt_ids:
+        raise ValueError(f"{data_dir / 'text'}: no utterances")
     if utt_ids != sorted(utt_ids):
         raise ValueError(f"{data_dir / 'text'}: not sorted by utterance id")
     for name, m in maps.items():
@@ -168,24 +189,71 @@ def validate_data_dir(data_dir: PathLike, check_audio: bool = False) -> int:
                 f"{data_dir / name}: utterances differ from {data_dir / 'text'} "
                 f"(only here: {extra[:3]}, missing here: {missing[:3]})"
             )
-    with open(data_dir / "text", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            key, _, value = line.rstrip("\n").partition(" ")
-            if not PREFIX.match(value) or not PREFIX.sub("", value).strip():
-                raise ValueError(
-                    f"{data_dir / 'text'}:{lineno}: utterance '{key}' must read "
-                    f"'<lang><task><notimestamps> text', got '{value[:60]}'"
-                )
+    for lineno, key, value in read_entries(data_dir / "text"):
+        if not PREFIX.match(value) or not PREFIX.sub("", value).strip():
+            raise ValueError(
+                f"{data_dir / 'text'}:{lineno}: utterance '{key}' must read "
+                f"'<lang><task><notimestamps> text' with a non-empty text, got '{value[:60]}'"
+            )
+    for name, hint in (("text.ctc", "the transcript"), ("text.prev", "'<na>' when there is no previous text")):
+        if name in maps:
+            for lineno, key, value in read_entries(data_dir / name):
+                if not value.strip():
+                    raise ValueError(f"{data_dir / name}:{lineno}: utterance '{key}' is empty (want {hint})")
+    for lineno, key, value in read_entries(data_dir / "wav.scp"):
+        if not value.strip():
+            raise ValueError(f"{data_dir / 'wav.scp'}:{lineno}: '{key}' has no audio path")
     if "segments" in maps:
-        for utt, value in maps["segments"].items():
+        for lineno, utt, value in read_entries(data_dir / "segments"):
             fields = value.split()
-            if len(fields) != 3 or fields[0] not in maps["wav.scp"]:
-                raise ValueError(f"{data_dir / 'segments'}: utterance '{utt}': bad entry '{value}'")
+            try:
+                ok = len(fields) == 3 and fields[0] in maps["wav.scp"] and 0 <= float(fields[1]) < float(fields[2])
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(
+                    f"{data_dir / 'segments'}:{lineno}: utterance '{utt}': bad entry '{value}' "
+                    "(want '<recording in wav.scp> <start_s> <end_s>' with start < end)"
+                )
     if check_audio:
         for key, path in maps["wav.scp"].items():
             if not Path(path).is_file():
                 raise ValueError(f"{data_dir / 'wav.scp'}: '{key}': audio file {path} does not exist")
     return len(utt_ids)
+
+
+def check_context_tokens(text_path: PathLike, token_list: Sequence[str], where: str = "the token list") -> int:
+    """Check that every ``<lang><task>`` prefix of a ``text`` file is in ``token_list``.
+
+    Raises ValueError naming the file, the first line and utterance of each missing token
+    (a language or task the vocabulary was not built for would otherwise be split into
+    sentencepiece pieces and fail deep inside training or decoding). Returns the number
+    of lines checked.
+    """
+    vocab = set(token_list)
+    missing: Dict[str, Tuple[int, str, int]] = {}  # token -> (first line, utterance, count)
+    n = 0
+    for lineno, key, value in read_entries(Path(text_path)):
+        n += 1
+        m = CONTEXT.match(value)
+        if m is None:
+            raise ValueError(
+                f"{text_path}:{lineno}: utterance '{key}' does not start with <lang><task>: {value[:60]!r}"
+            )
+        for token in m.groups():
+            if token not in vocab:
+                first = missing.get(token, (lineno, key, 0))
+                missing[token] = (first[0], first[1], first[2] + 1)
+    if missing:
+        details = "; ".join(
+            f"{tok} ({count} utterance(s), first {text_path}:{line} '{utt}')"
+            for tok, (line, utt, count) in sorted(missing.items())
+        )
+        raise ValueError(
+            f"{text_path}: language/task token(s) not in {where}: {details}. Rebuild the token list "
+            "with these languages (make_tokens --extra_langs) or drop them (subset_data --langs/--tasks)"
+        )
+    return n
 
 
 def read_data_dir(data_dir: PathLike) -> List[Utterance]:

@@ -9,12 +9,25 @@ Beam search (ESPnet's ``BatchBeamSearch``) calls :meth:`batch_score` with one ro
 hypothesis and no room for extra arguments, so the mask of the utterance being decoded is
 installed for the whole search with :meth:`GatedTransformerDecoder.installed_gates`.
 The per-hypothesis state keeps ESPnet's contract: one (L-1, D) tensor per layer holding
-that layer's outputs for the previous positions.
+that layer's outputs for the previous positions (a :class:`HypState`, a list that also
+carries the self-attention keys/values of those positions).
+
+Two caches make incremental decoding cheaper than ESPnet's decoder without changing its
+results (both can be switched off, e.g. to measure the gating overhead alone):
+
+* ``cache_src_kv``: cross-attention keys/values are projected once per utterance
+  (:class:`MemoryKeysValues`) instead of at every step for every hypothesis; a layer
+  whose ``src_attn`` is closed never projects them.
+* ``cache_self_kv``: self-attention keys/values of the previous positions are kept in the
+  hypothesis state; each step projects only the new position.
+
+A decoder built with ``static_mask`` (an exported model, see ``espnet_gated.pruning``) has
+its closed modules removed and always runs that mask.
 """
 
 import math
 from contextlib import contextmanager
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
@@ -22,9 +35,11 @@ from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
 from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
 
 from espnet_gated.layout import DECODER_MODULES
-from espnet_gated.rows import add_on_rows, build_plan
+from espnet_gated.pruning import parse_side_mask, prune_decoder
+from espnet_gated.rows import ALL, Rows, add_on_rows, build_plan, take
 
 SELF, SRC, FF = range(len(DECODER_MODULES))
+KV = Tuple[torch.Tensor, torch.Tensor]
 
 
 def _self_attn(layer, x, tgt_mask, cached: bool):
@@ -46,29 +61,73 @@ def _feed_forward(layer, x):
     return layer.dropout(layer.feed_forward(layer.norm3(x)))
 
 
-def _src_attn_cached(layer, x, key_value, memory_mask):
-    """Cross-attention with precomputed keys/values (1 or B, heads, T, d_k): the same
-    computation as ``MultiHeadedAttention.forward`` minus the K/V projections."""
-    attn = layer.src_attn
-    n = x.size(0)
-    q = attn.linear_q(layer.norm2(x)).view(n, -1, attn.h, attn.d_k).transpose(1, 2)
-    q = attn.q_norm(q)
-    k, v = (t.expand(n, -1, -1, -1) for t in key_value)
+def _heads(attn, x: torch.Tensor, linear) -> torch.Tensor:
+    """(n, L, D) -> (n, heads, L, d_k) through one of the attention's projections."""
+    return linear(x).view(x.size(0), -1, attn.h, attn.d_k).transpose(1, 2)
+
+
+def _self_attn_kv(layer, x, tgt_mask, cached: bool, past: Optional[KV]):
+    """Self-attention that keeps the keys/values of all positions.
+
+    x: (n, L, D) the layer input of the rows; past: their (k, v) of the first L-1
+    positions (n, heads, L-1, d_k) or None (then all positions are projected). Returns
+    (output of the computed positions, (k, v) of all L positions).
+    """
+    attn = layer.self_attn
+    if cached and past is not None:
+        h = layer.norm1(x[:, -1:, :])
+        q = attn.q_norm(_heads(attn, h, attn.linear_q))
+        k = torch.cat([past[0], attn.k_norm(_heads(attn, h, attn.linear_k))], dim=2)
+        v = torch.cat([past[1], _heads(attn, h, attn.linear_v)], dim=2)
+    else:
+        h = layer.norm1(x)
+        q = attn.q_norm(_heads(attn, h[:, -1:, :] if cached else h, attn.linear_q))
+        k = attn.k_norm(_heads(attn, h, attn.linear_k))
+        v = _heads(attn, h, attn.linear_v)
+    mask = None if tgt_mask is None else (tgt_mask[:, -1:, :] if cached else tgt_mask)
     scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(attn.d_k)
-    return layer.dropout(attn.forward_attention(v, scores, memory_mask))
+    return layer.dropout(attn.forward_attention(v, scores, mask)), (k, v)
+
+
+def _src_attn_kv(layer, x, k, v, mask):
+    """Cross-attention with precomputed keys/values.
+
+    x: (n, Lq, D) rows that come in ``u = k.size(0)`` contiguous blocks of equal size, block
+    ``j`` belonging to the memory ``j`` of ``k``/``v`` (u, heads, T, d_k); mask (u, 1, T) or
+    None. The queries of a block are attended to their memory in one matrix product: the
+    same computation as ``MultiHeadedAttention.forward`` minus the key/value projections.
+    """
+    attn = layer.src_attn
+    n, lq, d = x.shape
+    u = k.size(0)
+    q = attn.linear_q(layer.norm2(x)).view(u, (n // u) * lq, attn.h, attn.d_k).transpose(1, 2)
+    q = attn.q_norm(q)
+    scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(attn.d_k)
+    return layer.dropout(attn.forward_attention(v, scores, mask).view(n, lq, d))
 
 
 class MemoryKeysValues:
-    """Cross-attention keys/values of one encoder output, computed once per layer on
-    first use (a layer whose ``src_attn`` is closed never computes them).
+    """Cross-attention keys/values of ``U`` encoder outputs, projected once per layer on
+    first use (a layer whose ``src_attn`` is closed for every utterance never projects them).
 
     ESPnet's decoder projects all encoder frames at every step and for every hypothesis;
-    these depend only on the encoder output, so one projection per utterance suffices.
+    they depend only on the encoder output, so one projection per utterance suffices. The
+    decoder's rows come in ``U`` contiguous blocks of equal size (the hypotheses of each
+    utterance); a module kept by only some utterances uses the keys/values of those.
+
+    Args:
+        memory: (U, T, D) encoder outputs (padded), or (1, T, D) for one utterance.
+        mask: (U, 1, T) valid frames, or None (all valid).
     """
 
-    def __init__(self, memory: torch.Tensor):
-        self.memory = memory  # (1 or B, T, D)
+    def __init__(self, memory: torch.Tensor, mask: Optional[torch.Tensor] = None):
+        self.memory = memory
+        self.mask = mask
+        self._kv: Dict[Tuple[int, Optional[Tuple[int, ...]]], Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]]
         self._kv = {}
+
+    def __len__(self) -> int:
+        return self.memory.size(0)
 
     def matches(self, memory: torch.Tensor) -> bool:
         """True if ``memory`` is this encoder output (possibly expanded over hypotheses)."""
@@ -79,20 +138,76 @@ class MemoryKeysValues:
             and (memory.size(0) == m.size(0) or (m.size(0) == 1 and memory.stride(0) == 0))
         )
 
-    def get(self, index: int, layer) -> Tuple[torch.Tensor, torch.Tensor]:
-        if index not in self._kv:
-            attn = layer.src_attn
-            b = self.memory.size(0)
-            k = attn.linear_k(self.memory).view(b, -1, attn.h, attn.d_k).transpose(1, 2)
-            v = attn.linear_v(self.memory).view(b, -1, attn.h, attn.d_k).transpose(1, 2)
-            self._kv[index] = (attn.k_norm(k), v)
-        return self._kv[index]
+    def get(self, index: int, layer, utts: Optional[Sequence[int]] = None):
+        """(k, v, mask) of layer ``index`` for the utterances ``utts`` (None = all)."""
+        key = (index, None if utts is None else tuple(utts))
+        if key not in self._kv:
+            full = self._kv.get((index, None))
+            if utts is None or full is None:
+                memory, mask = self.memory, self.mask
+                if utts is not None:
+                    idx = torch.tensor(list(utts), device=memory.device)
+                    memory = memory.index_select(0, idx)
+                    mask = None if mask is None else mask.index_select(0, idx)
+                attn = layer.src_attn
+                k = attn.k_norm(_heads(attn, memory, attn.linear_k))
+                self._kv[key] = (k, _heads(attn, memory, attn.linear_v), mask)
+            else:
+                idx = torch.tensor(list(utts), device=full[0].device)
+                self._kv[key] = tuple(None if t is None else t.index_select(0, idx) for t in full)
+        return self._kv[key]
+
+    def select(self, utts: Sequence[int]) -> "MemoryKeysValues":
+        """The same cache for a subset of the utterances (keys/values already projected
+        are kept)."""
+        idx = torch.tensor(list(utts), device=self.memory.device)
+        out = MemoryKeysValues(
+            self.memory.index_select(0, idx), None if self.mask is None else self.mask.index_select(0, idx)
+        )
+        for (index, sub), (k, v, _) in self._kv.items():
+            if sub is None:
+                out._kv[(index, None)] = (k.index_select(0, idx), v.index_select(0, idx), out.mask)
+        return out
+
+
+def _block_utts(rows: Rows, n_rows: int, n_utts: int) -> Optional[List[int]]:
+    """Utterances whose row blocks ``rows`` selects (None = all)."""
+    if rows is ALL or n_utts == 1:  # one memory: any rows may attend to it
+        return None
+    per = n_rows // n_utts
+    utts = (rows[::per] // per).tolist()
+    if n_rows % n_utts or len(rows) != len(utts) * per:
+        raise ValueError(
+            f"decoder rows must come in {n_utts} equal blocks, one per utterance of the cross-attention cache, "
+            f"and a module is kept or closed for a whole block (got {n_rows} rows)"
+        )
+    return utts
+
+
+class HypState(list):
+    """One hypothesis' decoder state: ESPnet's list of per-layer outputs (L-1, D), plus in
+    ``self_kv`` the self-attention keys/values (heads, L-1, d_k) of each layer (None where
+    the layer's self-attention is closed, or when the cache is off)."""
+
+    __slots__ = ("self_kv",)
+
+    def __init__(self, layers, self_kv=None):
+        super().__init__(layers)
+        self.self_kv = self_kv
 
 
 class GatedTransformerDecoder(TransformerDecoder):
-    """ESPnet's Transformer decoder with per-utterance module gates (``gated_transformer``)."""
+    """ESPnet's Transformer decoder with per-utterance module gates (``gated_transformer``).
 
-    def __init__(self, *args, **kwargs):
+    Args (beyond TransformerDecoder's):
+        static_mask: for exported models: the decoder part of a gate mask
+            (``"111.101.011"``, layers separated by dots, bits in
+            :data:`~espnet_gated.layout.DECODER_MODULES` order, see
+            ``layout.format_mask``) or a (n_layers, 3) nested list. Closed modules are
+            removed (no weights) and every call runs this mask.
+    """
+
+    def __init__(self, *args, static_mask: Union[str, Sequence[Sequence[int]], None] = None, **kwargs):
         super().__init__(*args, **kwargs)
         layer = self.decoders[0]
         if not layer.normalize_before or layer.concat_after:
@@ -103,6 +218,14 @@ class GatedTransformerDecoder(TransformerDecoder):
         self._installed = None  # gates installed by installed_gates()
         self._installed_plan = None  # their inference plan, built on first use
         self._memory_kv: Optional[MemoryKeysValues] = None  # set by init_state()
+        self.cache_src_kv = True
+        self.cache_self_kv = True
+        self.static_mask: Optional[torch.Tensor] = None
+        self._static_plan = None
+        if static_mask is not None:
+            self.static_mask = parse_side_mask("dec", static_mask, len(self.decoders))
+            prune_decoder(self, self.static_mask)
+            self._static_plan = build_plan(self.static_mask.unsqueeze(0))
 
     def present_modules(self) -> List[str]:
         return list(DECODER_MODULES)
@@ -113,6 +236,8 @@ class GatedTransformerDecoder(TransformerDecoder):
         (n_layers, 3), or (B, n_layers, 3) matching the rows the decoder will see
         (the batch in training, the hypotheses in ``batch_score``)."""
         previous = self._installed, self._installed_plan
+        if gates is not None and self.static_mask is not None:
+            raise ValueError("this decoder has a static mask (an exported model): it takes no gates")
         if gates is not None and gates.dim() == 2:
             gates = gates.unsqueeze(0)
         self._installed, self._installed_plan = gates, None
@@ -122,6 +247,8 @@ class GatedTransformerDecoder(TransformerDecoder):
             self._installed, self._installed_plan = previous
 
     def _gates_for(self, gates: Optional[torch.Tensor], n_batch: int) -> Optional[torch.Tensor]:
+        if gates is not None and self.static_mask is not None:
+            raise ValueError("this decoder has a static mask (an exported model): it takes no gates")
         gates = self._installed if gates is None else gates
         if gates is not None and gates.size(0) not in (1, n_batch):
             raise ValueError(f"decoder gates are for {gates.size(0)} rows but the decoder got {n_batch}")
@@ -130,11 +257,15 @@ class GatedTransformerDecoder(TransformerDecoder):
     def _plan_for(self, gates: Optional[torch.Tensor], n_batch: int):
         if gates is not None:
             return build_plan(self._gates_for(gates, n_batch))
-        if self._installed is None:
+        if self._static_plan is not None:
+            return self._static_plan
+        installed = self._installed
+        if installed is None:
             return None
-        self._gates_for(None, n_batch)
+        if installed.size(0) not in (1, n_batch):
+            self._gates_for(None, n_batch)  # raises
         if self._installed_plan is None:
-            self._installed_plan = build_plan(self._installed)
+            self._installed_plan = build_plan(installed)
         return self._installed_plan
 
     def init_state(self, x: torch.Tensor):
@@ -155,19 +286,22 @@ class GatedTransformerDecoder(TransformerDecoder):
         gates: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced forward; ``gates`` (B, n_layers, 3), else the installed ones,
-        else all open (the dense decoder)."""
+        else the static mask, else all open (the dense decoder)."""
         gates = self._gates_for(gates, ys_in_pad.size(0))
-        if gates is None:
+        if gates is None and self.static_mask is None:
             return super().forward(hs_pad, hlens, ys_in_pad, ys_in_lens, return_hs, return_all_hs)
         tgt_mask = (~make_pad_mask(ys_in_lens)[:, None, :]).to(ys_in_pad.device)
         tgt_mask = tgt_mask & subsequent_mask(tgt_mask.size(-1), device=tgt_mask.device).unsqueeze(0)
         memory_mask = (~make_pad_mask(hlens, maxlen=hs_pad.size(1)))[:, None, :].to(hs_pad.device)
         x = self.embed(ys_in_pad)
-        plan = None if self.training else build_plan(gates)
+        if gates is None:
+            plan = self._static_plan
+        else:
+            plan = None if self.training else build_plan(gates)
         intermediate_outs = []
         for i, layer in enumerate(self.decoders):
             if plan is not None:
-                x = self._layer_inference(layer, x, tgt_mask, hs_pad, memory_mask, None, plan[i])
+                x = self._layer_inference(layer, x, tgt_mask, hs_pad, memory_mask, plan[i])
             elif i + 1 in self.gradient_checkpoint_layers:
                 x = torch.utils.checkpoint.checkpoint(
                     self._layer_training,
@@ -204,27 +338,138 @@ class GatedTransformerDecoder(TransformerDecoder):
         cache: List[torch.Tensor] = None,
         return_hs: bool = False,
         gates: Optional[torch.Tensor] = None,
+        memory_kv: Optional[MemoryKeysValues] = None,
     ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        """One incremental step; closed modules are skipped for the rows that close them."""
+        """One incremental step; closed modules are skipped for the rows that close them.
+
+        ``memory_kv``: precomputed cross-attention keys/values (by default those of the
+        utterance given to :meth:`init_state`, when ``memory`` is its encoder output).
+        """
         plan = self._plan_for(gates, tgt.size(0))
         if plan is None:
             return super().forward_one_step(tgt, tgt_mask, memory, memory_mask, cache=cache, return_hs=return_hs)
-        memory_kv = self._memory_kv if self._memory_kv is not None and self._memory_kv.matches(memory) else None
+        if memory_kv is None and self._memory_kv is not None and self._memory_kv.matches(memory):
+            memory_kv = self._memory_kv
+        y, new_cache, _ = self.step(tgt, tgt_mask, cache, None, plan, memory, memory_mask, memory_kv, return_hs)
+        return y, new_cache
+
+    def step(
+        self,
+        tgt: torch.Tensor,
+        tgt_mask: Optional[torch.Tensor],
+        cache: Optional[List[torch.Tensor]],
+        self_kv: Optional[List[Optional[KV]]],
+        plan,
+        memory: Optional[torch.Tensor] = None,
+        memory_mask: Optional[torch.Tensor] = None,
+        memory_kv: Optional[MemoryKeysValues] = None,
+        return_hs: bool = False,
+    ):
+        """One incremental step with an explicit plan (``rows.build_plan``) and caches.
+
+        cache: per layer (N, L-1, D) outputs of the previous positions, or None (all
+        positions are computed); self_kv: per layer the self-attention (k, v) of those
+        positions (None entries are recomputed). Cross-attention uses ``memory_kv`` (its
+        ``U`` utterances own contiguous blocks of N/U rows) when given and
+        ``cache_src_kv`` is on, else ``memory``/``memory_mask``.
+
+        Returns (log-probabilities (N, V), new per-layer outputs (N, L, D), new per-layer
+        self-attention (k, v) or None); with ``return_hs`` the first item is
+        (log-probabilities, last hidden state) as in ESPnet.
+        """
         x = self.embed(tgt)
+        n_layers = len(self.decoders)
         if cache is None:
-            cache = [None] * len(self.decoders)
-        new_cache = []
-        for i, (layer, c, layer_plan) in enumerate(zip(self.decoders, cache, plan, strict=True)):
-            kv = None if memory_kv is None or layer_plan[SRC] is None else memory_kv.get(i, layer)
-            x = self._layer_inference(layer, x, tgt_mask, memory, memory_mask, c, layer_plan, kv)
+            cache = [None] * n_layers
+        if self_kv is None:
+            self_kv = [None] * n_layers
+        use_src_kv = memory_kv is not None and self.cache_src_kv
+        if memory_kv is None and memory is None:
+            raise ValueError("decoder step needs the encoder output (memory) or its keys/values (memory_kv)")
+        new_cache, new_kv = [], []
+        for i, layer in enumerate(self.decoders):
+            x, kv = self._layer_step(
+                i,
+                layer,
+                x,
+                tgt_mask,
+                cache[i],
+                self_kv[i],
+                plan[i],
+                memory,
+                memory_mask,
+                memory_kv if use_src_kv else None,
+            )
             new_cache.append(x)
-        y = self.after_norm(x[:, -1])
-        hidden = y
+            new_kv.append(kv)
+        y = hidden = self.after_norm(x[:, -1])
         if self.output_layer is not None:
             y = torch.log_softmax(self.output_layer(y), dim=-1)
-        if return_hs:
-            return (y, hidden), new_cache
-        return y, new_cache
+        return ((y, hidden) if return_hs else y), new_cache, (new_kv if self.cache_self_kv else None)
+
+    def batch_score(self, ys: torch.Tensor, states: List, xs: torch.Tensor, return_hs: bool = False):
+        """ESPnet's ``batch_score`` with the gated step and the self-attention cache.
+
+        states: per hypothesis None (first step) or a list of per-layer (L-1, D) outputs
+        (a :class:`HypState` from the previous call also carries the keys/values)."""
+        plan = None if return_hs else self._plan_for(None, ys.size(0))
+        if plan is None:
+            return super().batch_score(ys, states, xs, return_hs=return_hs)
+        n_batch, n_layers = len(ys), len(self.decoders)
+        if states[0] is None:
+            cache = self_kv = None
+        else:
+            cache = [torch.stack([states[b][i] for b in range(n_batch)]) for i in range(n_layers)]
+            self_kv = None
+            if self.cache_self_kv and all(getattr(s, "self_kv", None) is not None for s in states):
+                self_kv = [
+                    None
+                    if states[0].self_kv[i] is None
+                    else tuple(torch.stack([s.self_kv[i][j] for s in states]) for j in range(2))
+                    for i in range(n_layers)
+                ]
+        memory_kv = self._memory_kv if self._memory_kv is not None and self._memory_kv.matches(xs) else None
+        tgt_mask = subsequent_mask(ys.size(-1), device=xs.device).unsqueeze(0)
+        logp, new_cache, new_kv = self.step(ys, tgt_mask, cache, self_kv, plan, xs, None, memory_kv)
+        if new_kv is None:
+            return logp, [HypState([new_cache[i][b] for i in range(n_layers)]) for b in range(n_batch)]
+        return logp, [
+            HypState(
+                [new_cache[i][b] for i in range(n_layers)],
+                [None if kv is None else (kv[0][b], kv[1][b]) for kv in new_kv],
+            )
+            for b in range(n_batch)
+        ]
+
+    def _layer_step(self, index, layer, x, tgt_mask, cache, past_kv, plan, memory, memory_mask, memory_kv):
+        """One decoder layer of an incremental step; returns (layer output (N, L, D), self-attention
+        (k, v) of all positions or None)."""
+        self_rows, src_rows, ff_rows = plan
+        n_rows = x.size(0)
+        cached = cache is not None
+        if cached:
+            assert cache.shape == (n_rows, x.size(1) - 1, layer.size), (
+                f"cache {tuple(cache.shape)} != {(n_rows, x.size(1) - 1, layer.size)}"
+            )
+        out = x[:, -1:, :] if cached else x
+        kv = None
+        if self_rows is not None:
+            if self.cache_self_kv:
+                past = take_kv(self_rows, past_kv)
+                y, kv = _self_attn_kv(layer, take(self_rows, x, x.device), tgt_mask, cached, past)
+                kv = scatter_kv(self_rows, kv, n_rows)
+                out = out + y if self_rows is ALL else out.index_add(0, self_rows.to(out.device), y)
+            else:
+                out = add_on_rows(out, self_rows, lambda o, full, m: _self_attn(layer, full, m, cached), x, tgt_mask)
+        if src_rows is not None:
+            if memory_kv is not None:
+                k, v, mm = memory_kv.get(index, layer, _block_utts(src_rows, n_rows, len(memory_kv)))
+                out = add_on_rows(out, src_rows, lambda o: _src_attn_kv(layer, o, k, v, mm))
+            else:
+                out = add_on_rows(out, src_rows, lambda o, m, mm: _src_attn(layer, o, m, mm), memory, memory_mask)
+        if ff_rows is not None:
+            out = add_on_rows(out, ff_rows, lambda o: _feed_forward(layer, o))
+        return (torch.cat([cache, out], dim=1) if cached else out), kv
 
     @staticmethod
     def _layer_training(layer, x, tgt_mask, memory, memory_mask, g):
@@ -235,24 +480,25 @@ class GatedTransformerDecoder(TransformerDecoder):
         return x + g[FF] * _feed_forward(layer, x)
 
     @staticmethod
-    def _layer_inference(layer, x, tgt_mask, memory, memory_mask, cache, plan, memory_kv=None):
-        """Closed modules are not computed. With ``cache`` (B, L-1, D) only the last
-        position is computed and appended, as in ESPnet's ``DecoderLayer``; with
-        ``memory_kv`` cross-attention uses those precomputed keys/values."""
+    def _layer_inference(layer, x, tgt_mask, memory, memory_mask, plan):
+        """Closed modules are not computed (teacher-forced inference forward)."""
         self_rows, src_rows, ff_rows = plan
-        cached = cache is not None
-        if cached:
-            assert cache.shape == (x.size(0), x.size(1) - 1, layer.size), (
-                f"cache {tuple(cache.shape)} != {(x.size(0), x.size(1) - 1, layer.size)}"
-            )
-            out = x[:, -1:, :]
-        else:
-            out = x
-        # self-attention reads the whole prefix, so it gets the full x as an extra row arg
-        out = add_on_rows(out, self_rows, lambda o, full, m: _self_attn(layer, full, m, cached), x, tgt_mask)
-        if memory_kv is None:
-            out = add_on_rows(out, src_rows, lambda o, mem, mm: _src_attn(layer, o, mem, mm), memory, memory_mask)
-        else:
-            out = add_on_rows(out, src_rows, lambda o, mm: _src_attn_cached(layer, o, memory_kv, mm), memory_mask)
-        out = add_on_rows(out, ff_rows, lambda o: _feed_forward(layer, o))
-        return torch.cat([cache, out], dim=1) if cached else out
+        out = add_on_rows(x, self_rows, lambda o, full, m: _self_attn(layer, full, m, False), x, tgt_mask)
+        out = add_on_rows(out, src_rows, lambda o, mem, mm: _src_attn(layer, o, mem, mm), memory, memory_mask)
+        return add_on_rows(out, ff_rows, lambda o: _feed_forward(layer, o))
+
+
+def take_kv(rows: Rows, kv: Optional[KV]) -> Optional[KV]:
+    if kv is None or rows is ALL:
+        return kv
+    idx = rows.to(kv[0].device)
+    return kv[0].index_select(0, idx), kv[1].index_select(0, idx)
+
+
+def scatter_kv(rows: Rows, kv: KV, n_rows: int) -> KV:
+    """Keys/values of the selected rows placed in (n_rows, ...) tensors (zeros elsewhere:
+    rows that close the module never read them)."""
+    if rows is ALL:
+        return kv
+    idx = rows.to(kv[0].device)
+    return tuple(t.new_zeros(n_rows, *t.shape[1:]).index_copy(0, idx, t) for t in kv)

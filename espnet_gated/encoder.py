@@ -17,10 +17,13 @@ branches are closed the merge is skipped too: its output would be a constant vec
 that no longer depends on the utterance. Training applies the same rule by scaling the
 merge output with ``1 - (1 - g_attn) * (1 - g_cgmlp)``, so training and inference compute
 the same function.
+
+An encoder built with ``static_mask`` (an exported model, see ``espnet_gated.pruning``) has
+its closed modules removed and always runs that mask.
 """
 
 from contextlib import contextmanager
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +44,7 @@ from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder
 from espnet2.asr.layers.fastformer import FastSelfAttention
 
 from espnet_gated.layout import ENCODER_MODULES
+from espnet_gated.pruning import parse_side_mask, prune_encoder
 from espnet_gated.rows import ALL, add_on_rows, rows_of, take
 
 FFM, ATTN, CGMLP, FF = range(len(ENCODER_MODULES))
@@ -86,10 +90,14 @@ def _merge_one_branch(layer, x_open, open_half: int):
 
     Depthwise convolution keeps channels apart, so the closed half of ``x_concat +
     dwconv(x_concat)`` is the constant conv bias of those channels; its projection folds
-    into the output bias and only the open half is computed.
+    into the output bias and only the open half is computed. A layer pruned by
+    ``espnet_gated.pruning`` holds only the open half (bias already folded).
     """
     d = x_open.size(-1)
     conv, proj = layer.depthwise_conv_fusion, layer.merge_proj
+    if conv.in_channels == d:  # statically pruned
+        x_tmp = conv(x_open.transpose(1, 2)).transpose(1, 2)
+        return layer.dropout(proj(x_open + x_tmp))
     keep = slice(0, d) if open_half == 0 else slice(d, 2 * d)
     drop = slice(d, 2 * d) if open_half == 0 else slice(0, d)
     x_tmp = F.conv1d(
@@ -128,6 +136,17 @@ class GatedEBranchformerEncoder(EBranchformerEncoder):
 
     _gate_source = None
 
+    def __init__(self, *args, static_mask: Union[str, Sequence[Sequence[int]], None] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        layer = self.encoders[0]
+        self._present = [m for m in ENCODER_MODULES if getattr(layer, m, None) is not None]
+        self.static_mask: Optional[torch.Tensor] = None
+        self._static_plan = None
+        if static_mask is not None:
+            self.static_mask = parse_side_mask("enc", static_mask, len(self.encoders))
+            prune_encoder(self, self.static_mask)
+            self._static_plan = EncoderPlan(self.static_mask.unsqueeze(0))
+
     @contextmanager
     def gate_source(self, source: Callable):
         """Inside the block, ``forward`` without ``gates`` asks ``source(xs, masks)`` for
@@ -140,8 +159,8 @@ class GatedEBranchformerEncoder(EBranchformerEncoder):
             self._gate_source = previous
 
     def present_modules(self) -> List[str]:
-        layer = self.encoders[0]
-        return [m for m in ENCODER_MODULES if getattr(layer, m, None) is not None]
+        """Gateable modules the layers were built with."""
+        return list(self._present)
 
     def embed_input(self, xs_pad: torch.Tensor, ilens: torch.Tensor, masks: torch.Tensor = None):
         """Input layer (subsampling + positional encoding) -> (xs, masks).
@@ -178,7 +197,11 @@ class GatedEBranchformerEncoder(EBranchformerEncoder):
     ):
         """Run the layers on embedded input; see the module docstring for ``gates``."""
         plan = None
-        if gates is not None and not self.training:
+        if self.static_mask is not None:
+            if gates is not None:
+                raise ValueError("this encoder has a static mask (an exported model): it takes no gates")
+            plan = self._static_plan
+        elif gates is not None and not self.training:
             plan = EncoderPlan(gates)
         intermediate_outs = []
         for layer_idx, layer in enumerate(self.encoders):
@@ -186,10 +209,10 @@ class GatedEBranchformerEncoder(EBranchformerEncoder):
                 break
             if self.training and torch.rand(1).item() < self.layer_drop_rate:
                 continue
-            if gates is None:
-                xs, masks = layer(xs, masks)
-            elif plan is not None:
+            if plan is not None:
                 xs = self._layer_inference(layer, xs, masks, plan.layers[layer_idx])
+            elif gates is None:
+                xs, masks = layer(xs, masks)
             elif layer_idx + 1 in self.gradient_checkpoint_layers:
                 xs = torch.utils.checkpoint.checkpoint(
                     self._layer_training,

@@ -43,6 +43,13 @@ class GatePredictor(torch.nn.Module):
         detach_audio: stop gradients from the predictor into the encoder's input layer.
         init_keep_bias: initial keep-minus-skip logit; the last layer's weights start at
             zero, so every gate starts open (P(keep) = sigmoid(bias) under Gumbel noise).
+        warmup_steps: training steps that keep every gate open and the predictor unchanged
+            (its gradient is zero) so the backbone learns before modules can be dropped;
+            without it, training from scratch can close a module before it becomes useful
+            (e.g. every ``src_attn``, leaving an audio-blind decoder). Straight-through
+            gradients during warm-up would not do: they move the keep logits while the
+            forward value stays 1, and the gates then close at once when it ends. The
+            sparsity loss is off and the temperature schedule waits until it ends.
         tau_start, tau_end, tau_anneal_steps, tau_schedule: Gumbel-Softmax temperature,
             annealed over training forward passes (counted in a buffer saved with the
             model, so that resumed training continues the schedule).
@@ -63,6 +70,7 @@ class GatePredictor(torch.nn.Module):
         tau_end: float = 0.5,
         tau_anneal_steps: int = 10000,
         tau_schedule: str = "linear",
+        warmup_steps: int = 0,
     ):
         super().__init__()
         if not (use_audio or use_context):
@@ -78,6 +86,7 @@ class GatePredictor(torch.nn.Module):
         self.tau_start, self.tau_end = float(tau_start), float(tau_end)
         self.tau_anneal_steps = int(tau_anneal_steps)
         self.tau_schedule = tau_schedule
+        self.warmup_steps = int(warmup_steps)
 
         self.token_list = list(token_list)
         context_tokens = [t for t in self.token_list if CONTEXT_TOKEN.match(t)]
@@ -106,8 +115,12 @@ class GatePredictor(torch.nn.Module):
             out.bias.view(n_gates, 2).copy_(torch.tensor([0.0, float(init_keep_bias)]).expand(n_gates, 2))
         self.register_buffer("train_steps", torch.zeros((), dtype=torch.long))
 
+    def warming_up(self) -> bool:
+        """True while training is within ``warmup_steps``."""
+        return self.training and int(self.train_steps) < self.warmup_steps
+
     def temperature(self) -> float:
-        step = int(self.train_steps)
+        step = max(0, int(self.train_steps) - self.warmup_steps)
         if self.tau_schedule == "constant" or self.tau_anneal_steps <= 0:
             return self.tau_start
         frac = min(1.0, step / self.tau_anneal_steps)
@@ -147,11 +160,15 @@ class GatePredictor(torch.nn.Module):
         """Keep gates (B, n_gates) in {0, 1}.
 
         Training: straight-through Gumbel-Softmax (hard forward, soft gradient); the step
-        counter that drives the temperature schedule advances.
+        counter that drives warm-up and temperature advances. During warm-up every gate
+        is 1 with a zero gradient.
         Inference: deterministic, keep iff keep-logit > skip-logit.
         """
         if self.training:
-            gates = F.gumbel_softmax(logits, tau=self.temperature(), hard=True)[..., 1]
+            if self.warming_up():  # open, in the graph with a zero gradient (DDP needs every parameter used)
+                gates = 1.0 + 0.0 * logits[..., 1]
+            else:
+                gates = F.gumbel_softmax(logits, tau=self.temperature(), hard=True)[..., 1]
             self.train_steps += 1
             return gates
         return (logits[..., 1] > logits[..., 0]).to(logits.dtype)

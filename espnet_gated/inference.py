@@ -1,21 +1,37 @@
 """Decoding with gates: ESPnet's ``Speech2Text`` and beam search, told the context.
 
 :class:`GatedSpeech2Text` is ESPnet's ``Speech2Text`` (model built by ``S2TTask`` from
-``config.yaml``, ESPnet's ``BatchBeamSearch``, same results format) with three changes:
-the encoder gets the ``<lang><task>`` context, the decoder keeps the utterance's mask for
-the whole beam search, and ``speech_length: null`` in the training config disables the
-padding to a fixed length. The mask of the last decoded utterance is in ``last_mask``,
-the split of its time between encoding (incl. feature extraction and the gate
-predictor) and beam search in ``last_timing``.
+``config.yaml``, ESPnet's ``BatchBeamSearch``, same results format) with these changes:
+
+* the encoder gets the ``<lang><task>`` context, and the decoder keeps the utterance's
+  mask for the whole beam search;
+* ``speech_length: null`` in the training config disables the padding to a fixed length;
+* exported models (``espnet_gated.bin.export``: ESPnet's plain S2T model whose encoder
+  and decoder carry a static mask, no gate predictor) decode with that mask;
+* the weights file must match the model the config builds (ESPnet loads with
+  ``strict=False`` and would silently keep random weights): unexpected or missing keys
+  raise, except a missing gate predictor (a dense checkpoint: all gates open, warned);
+* :meth:`GatedSpeech2Text.decode_batch` decodes several utterances at once
+  (:mod:`espnet_gated.batch_beam_search`); ESPnet 202511 decodes one at a time.
+
+The mask of the last decoded utterance is in ``last_mask`` (``last_masks`` for a batch),
+the split of its time between encoding (feature extraction, gate predictor, encoder) and
+beam search in ``last_timing`` (``gates_s``: the gate predictor's share of encoding).
 """
 
+import logging
 import time
 from contextlib import contextmanager, nullcontext
-from typing import Optional, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from espnet2.bin.s2t_inference import Speech2Text
 
+from espnet_gated.batch_beam_search import MultiUtteranceBeamSearch
+from espnet_gated.decoder import GatedTransformerDecoder
+from espnet_gated.encoder import GatedEBranchformerEncoder
 from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES
 from espnet_gated.model import GatedESPnetS2TModel
 
@@ -24,21 +40,80 @@ from espnet_gated.model import GatedESPnetS2TModel
 GATE_MODES = ("predicted", "all_open")
 
 
+def is_exported(model) -> bool:
+    """True for a statically pruned model (encoder and decoder built with ``static_mask``)."""
+    return (
+        isinstance(getattr(model, "encoder", None), GatedEBranchformerEncoder)
+        and isinstance(getattr(model, "decoder", None), GatedTransformerDecoder)
+        and model.encoder.static_mask is not None
+        and model.decoder.static_mask is not None
+    )
+
+
+def check_weights(model: torch.nn.Module, model_file, config_file=None) -> None:
+    """Raise if ``model_file`` does not hold exactly the weights of ``model``.
+
+    A gated model may lack the gate predictor (a dense checkpoint: the predictor's initial
+    state keeps every module); that is logged as a warning.
+    """
+    try:
+        state = torch.load(model_file, map_location="cpu", mmap=True, weights_only=True)
+    except Exception as e:  # not a plain state dict (e.g. an old pickle): ESPnet's own loader decides
+        logging.debug(f"not checking the keys of {model_file}: {e}")
+        return
+    if "module" in state and not isinstance(state["module"], torch.Tensor):
+        state = state["module"]
+    have, want = set(state), set(model.state_dict())
+    unexpected, missing = sorted(have - want), sorted(want - have)
+    config = f" built from {config_file}" if config_file else ""
+    if unexpected:
+        raise ValueError(
+            f"{model_file}: {len(unexpected)} weights do not belong to the model{config} "
+            f"(e.g. {unexpected[:3]}); an exported model must be decoded with its own config.yaml"
+        )
+    predictor = [k for k in missing if k.startswith("gate_predictor.")]
+    if len(predictor) < len(missing):
+        other = [k for k in missing if not k.startswith("gate_predictor.")]
+        raise ValueError(f"{model_file}: {len(other)} weights of the model{config} are missing (e.g. {other[:3]})")
+    if predictor:
+        logging.warning(f"{model_file} has no gate predictor weights: every gate stays open")
+
+
 class GatedSpeech2Text(Speech2Text):
     def __init__(self, *args, gate_mode: str = "predicted", **kwargs):
         if gate_mode not in GATE_MODES:
             raise ValueError(f"gate_mode must be one of {GATE_MODES}, got '{gate_mode}'")
-        super().__init__(*args, **kwargs)
-        self.gate_mode = gate_mode
-        if not isinstance(self.s2t_model, GatedESPnetS2TModel):
+        model_file = kwargs.get("s2t_model_file", args[1] if len(args) > 1 else None)
+        config_file = kwargs.get("s2t_train_config", args[0] if args else None)
+        try:
+            super().__init__(*args, **kwargs)
+        except RuntimeError as e:
+            if "state_dict" not in str(e):
+                raise
             raise ValueError(
-                f"{type(self.s2t_model).__name__} is not a gated model (model: gated_espnet); "
+                f"{model_file}: the weights do not fit the model built from {config_file} "
+                f"(an exported model must be decoded with its own config.yaml): {str(e)[:500]}"
+            ) from e
+        self.gate_mode = gate_mode
+        model = self.s2t_model
+        self.exported = is_exported(model)
+        if not isinstance(model, GatedESPnetS2TModel) and not self.exported:
+            raise ValueError(
+                f"{type(model).__name__} is not a gated model (model: gated_espnet) nor an exported one; "
                 "decode it with espnet2.bin.s2t_inference"
             )
+        if self.exported and gate_mode != "predicted":
+            raise ValueError("an exported model has a fixed mask: gate_mode all_open needs the gated model")
+        if model_file is not None:
+            check_weights(model, model_file, config_file)
         self.natural_length = self.preprocessor_conf.get("speech_length") is None
         self.last_mask: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
-        self.last_timing = {"encoder_s": 0.0, "decoder_s": 0.0}
+        self.last_masks: List[Tuple[torch.Tensor, torch.Tensor]] = []
+        self.last_timing = {"encoder_s": 0.0, "decoder_s": 0.0, "gates_s": 0.0}
+        #: per decoder call of the last ``decode_batch``: (prefix length, utterances, rows per utterance)
+        self.last_search_log: List[Tuple[int, List[int], int]] = []
 
+    # ------------------------------------------------------------------ helpers
     @contextmanager
     def _length_of(self, speech):
         """With ``speech_length: null``, pad/trim to the utterance's own length."""
@@ -62,22 +137,169 @@ class GatedSpeech2Text(Speech2Text):
             )
         return nullcontext()
 
+    def _context(self, lang_sym, task_sym, batch_size: int = 1):
+        if self.exported:
+            return nullcontext()
+        model = self.s2t_model
+        if isinstance(lang_sym, str) and isinstance(task_sym, str):
+            return model.using_context(model.token_context(lang_sym, task_sym, batch_size))
+        rows = [model.token_context(lang, task)[0] for lang, task in zip(lang_sym, task_sym, strict=True)]
+        return model.using_context(torch.stack(rows))
+
+    @contextmanager
+    def _timed_predictor(self):
+        """Accumulate the gate predictor's time into ``last_timing['gates_s']``."""
+        model = self.s2t_model
+        if self.exported:
+            yield
+            return
+        original = model.predict_gates
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.last_timing["gates_s"] += time.perf_counter() - start
+
+        model.predict_gates = timed
+        try:
+            yield
+        finally:
+            del model.predict_gates
+
+    def _masks(self, n: int) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        model = self.s2t_model
+        if self.exported:
+            mask = ((model.encoder.static_mask > 0.5).int(), (model.decoder.static_mask > 0.5).int())
+            return [mask] * n
+        return model.gate_masks()
+
+    # ------------------------------------------------------------------ one utterance
     @torch.no_grad()
     def __call__(self, speech, text_prev=None, lang_sym=None, task_sym=None, predict_time=None):
         lang_sym = lang_sym if lang_sym is not None else self.lang_sym
         task_sym = task_sym if task_sym is not None else self.task_sym
-        model = self.s2t_model
-        self.last_timing = {"encoder_s": 0.0, "decoder_s": 0.0}
+        self.last_timing = {"encoder_s": 0.0, "decoder_s": 0.0, "gates_s": 0.0}
         start = time.perf_counter()
-        with model.using_context(model.token_context(lang_sym, task_sym)), self._length_of(speech), self._gates():
+        with self._context(lang_sym, task_sym), self._length_of(speech), self._gates(), self._timed_predictor():
             results = super().__call__(speech, text_prev, lang_sym, task_sym, predict_time)
         self.last_timing["encoder_s"] = time.perf_counter() - start - self.last_timing["decoder_s"]
-        self.last_mask = model.gate_masks()[0]
+        self.last_mask = self._masks(1)[0]
         return results
 
     def _decode_single_sample(self, enc: torch.Tensor):
         start = time.perf_counter()
-        with self.s2t_model.decoder.installed_gates(self.s2t_model.current_gates.dec[:1]):
+        gates = None if self.exported else self.s2t_model.current_gates.dec[:1]
+        with nullcontext() if gates is None else self.s2t_model.decoder.installed_gates(gates):
             results = super()._decode_single_sample(enc)
         self.last_timing["decoder_s"] = time.perf_counter() - start
         return results
+
+    # ------------------------------------------------------------------ several utterances
+    def _prepare(self, speech) -> torch.Tensor:
+        """Speech2Text's input handling: 1-D, padded or trimmed to ``speech_length``."""
+        if isinstance(speech, np.ndarray):
+            speech = torch.tensor(speech)
+        if speech.dim() > 1:
+            if not (speech.dim() == 2 and speech.size(1) == 1):
+                raise ValueError(f"speech of size {tuple(speech.size())} is not supported (mono audio only)")
+            speech = speech.squeeze(1)
+        if self.natural_length:
+            n = speech.size(-1)
+        else:
+            n = int(self.preprocessor_conf["fs"] * self.preprocessor_conf["speech_length"])
+        speech = speech[:n] if speech.size(-1) >= n else F.pad(speech, (0, n - speech.size(-1)))
+        return speech.to(getattr(torch, self.dtype))
+
+    def _results(self, nbest_hyps) -> list:
+        """ESPnet's ``_decode_single_sample`` output for an n-best list."""
+        results = []
+        for hyp in nbest_hyps[: self.nbest]:
+            token_int = hyp.yseq[:-1].tolist()
+            token_int = token_int[token_int.index(self.s2t_model.sos) + 1 :]
+            token_int = [t for t in token_int if t != self.s2t_model.blank_id]
+            token = self.converter.ids2tokens(token_int)
+            token_nospecial = [x for x in token if not (x[0] == "<" and x[-1] == ">")]
+            text = text_nospecial = None
+            if self.tokenizer is not None:
+                text = self.tokenizer.tokens2text(token)
+                text_nospecial = self.tokenizer.tokens2text(token_nospecial)
+            results.append((text, token, token_int, text_nospecial, hyp))
+        return results
+
+    @torch.no_grad()
+    def decode_batch(
+        self,
+        speeches: Sequence[Union[torch.Tensor, np.ndarray]],
+        lang_sym: Union[str, Sequence[str], None] = None,
+        task_sym: Union[str, Sequence[str], None] = None,
+        predict_time: Optional[bool] = None,
+    ) -> List[list]:
+        """Decode several utterances together; returns, per utterance, what ``__call__``
+        returns for it alone (the n-best list).
+
+        Utterances of equal (padded) length are encoded in one batch (the encoder's
+        convolutions would mix padding into shorter utterances, so unequal lengths are
+        encoded in separate batches); the beam searches of all utterances run together,
+        each utterance with its own gate mask. ``lang_sym``/``task_sym``: one symbol for
+        all, or one per utterance.
+        """
+        n = len(speeches)
+        if n == 0:
+            return []
+        if self.partial_ar:
+            raise NotImplementedError("batched decoding does not support partial_ar")
+        predict_time = predict_time if predict_time is not None else self.predict_time
+        langs = [lang_sym or self.lang_sym] * n if lang_sym is None or isinstance(lang_sym, str) else list(lang_sym)
+        tasks = [task_sym or self.task_sym] * n if task_sym is None or isinstance(task_sym, str) else list(task_sym)
+        if len(langs) != n or len(tasks) != n:
+            raise ValueError(f"decode_batch: {n} utterances but {len(langs)} lang_sym and {len(tasks)} task_sym")
+        model = self.s2t_model
+        notime = self.converter.token2id[self.preprocessor_conf["notime_symbol"]]
+        primers = []
+        for lang, task in zip(langs, tasks, strict=True):
+            for sym in (lang, task):
+                if sym not in self.converter.token2id:
+                    raise ValueError(f"'{sym}' is not in the model's token list")
+            primer = [model.sos, self.converter.token2id[lang], self.converter.token2id[task]]
+            primers.append(primer if predict_time else primer + [notime])
+        self.last_timing = {"encoder_s": 0.0, "decoder_s": 0.0, "gates_s": 0.0}
+        start = time.perf_counter()
+        prepared = [self._prepare(s) for s in speeches]
+        groups = {}
+        for i, s in enumerate(prepared):
+            groups.setdefault(s.numel(), []).append(i)
+        encs: List[Optional[torch.Tensor]] = [None] * n
+        dec_masks: List[Optional[torch.Tensor]] = [None] * n
+        masks: List = [None] * n
+        for idx in groups.values():
+            speech = torch.stack([prepared[i] for i in idx]).to(self.device)
+            lengths = speech.new_full([len(idx)], dtype=torch.long, fill_value=speech.size(1))
+            context = self._context([langs[i] for i in idx], [tasks[i] for i in idx])
+            with context, self._gates(), self._timed_predictor():
+                enc, enc_lens = model.encode(speech, lengths)
+            if isinstance(enc, tuple):
+                enc = enc[0]
+            for j, i in enumerate(idx):
+                encs[i] = enc[j, : int(enc_lens[j])]
+                if not self.exported:
+                    dec_masks[i] = model.current_gates.dec[j]
+            for j, mask in enumerate(self._masks(len(idx))):
+                masks[idx[j]] = mask
+        decode_start = time.perf_counter()
+        search = MultiUtteranceBeamSearch(self.beam_search)
+        nbests = search(
+            encs,
+            primers,
+            None if self.exported else torch.stack(dec_masks),
+            maxlenratio=self.maxlenratio,
+            minlenratio=self.minlenratio,
+        )
+        end = time.perf_counter()
+        self.last_timing["encoder_s"] = decode_start - start
+        self.last_timing["decoder_s"] = end - decode_start
+        self.last_search_log = search.step_log
+        self.last_masks = masks
+        self.last_mask = masks[-1]
+        return [self._results(nbest) for nbest in nbests]

@@ -13,11 +13,13 @@ Where the context comes from:
 After every ``encode`` the gates used for that batch are in ``model.current_gates``.
 """
 
+import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import torch
+from espnet.nets.pytorch_backend.transformer import subsampling
 from espnet2.s2t.espnet_model import ESPnetS2TModel
 from espnet2.torch_utils.device_funcs import force_gatherable
 
@@ -32,6 +34,52 @@ from espnet_gated.sparsity import SparsityLoss
 LAYOUT_KEYS = ("gate_encoder", "gate_decoder", "encoder_modules", "decoder_modules", "encoder_layers", "decoder_layers")
 
 
+def _options(cls, skip=()) -> List[str]:
+    return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", *skip)]
+
+
+def check_gate_conf(gate_conf: Optional[Dict]) -> Dict:
+    """A copy of ``model_conf.gate_conf``; ValueError for unknown keys or ill-typed values."""
+    conf = dict(gate_conf or {})
+    known = list(LAYOUT_KEYS) + _options(GatePredictor, skip=("n_gates", "audio_dim", "token_list"))
+    unknown = sorted(set(conf) - set(known))
+    if unknown:
+        raise ValueError(f"model_conf.gate_conf: unknown key(s) {unknown}; known: {known}")
+    for key in ("encoder_modules", "decoder_modules"):
+        value = conf.get(key)
+        if value is not None and (not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value)):
+            raise ValueError(f"model_conf.gate_conf.{key}: want a list of module names, got {value!r}")
+    for key in ("encoder_layers", "decoder_layers"):
+        value = conf.get(key)
+        is_index = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+        if value is not None and (not isinstance(value, (list, tuple)) or not all(map(is_index, value))):
+            raise ValueError(f"model_conf.gate_conf.{key}: want a list of layer indices (or null = all), got {value!r}")
+    return conf
+
+
+def check_sparsity_conf(sparsity_conf: Optional[Dict]) -> Dict:
+    """A copy of ``model_conf.sparsity_conf``; ValueError for unknown keys."""
+    conf = dict(sparsity_conf or {})
+    known = _options(SparsityLoss)
+    unknown = sorted(set(conf) - set(known))
+    if unknown:
+        raise ValueError(f"model_conf.sparsity_conf: unknown key(s) {unknown}; known: {known}")
+    return conf
+
+
+#: how ESPnet's input layers slice the frame mask: ``mask[:, :, :-stop:step]`` per entry
+_MASK_SLICES = {
+    subsampling.Conv1dSubsampling1: ((2, 1), (2, 1)),
+    subsampling.Conv1dSubsampling2: ((2, 1), (2, 2)),
+    subsampling.Conv1dSubsampling3: ((2, 1), (4, 3)),
+    subsampling.Conv2dSubsampling: ((2, 2), (2, 2)),
+    subsampling.Conv2dSubsampling1: ((4, 1),),
+    subsampling.Conv2dSubsampling2: ((2, 2), (2, 1)),
+    subsampling.Conv2dSubsampling6: ((2, 2), (4, 3)),
+    subsampling.Conv2dSubsampling8: ((2, 2), (2, 2), (2, 2)),
+}
+
+
 @dataclass
 class GateState:
     """Gates of the last encoded batch."""
@@ -40,6 +88,7 @@ class GateState:
     enc: torch.Tensor  # (B, n_enc_layers, 4), ungated = 1
     dec: torch.Tensor  # (B, n_dec_layers, 3), ungated = 1
     frames: torch.Tensor  # (B,) valid encoder frames
+    warmup: bool = False  # predicted during the gate warm-up (all open, no sparsity loss)
 
 
 class GatedESPnetS2TModel(ESPnetS2TModel):
@@ -60,7 +109,7 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
             )
         if not isinstance(self.decoder, GatedTransformerDecoder):
             raise ValueError(f"model gated_espnet needs decoder: gated_transformer, got {type(self.decoder).__name__}")
-        gate_conf = dict(gate_conf or {})
+        gate_conf, sparsity_conf = check_gate_conf(gate_conf), check_sparsity_conf(sparsity_conf)
         layout_conf = {k: gate_conf.pop(k) for k in LAYOUT_KEYS if k in gate_conf}
         enc_present, dec_present = self.encoder.present_modules(), self.decoder.present_modules()
         gate_enc = layout_conf.get("gate_encoder", True)
@@ -83,10 +132,11 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
             token_list=self.token_list,
             **gate_conf,
         )
-        self.sparsity_loss = SparsityLoss(**(sparsity_conf or {}))
+        self.sparsity_loss = SparsityLoss(**sparsity_conf)
         self.current_gates: Optional[GateState] = None
         self._batch_context = None  # (B, 2) context set by using_context()
         self._forced = None  # (enc, dec) dense masks from forced_gates()
+        self._feat_lengths = None  # (B,) feature frames of the batch being encoded
 
     # ------------------------------------------------------------------ context
     def context_from_text(self, text: torch.Tensor, text_lengths: torch.Tensor, utt_ids=None) -> torch.Tensor:
@@ -144,16 +194,42 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
         """Gates for a batch from the embedded encoder input (see gates.py)."""
         x = xs[0] if isinstance(xs, tuple) else xs
         forced_enc, forced_dec = self._forced if self._forced is not None else (None, None)
-        slots = None
+        slots, warmup = None, self.gate_predictor.warming_up()
         if forced_enc is None or forced_dec is None:
-            pooled = masked_time_mean(x, masks) if self.gate_predictor.use_audio else None
+            pooled = masked_time_mean(x, self._own_frames(masks)) if self.gate_predictor.use_audio else None
             slots = self.gate_predictor.sample(self.gate_predictor(pooled, context))
         b = x.size(0)
         enc = self._expand(forced_enc, b, x) if forced_enc is not None else self.gate_layout.to_dense(slots, "enc")
         dec = self._expand(forced_dec, b, x) if forced_dec is not None else self.gate_layout.to_dense(slots, "dec")
-        return GateState(slots=slots, enc=enc, dec=dec, frames=masks.squeeze(1).sum(1))
+        return GateState(slots=slots, enc=enc, dec=dec, frames=masks.squeeze(1).sum(1), warmup=warmup)
+
+    def _own_frames(self, masks: torch.Tensor) -> torch.Tensor:
+        """``masks`` without the frames that only exist because of padding.
+
+        ESPnet's subsampling slices the padded batch's mask, so a shorter utterance gets
+        one or two extra "valid" frames whose convolution windows reach into the padding;
+        alone it would not have them. The gate predictor pools over the frames the
+        utterance has on its own, so its gates do not depend on what it is batched with
+        (exactly with global or no feature normalisation; ``utterance_mvn`` still sees
+        ESPnet's batched STFT, whose last frame of a shorter utterance reads padding
+        instead of its reflection, and shifts the utterance mean by a little).
+        """
+        slices = _MASK_SLICES.get(type(self.encoder.embed))
+        if self._feat_lengths is None or slices is None:
+            return masks
+        own = self._feat_lengths.clone()
+        for stop, step in slices:  # len(range(n)[:-stop:step]) for every n
+            own = torch.div(own - stop - 1, step, rounding_mode="floor") + 1
+        positions = torch.arange(masks.size(-1), device=masks.device)
+        return masks & (positions < own.to(masks.device).unsqueeze(1)).unsqueeze(1)
 
     # ------------------------------------------------------------------ model API
+    def _extract_feats(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """ESPnet's feature extraction; remembers the feature lengths for :meth:`_own_frames`."""
+        feats, feats_lengths = super()._extract_feats(speech, speech_lengths)
+        self._feat_lengths = feats_lengths
+        return feats, feats_lengths
+
     def encode(
         self,
         speech: torch.Tensor,
@@ -178,8 +254,12 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
             self.current_gates = self.predict_gates(xs, masks, context)
             return self.current_gates.enc
 
-        with self.encoder.gate_source(gate_source):
-            return super().encode(speech, speech_lengths)
+        self._feat_lengths = None  # set by _extract_feats for this batch
+        try:
+            with self.encoder.gate_source(gate_source):
+                return super().encode(speech, speech_lengths)
+        finally:
+            self._feat_lengths = None
 
     def _calc_att_loss(self, *args, **kwargs):
         with self.decoder.installed_gates(self.current_gates.dec):
@@ -220,7 +300,8 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
             n_frames = float(gates.frames.float().mean())
             costs = slot_costs(self, self.gate_layout.slots, n_frames, float(text_lengths.float().mean()) + 1)
         loss_sparsity, sparsity_stats = self.sparsity_loss(gates.slots, self.gate_layout, costs)
-        loss = loss + loss_sparsity
+        if not gates.warmup:
+            loss = loss + loss_sparsity
         stats.update(force_gatherable(sparsity_stats, loss.device))
         stats["loss"] = loss.detach()
         return loss, stats, weight

@@ -21,8 +21,11 @@ WEIGHTINGS = ("uniform", "flops")
 def _check_target(name: str, value: Optional[float]) -> Optional[float]:
     if value is None:
         return None
-    value = float(value)
-    if not 0.0 <= value <= 1.0:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"sparsity_conf: {name} must be a number in [0, 1] (or null = off), got {value!r}") from None
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
         raise ValueError(f"sparsity_conf: {name} must be within [0, 1] (or null = off), got {value}")
     return value
 

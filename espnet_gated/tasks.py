@@ -10,13 +10,27 @@ timestamp symbols and the sampling rate from it).
 
 import argparse
 import inspect
-from typing import Callable, Dict, Optional, Sequence
+import logging
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
+import torch
+import yaml
 from espnet2.tasks.s2t import S2TTask
 from espnet2.train.preprocessor import S2TPreprocessor
+from espnet2.train.trainer import Trainer
 
+from espnet_gated.datadir import check_context_tokens, read_entries
 from espnet_gated.preprocessor import NaturalLengthS2TPreprocessor, natural_length, without_speech_length
+from espnet_gated.tokenizer import unk_report
+from espnet_gated.utils import atomic_output
+
+#: state-dict entries whose first dimension is the vocabulary size
+VOCAB_SIZED = ("decoder.output_layer.weight", "decoder.embed.0.weight", "ctc.ctc_lo.weight")
 
 
 def preprocessor_defaults() -> Dict[str, object]:
@@ -41,11 +55,108 @@ def preprocessor_defaults() -> Dict[str, object]:
     return {p.name: p.default for p in params if p.default is not p.empty and p.name not in task_level}
 
 
+def read_token_list(value: Union[str, Path, List[str]]) -> List[str]:
+    if isinstance(value, (str, Path)):
+        with open(value, encoding="utf-8") as f:
+            return [line.rstrip("\n") for line in f]
+    return list(value)
+
+
+def check_training_data(args: argparse.Namespace) -> None:
+    """Checks of the training/validation text before ESPnet starts (raise ValueError).
+
+    * every ``<lang><task>`` prefix of a ``text`` file is in the token list;
+    * with a BPE model: characters the model cannot represent are counted per
+      utterance and reported in one warning (they become ``<unk>`` targets).
+    """
+    if getattr(args, "token_list", None) is None:
+        return
+    tokens = read_token_list(args.token_list)
+    bpemodel = args.bpemodel if getattr(args, "token_type", None) == "bpe" else None
+    for option in ("train_data_path_and_name_and_type", "valid_data_path_and_name_and_type"):
+        for path, name, dtype in getattr(args, option, None) or []:
+            if dtype != "text" or name not in ("text", "text_ctc"):
+                continue
+            if not Path(path).is_file():
+                raise ValueError(f"--{option} {path}: file not found")
+            if name == "text":
+                check_context_tokens(path, tokens, where=f"--token_list {args.token_list}")
+            if bpemodel:
+                report = unk_report(bpemodel, ((key, value) for _, key, value in read_entries(Path(path))))
+                if report.n_unk:
+                    logging.warning(report.summary(f"{path} (--bpemodel {bpemodel})"))
+
+
+def check_model_file(config_file: Union[str, Path], model_file: Union[str, Path]) -> None:
+    """Raise ValueError if ``model_file`` was not trained with ``config_file``'s token list.
+
+    ESPnet loads weights with ``strict=False`` but a vocabulary of another size fails
+    deep inside ``load_state_dict``; this names both files and both sizes instead.
+    """
+    with open(config_file, encoding="utf-8") as f:
+        config = yaml.safe_load(f) or {}
+    if config.get("token_list") is None:
+        raise ValueError(f"{config_file}: no token_list (is it the config.yaml saved by training?)")
+    n_tokens = len(read_token_list(config["token_list"]))
+    try:  # memory-mapped: only the few tensors looked at are read
+        state = torch.load(model_file, map_location="cpu", mmap=True, weights_only=True)
+    except Exception:  # e.g. a legacy (non-zip) file: load it as ESPnet does
+        try:
+            state = torch.load(model_file, map_location="cpu", weights_only=False)
+        except Exception as e:
+            raise ValueError(f"{model_file}: cannot load the model file ({type(e).__name__}: {e})") from None
+    if isinstance(state, dict) and "module" in state:  # DeepSpeed checkpoint
+        state = state["module"]
+    for key in VOCAB_SIZED:
+        if key in state and state[key].shape[0] != n_tokens:
+            raise ValueError(
+                f"{model_file} was trained with {state[key].shape[0]} tokens ({key}) but the token_list "
+                f"of {config_file} has {n_tokens}: decode with the config.yaml saved next to the model"
+            )
+
+
+@contextmanager
+def atomic_torch_save():
+    """Inside the block, ``torch.save(obj, path)`` writes a temporary file and renames it,
+    so a run killed while saving leaves the previous checkpoint, never a truncated one."""
+    original = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        if not isinstance(f, (str, os.PathLike)):
+            return original(obj, f, *args, **kwargs)
+        with atomic_output(f, "wb") as out:
+            original(obj, out, *args, **kwargs)
+
+    torch.save = save
+    try:
+        yield
+    finally:
+        torch.save = original
+
+
+class AtomicCheckpointTrainer(Trainer):
+    """ESPnet's trainer; checkpoint.pth, <n>epoch.pth and the averaged models are written
+    atomically (ESPnet writes them in place, and ``--resume true`` after a kill during
+    that write would fail on a truncated checkpoint)."""
+
+    @classmethod
+    def run(cls, *args, **kwargs) -> None:
+        with atomic_torch_save():
+            super().run(*args, **kwargs)
+
+
 class GatedS2TTask(S2TTask):
+    trainer = AtomicCheckpointTrainer
+
     @classmethod
     def main(cls, args: Optional[argparse.Namespace] = None, cmd: Optional[Sequence[str]] = None):
         if args is None:
             args = cls.get_parser().parse_args(cmd)
+        if not args.print_config:
+            try:
+                check_training_data(args)
+            except ValueError as e:
+                sys.exit(f"s2t_train: error: {e}")
         if getattr(args, "preprocessor", None) == "s2t":
             args.preprocessor_conf = {**preprocessor_defaults(), **(args.preprocessor_conf or {})}
         super().main(args=args)

@@ -9,10 +9,13 @@ then ``<sos>``, ``<eos>``, ``<sop>``, one per line.
 
 import logging
 import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Sequence, Tuple
 
-from espnet_gated.utils import atomic_write
+from espnet_gated.utils import PathLike, atomic_write
 
 #: OWSM's first and last timestamp tokens (ESPnet's S2T preprocessor looks them up);
 #: the embedded corpora have no timestamps, so only these two are in the vocabulary.
@@ -62,9 +65,9 @@ def train_bpe(
     )
     try:
         spm.SentencePieceTrainer.train(**options)
-    except RuntimeError as e:  # "Vocabulary size is too high ... Please set it to a value <= N."
+    except RuntimeError as e:  # "Vocabulary size too high (M). Please set it to a value <= N."
         message = str(e)
-        if "Vocabulary size is too high" not in message:
+        if not re.search(r"Vocabulary size (is )?too high", message):
             raise
         limit = int(message.rstrip(".").split("<=")[-1])
         logging.warning(f"sentencepiece: vocab_size {vocab_size} is too large for the text; using {limit}")
@@ -79,3 +82,48 @@ def train_bpe(
     token_path = out_dir / "tokens.txt"
     atomic_write(token_path, "".join(t + "\n" for t in tokens))
     return model_path, token_path
+
+
+@dataclass
+class UnkReport:
+    """How much of a text the sentencepiece model maps to ``<unk>``."""
+
+    n_utts: int = 0
+    n_pieces: int = 0
+    n_unk: int = 0
+    utts_with_unk: Dict[str, int] = field(default_factory=dict)  # utterance -> <unk> pieces
+    chars: Counter = field(default_factory=Counter)  # character outside the model -> occurrences
+
+    @property
+    def rate(self) -> float:
+        return self.n_unk / max(self.n_pieces, 1)
+
+    def summary(self, what: str) -> str:
+        worst = sorted(self.utts_with_unk.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+        chars = ", ".join(f"{c!r} x{n}" for c, n in self.chars.most_common(10))
+        return (
+            f"{what}: {len(self.utts_with_unk)} of {self.n_utts} utterance(s) contain characters outside the "
+            f"BPE model ({self.n_unk} <unk> of {self.n_pieces} pieces, {100 * self.rate:.2f}%); "
+            f"characters: {chars}; most <unk> in: " + ", ".join(f"{u} ({n})" for u, n in worst)
+        )
+
+
+def unk_report(bpemodel: PathLike, texts: Iterable[Tuple[str, str]]) -> UnkReport:
+    """Count ``<unk>`` pieces per utterance of ``(utt_id, text)`` pairs."""
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(bpemodel))
+    unk = sp.unk_id()
+    report = UnkReport()
+    texts = list(texts)
+    # batched (sentencepiece uses its threads); the pieces carry the text they cover
+    encoded = sp.encode([text for _, text in texts], out_type="immutable_proto")
+    for (utt, _), proto in zip(texts, encoded, strict=True):
+        report.n_utts += 1
+        report.n_pieces += len(proto.pieces)
+        unknown = [p.surface for p in proto.pieces if p.id == unk]
+        if unknown:
+            report.n_unk += len(unknown)
+            report.utts_with_unk[utt] = report.utts_with_unk.get(utt, 0) + len(unknown)
+            report.chars.update(c for surface in unknown for c in surface)
+    return report

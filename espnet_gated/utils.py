@@ -11,6 +11,14 @@ from typing import Dict, Iterator, Optional, Union
 PathLike = Union[str, Path]
 
 
+def umask() -> int:
+    """The process's file-creation mask (temporary files get the permissions a plain
+    ``open`` would give, not mkstemp's 0600)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_output(path: PathLike, mode: str = "w") -> Iterator:
     """Open a temporary file next to ``path``; rename it over ``path`` only on success,
@@ -18,6 +26,7 @@ def atomic_output(path: PathLike, mode: str = "w") -> Iterator:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~umask())
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
             yield f

@@ -70,3 +70,15 @@ def test_validator_names_file_and_line(tmp_path):
     (out / "text.ctc").write_text("spk1-a Hallo Welt\n")
     with pytest.raises(ValueError, match=r"text.ctc: utterances differ .*missing here: \['spk2-b'\]"):
         validate_data_dir(out)
+
+
+@pytest.mark.parametrize("model_type", ["unigram", "bpe"])
+def test_bpe_vocabulary_too_large_for_the_text_falls_back_to_sentencepieces_limit(tmp_path, model_type):
+    from espnet_gated.tokenizer import prefix_symbols, train_bpe
+
+    text = tmp_path / "text"
+    text.write_text("guten tag\nbonjour le monde\n" * 20)
+    bpe, tokens = train_bpe(text, tmp_path / "bpe", 500, prefix_symbols(["deu", "fra"], ["asr"]), model_type=model_type)
+    listed = tokens.read_text().split("\n")[:-1]
+    assert bpe.is_file() and 10 < len(listed) < 500
+    assert listed[:2] == ["<blank>", "<unk>"] and listed[-1] == "<sop>" and "<deu>" in listed

@@ -289,6 +289,15 @@ def test_covost2_clip_missing_from_validated_tsv_is_an_error(tmp_path, cache_dir
         prepare_covost2(root, tmp_path / "data", tasks=["st_eng"])
 
 
+def test_covost2_missing_clip_is_named_and_nothing_written(tmp_path, cache_dir):
+    root = make_covost2(tmp_path / "cv4", cache_dir)
+    clip = root / "fr/clips/common_voice_fr_19000002.mp3"
+    clip.unlink()
+    with pytest.raises(CorpusError, match=f"{clip}: audio file missing"):
+        prepare_covost2(root, tmp_path / "data")
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
+
+
 def test_covost2_translations_in_a_separate_dir(tmp_path, cache_dir):
     root = make_covost2(tmp_path / "cv4", cache_dir)
     covost_dir = tmp_path / "covost"

@@ -335,3 +335,31 @@ def test_cached_cross_attention_gives_espnets_hypotheses(dense_and_gated):
     assert [h.yseq.tolist() for h in got] == [h.yseq.tolist() for h in expected]
     assert torch.allclose(torch.tensor([h.score for h in got]), torch.tensor([h.score for h in expected]), atol=1e-4)
     assert kv_calls == [torch.Size([1, enc.size(1), enc.size(2)])]  # keys projected once, not per step and beam
+
+
+def test_gate_warmup_keeps_gates_open_and_sparsity_loss_off(vocab):
+    """During warm-up every gate is open, the loss excludes the sparsity term and the
+    predictor does not move; after it, gates are sampled and the sparsity loss counts."""
+    model = build(
+        vocab["token_list"],
+        model_conf=dict(
+            ctc_weight=0.3,
+            gate_conf=dict(warmup_steps=2, init_keep_bias=-3.0),  # gates would mostly close
+            sparsity_conf=dict(alpha=5.0, encoder_target=0.5, decoder_target=0.5),
+        ),
+    ).train()
+    batch = _train_batch(model, seed=2)
+    for _ in range(2):
+        model.zero_grad()
+        torch.manual_seed(0)
+        loss, stats, _ = model(**batch)
+        assert float(stats["sparsity_enc"]) == 0.0 and float(stats["sparsity_dec"]) == 0.0
+        assert float(stats["loss_sparsity"]) > 0  # reported, not added
+        assert torch.isclose(loss, stats["loss_att"] * 0.7 + stats["loss_ctc"] * 0.3, atol=1e-5)
+        loss.backward()
+        assert all(p.grad is not None and not p.grad.any() for p in model.gate_predictor.parameters())
+    assert not model.gate_predictor.warming_up()
+    assert model.gate_predictor.temperature() == model.gate_predictor.tau_start  # schedule starts after warm-up
+    loss, stats, _ = model(**batch)
+    assert float(stats["sparsity_enc"]) > 0.5 and float(stats["sparsity_dec"]) > 0.5
+    assert loss > stats["loss_att"] * 0.7 + stats["loss_ctc"] * 0.3 + 0.01

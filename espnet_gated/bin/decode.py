@@ -18,11 +18,13 @@ import json
 import logging
 import multiprocessing
 import os
+import sys
 from pathlib import Path
 from typing import Dict, List
 
 import yaml
 
+from espnet_gated.datadir import validate_data_dir
 from espnet_gated.utils import atomic_write, read_kaldi_map
 
 DONE = ".done"
@@ -37,6 +39,21 @@ def _context(set_dir: Path):
             "(split it with espnet_gated.bin.subset_data --split_by_context true)"
         )
     return langs.pop(), tasks.pop()
+
+
+def check_inputs(train_config: str, model_file: str, data_root: str, sets: List[str]) -> None:
+    """Raise ValueError naming the file if the model, its token list or a test set is unusable."""
+    from espnet_gated.tasks import check_model_file, read_token_list
+
+    check_model_file(train_config, model_file)
+    tokens = set(read_token_list(yaml.safe_load(Path(train_config).read_text(encoding="utf-8"))["token_list"]))
+    for name in sets:
+        set_dir = Path(data_root) / name
+        validate_data_dir(set_dir)
+        lang, task = _context(set_dir)
+        missing = [t for t in (f"<{lang}>", f"<{task}>") if t not in tokens]
+        if missing:
+            raise ValueError(f"{set_dir}: the model's token list ({train_config}) has no {' '.join(missing)}")
 
 
 def _shard_dir(out_dir: Path, name: str, nj: int, job: int) -> Path:
@@ -109,8 +126,10 @@ def main(cmd=None):
         options.update(yaml.safe_load(Path(args.decode_config).read_text()) or {})
     options.update(s2t_train_config=args.s2t_train_config, s2t_model_file=args.s2t_model_file, ngpu=args.ngpu)
     sets = args.sets.split()
-    for name in sets:  # fail early, before any model is loaded
-        _context(Path(args.data_root) / name)
+    try:  # fail early, before any job starts
+        check_inputs(args.s2t_train_config, args.s2t_model_file, args.data_root, sets)
+    except (ValueError, OSError) as e:
+        sys.exit(f"decode: error: {e}")
     threads = max(1, (os.cpu_count() or 1) // args.nj)
     job_args = [(j, args.nj, options, args.data_root, sets, str(args.out_dir), threads) for j in range(args.nj)]
     if args.nj == 1:

@@ -2,10 +2,11 @@
 """Stage 3 (format): every utterance as a checked 16 kHz mono wav, plus utt2num_samples.
 
 Reads a data directory (wav.scp, optional segments), decodes each recording once
-(soundfile, or ffmpeg for m4a/mp3/...), downmixes, resamples, cuts segments, and writes a
-data directory whose wav.scp points at 16 kHz mono wavs. Files that already are such wavs
+(soundfile, or ffmpeg for m4a/mp3/...), downmixes (mean of the channels), resamples, cuts
+segments, and writes a data directory whose wav.scp points at 16 kHz mono wavs; how many
+recordings were resampled or downmixed is logged. Files that already are such wavs
 (and are not segmented) are referenced, not copied. Bad audio (missing, empty, unreadable,
-NaN, silent, shorter than --min_sec) stops the stage with an error naming the utterance and
+truncated, NaN, silent, shorter than --min_sec) stops the stage with an error naming the utterance and
 file, or with ``--on_bad_audio skip`` is dropped, counted, and listed in
 ``<out_dir>/bad_audio.txt``. Converted wavs are written once (temp name + rename) and reused
 on re-runs.
@@ -18,6 +19,7 @@ Usage:
 import argparse
 import logging
 import os
+import sys
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -29,7 +31,7 @@ import soundfile
 
 from espnet_gated.audio import AudioError, check_samples, is_plain_wav, read_audio
 from espnet_gated.datadir import Utterance, read_data_dir, write_data_dir
-from espnet_gated.utils import Progress, atomic_write
+from espnet_gated.utils import Progress
 
 Result = Tuple[str, str, int, str]  # (utt_id, wav path, n_samples, problem or "")
 
@@ -40,16 +42,20 @@ def _write_wav(path: Path, audio: np.ndarray, fs: int) -> None:
     os.replace(tmp, path)
 
 
-def _format_recording(audio_path: str, utts: List[Utterance], audio_dir: str, fs: int, min_sec: float) -> List[Result]:
-    """Decode one recording and return one result per utterance cut from it."""
+def _format_recording(
+    audio_path: str, utts: List[Utterance], audio_dir: str, fs: int, min_sec: float
+) -> Tuple[List[Result], Dict[str, int]]:
+    """Decode one recording; returns one result per utterance cut from it and what was
+    converted (``resampled``/``downmixed``: 1 or 0)."""
     out_dir = Path(audio_dir)
     targets = {u.utt_id: out_dir / f"{u.utt_id}.wav" for u in utts}
     if all(t.exists() for t in targets.values()):  # done by an earlier run (written atomically)
-        return [(u, str(t), soundfile.info(str(t)).frames, "") for u, t in targets.items()]
+        return [(u, str(t), soundfile.info(str(t)).frames, "") for u, t in targets.items()], {}
     try:
-        audio, _ = read_audio(audio_path, fs)
+        audio, facts = read_audio(audio_path, fs)
     except AudioError as e:
-        return [(u.utt_id, "", 0, f"utterance '{u.utt_id}': {e}") for u in utts]
+        return [(u.utt_id, "", 0, f"utterance '{u.utt_id}': {e}") for u in utts], {}
+    converted = {"resampled": int(facts["orig_fs"] != fs), "downmixed": int(facts["channels"] > 1)}
     plain = utts[0].start is None and is_plain_wav(audio_path, fs)
     results = []
     for u in utts:
@@ -70,7 +76,7 @@ def _format_recording(audio_path: str, utts: List[Utterance], audio_dir: str, fs
         else:
             _write_wav(targets[u.utt_id], piece, fs)
             results.append((u.utt_id, str(targets[u.utt_id]), piece.size, ""))
-    return results
+    return results, converted
 
 
 def format_dir(
@@ -91,15 +97,23 @@ def format_dir(
     logging.info(f"{in_dir}: {len(utts)} utterances in {len(by_recording)} recordings")
     progress = Progress(len(utts))
     results: List[Result] = []
+    converted: Dict[str, int] = defaultdict(int)
     with ProcessPoolExecutor(max_workers=max(1, nj)) as pool:
         futures = [
             pool.submit(_format_recording, path, group, str(audio_dir), fs, min_sec)
             for path, group in by_recording.items()
         ]
         for future in futures:
-            done = future.result()
+            done, facts = future.result()
             results += done
+            for key, n in facts.items():
+                converted[key] += n
             progress.update(len(done))
+    if converted["resampled"] or converted["downmixed"]:
+        logging.info(
+            f"{in_dir}: resampled {converted['resampled']} recording(s) to {fs} Hz, "
+            f"downmixed {converted['downmixed']} multi-channel recording(s) to mono"
+        )
     bad = sorted(r for r in results if r[3])
     if bad and on_bad_audio == "error":
         raise AudioError(
@@ -113,10 +127,13 @@ def format_dir(
     if not good:
         raise AudioError(f"{in_dir}: no usable audio left")
     kept = [replace(u, audio=good[u.utt_id][1], recording=None, start=None, end=None) for u in utts if u.utt_id in good]
-    write_data_dir(out_dir, kept, extra_files={"utt2num_samples": {k: str(r[2]) for k, r in good.items()}})
-    if bad:
-        atomic_write(out_dir / "bad_audio.txt", "".join(f"{r[0]} {r[3]}\n" for r in bad))
-    return {"kept": len(kept), "bad": len(bad)}
+    write_data_dir(
+        out_dir,
+        kept,
+        extra_files={"utt2num_samples": {k: str(r[2]) for k, r in good.items()}},
+        other_files={"bad_audio.txt": "".join(f"{r[0]} {r[3]}\n" for r in bad)} if bad else None,
+    )
+    return {"kept": len(kept), "bad": len(bad), **converted}
 
 
 def main(cmd=None):
@@ -133,9 +150,12 @@ def main(cmd=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
     for name in args.sets.split():
         out_dir = args.out_root / name
-        counts = format_dir(
-            args.in_root / name, out_dir, args.audio_root / name, args.fs, args.nj, args.on_bad_audio, args.min_sec
-        )
+        try:
+            counts = format_dir(
+                args.in_root / name, out_dir, args.audio_root / name, args.fs, args.nj, args.on_bad_audio, args.min_sec
+            )
+        except (ValueError, OSError) as e:  # AudioError and the data-dir checks name the file and utterance
+            sys.exit(f"format_wav: error: {e}")
         logging.info(f"{out_dir}: {counts['kept']} utterances, {counts['bad']} skipped")
 
 

@@ -14,10 +14,11 @@ Usage:
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from espnet_gated.datadir import read_data_dir
-from espnet_gated.tokenizer import prefix_symbols, train_bpe
+from espnet_gated.tokenizer import prefix_symbols, train_bpe, unk_report
 from espnet_gated.utils import atomic_write
 
 
@@ -28,8 +29,11 @@ def make_tokens(data_dir: Path, out_dir: Path, nbpe: int, bpemode: str = "unigra
     out_dir.mkdir(parents=True, exist_ok=True)
     train_text = out_dir / "train.txt"
     atomic_write(train_text, "".join(f"{u.text}\n{u.text_ctc}\n" for u in utts))
-    _, token_list = train_bpe(train_text, out_dir, nbpe, prefix_symbols(langs, tasks), model_type=bpemode)
+    bpe_model, token_list = train_bpe(train_text, out_dir, nbpe, prefix_symbols(langs, tasks), model_type=bpemode)
     logging.info(f"{token_list}: languages {langs}, tasks {tasks}")
+    report = unk_report(bpe_model, [(u.utt_id, f"{u.text} {u.text_ctc}") for u in utts])
+    if report.n_unk:
+        logging.warning(report.summary(str(data_dir)))
     return token_list
 
 
@@ -43,7 +47,10 @@ def main(cmd=None):
     args = parser.parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
     extra = [c.strip().strip("<>") for c in args.extra_langs.split(",") if c.strip()]
-    make_tokens(args.data_dir, args.out_dir, args.nbpe, args.bpemode, extra)
+    try:
+        make_tokens(args.data_dir, args.out_dir, args.nbpe, args.bpemode, extra)
+    except (ValueError, OSError) as e:  # the data-dir checks name the file and line
+        sys.exit(f"make_tokens: error: {e}")
 
 
 if __name__ == "__main__":

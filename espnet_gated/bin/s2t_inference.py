@@ -32,7 +32,7 @@ from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 
 from espnet_gated.inference import GATE_MODES, GatedSpeech2Text
 from espnet_gated.layout import format_mask
-from espnet_gated.tasks import GatedS2TTask
+from espnet_gated.tasks import GatedS2TTask, check_model_file
 from espnet_gated.utils import Progress, atomic_write
 
 #: Speech2Text's constructor arguments, taken from the parsed options by name
@@ -56,6 +56,8 @@ def check_supported(args) -> None:
 def build_speech2text(options: dict, lang_sym: str, task_sym: str) -> GatedSpeech2Text:
     """GatedSpeech2Text from ESPnet-style decoding options (unknown keys are ignored)."""
     kwargs = {k: v for k, v in options.items() if k in SPEECH2TEXT_ARGS}
+    if kwargs.get("s2t_train_config") and kwargs.get("s2t_model_file"):
+        check_model_file(kwargs["s2t_train_config"], kwargs["s2t_model_file"])
     # '<' and '>' are awkward on a command line: accept deu as well as <deu>
     kwargs.update(
         device="cuda" if options.get("ngpu", 0) >= 1 else "cpu",

@@ -4,24 +4,25 @@
 Keeps the utterances whose duration (from utt2num_samples), target length, language and
 task pass the filters. With ``--split_by_context`` a directory holding several
 language-task pairs becomes one directory per pair, ``<set>_<lang>_<task>`` (scoring is
-per language and task); a directory with a single pair keeps its name. Prints the names
-of the written directories, one per line.
+per language and task); a directory with a single pair keeps its name. ``--names_out``
+receives the names of the written directories, one per line.
 
 Usage:
     python -m espnet_gated.bin.subset_data --in_root dump/raw/org --out_root dump/raw \
         --sets "train dev" --min_sec 0.3 --max_sec 30 --langs deu,fra --tasks asr,st_eng
     python -m espnet_gated.bin.subset_data --in_root dump/raw --out_root dump/raw \
-        --sets test --split_by_context true
+        --sets test --split_by_context true --names_out dump/raw/test_sets.txt
 """
 
 import argparse
 import logging
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import List, Optional, Set
 
 from espnet_gated.datadir import read_data_dir, write_data_dir
-from espnet_gated.utils import read_kaldi_map
+from espnet_gated.utils import atomic_write, read_kaldi_map
 
 
 def _csv_set(value: str) -> Optional[Set[str]]:
@@ -42,7 +43,12 @@ def subset_dir(
 ) -> List[str]:
     """Write the subset(s) of ``in_dir`` under ``out_root``; returns the written names."""
     utts = read_data_dir(in_dir)
+    if not (in_dir / "utt2num_samples").is_file():
+        raise ValueError(f"{in_dir / 'utt2num_samples'}: missing (format the audio first: espnet_gated.bin.format_wav)")
     num_samples = read_kaldi_map(in_dir / "utt2num_samples")
+    lacking = sorted(u.utt_id for u in utts if not num_samples.get(u.utt_id, "").isdigit())
+    if lacking:
+        raise ValueError(f"{in_dir / 'utt2num_samples'}: no sample count for utterance(s) {lacking[:3]}")
     dropped = defaultdict(int)
     kept = []
     for u in utts:
@@ -58,7 +64,17 @@ def subset_dir(
         else:
             kept.append(u)
     if dropped:
-        logging.info(f"{in_dir}: dropped " + ", ".join(f"{n} by {why}" for why, n in dropped.items()))
+        logging.info(
+            f"{in_dir}: kept {len(kept)} of {len(utts)} utterances; dropped "
+            + ", ".join(f"{n} by {why}" for why, n in dropped.items())
+            + f" (limits: {min_sec}-{max_sec} s, {max_chars} characters)"
+        )
+    if not kept and not split_by_context:
+        raise ValueError(
+            f"{in_dir}: no utterance passed the filters (dropped "
+            + ", ".join(f"{n} by {why}" for why, n in dropped.items())
+            + ")"
+        )
     groups = defaultdict(list)
     for u in kept:
         groups[(u.lang, u.task) if split_by_context else None].append(u)
@@ -87,14 +103,20 @@ def main(cmd=None):
     parser.add_argument("--tasks", type=_csv_set, default=None, help="e.g. asr,st_eng (default: all)")
     parser.add_argument("--split_by_context", type=lambda s: s.lower() == "true", default=False)
     parser.add_argument("--fs", type=int, default=16000)
+    parser.add_argument("--names_out", type=Path, help="file that receives the written directory names")
     args = parser.parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
+    written = []
     for name in args.sets.split():
-        written = subset_dir(
-            args.in_root / name, args.out_root, args.min_sec, args.max_sec, args.max_chars,
-            args.langs, args.tasks, args.split_by_context, args.fs,
-        )  # fmt: skip
-        print("\n".join(written))
+        try:
+            written += subset_dir(
+                args.in_root / name, args.out_root, args.min_sec, args.max_sec, args.max_chars,
+                args.langs, args.tasks, args.split_by_context, args.fs,
+            )  # fmt: skip
+        except (ValueError, OSError) as e:  # the message names the directory and file
+            sys.exit(f"subset_data: error: {e}")
+    if args.names_out:
+        atomic_write(args.names_out, "".join(f"{n}\n" for n in written))
 
 
 if __name__ == "__main__":

@@ -29,10 +29,13 @@ nbpe=300                # stage 5: sentencepiece vocabulary size
 bpemode=unigram         # stage 5: unigram or bpe
 extra_langs=""          # stage 5: language tokens to reserve for later fine-tuning
 token_list_dir=""       # stage 5: use this existing bpe.model + tokens.txt (e.g. OWSM's) instead
+init_from=""            # stage 5: fine-tune this pretrained OWSM model dir or hub name (e.g. espnet/owsm_v3.1_ebf)
+add_langs=""            # stage 5 with --init_from: languages to add to its token list, e.g. xyz or xyz=deu
+freeze_backbone=false   # stage 11/14: train only the gate predictor (ESPnet --freeze_param on the rest)
 train_config=conf/train.yaml    # stage 11: ESPnet training config
 train_args=""           # stage 11: extra options for espnet_gated.bin.s2t_train
 init_param=""           # stage 11: ESPnet --init_param (e.g. a dense OWSM model file)
-tag=""                  # experiment name (default: derived from the training config)
+tag=""                  # experiment name (default: derived from the training config and --init_from)
 decode_config=conf/decode.yaml  # stage 12: decoding options (beam_size, ctc_weight, ...)
 inference_model=valid.acc.ave.pth  # stage 12: checkpoint to decode with
 inference_tag=""        # stage 12-13: suffix for decode/results dirs (default: none)
@@ -48,7 +51,8 @@ Stages (ESPnet's s2t.sh numbering):
   1  data preparation (local/data.sh -> data/)
   3  audio formatting: 16 kHz mono wav, checked (-> dump/raw/)
   4  length/language/task filtering; test sets split per language and task
-  5  sentencepiece model and token list (-> data/token_list/)
+  5  sentencepiece model and token list (-> data/token_list/); with --init_from: the pretrained
+     model's tokens, gated config and weights (-> exp/init_<model>/)
   10 statistics collection (shapes)
   11 training of the gated model with the sparsity loss (-> exp/<tag>/, resumable)
   12 decoding of every test set, recording each utterance's gate mask
@@ -56,7 +60,7 @@ Stages (ESPnet's s2t.sh numbering):
   14 sparsity sweep: fine-tune at several targets, quality-vs-speed table and plot
 
 Options (default value in brackets):
-$(sed -n '/^# -\{10,\} options/,/^help_message/p' "${BASH_SOURCE[0]}" | grep -E '^[a-z_]+=' |
+$(sed -n '/^# -\{10,\} options/,/^help_message/p' "${BASH_SOURCE[0]}" | grep -E '^[a-z_]+=' | grep -v '^help_message=' |
   sed -E 's/^([a-z_]+)=("[^"]*"|[^ ]*) *(# *)?(.*)$/  --\1 [\2] \4/')
 EOF
 )
@@ -81,12 +85,12 @@ die() { log "ERROR: $*"; exit 1; }
 if [ -z "${python}" ]; then
     if [ -x "${repo_root}/.venv/bin/python" ]; then python="${repo_root}/.venv/bin/python"; else python=python3; fi
 fi
-"${python}" -c "import espnet_gated" 2>/dev/null || die "espnet_gated is not importable with ${python}: run ${repo_root}/tools/setup.sh"
+"${python}" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('espnet_gated') is None)" 2>/dev/null || die "espnet_gated is not importable with ${python}: run ${repo_root}/tools/setup.sh"
 [ -x local/data.sh ] || die "$(pwd)/local/data.sh not found or not executable: run this from a recipe directory"
 [ -f "${train_config}" ] || die "training config ${train_config} not found"
 [ -f "${decode_config}" ] || die "decoding config ${decode_config} not found"
 
-[ -n "${tag}" ] || tag="s2t_$(basename "${train_config}" .yaml)"
+[ -n "${tag}" ] || tag="s2t_$(basename "${train_config}" .yaml)${init_from:+_$(basename "${init_from}")}"
 expdir=exp/${tag}
 token_dir=${token_list_dir:-data/token_list/${bpemode}${nbpe}}
 stats_dir=exp/stats_${bpemode}${nbpe}
@@ -111,20 +115,24 @@ mark_done() { mkdir -p "$1"; printf '%s' "$2" > "$1/.stage$3.done"; log "done"; 
 
 all_test_sets() {
     if [ -n "${test_sets}" ]; then echo "${test_sets}"; return; fi
+    [ -d data ] || return 0
     find data -mindepth 1 -maxdepth 1 -type d -name 'test*' -printf '%f\n' | sort | tr '\n' ' '
 }
-scored_test_sets() { cat dump/raw/test_sets.txt; }
+scored_test_sets() { cat dump/raw/test_sets.txt 2>/dev/null || true; }
+# short checksum of a file (its options change a stage's marker); "none" before it exists
+digest() { if [ -f "$1" ]; then md5sum < "$1" | cut -c1-12; else echo none; fi; }
 
 # ---------------------------------------------------------------- stage 1
-opts="${local_data_opts} nj=${nj}"
+# the data depend on local/ and on conf/corpus.yaml (the corpus config, where a recipe has one)
+opts="${local_data_opts} nj=${nj} $( { find local -type f -print0 | sort -z | xargs -0 cat; [ ! -f conf/corpus.yaml ] || cat conf/corpus.yaml; } | md5sum | cut -c1-12)"
 if run_stage 1 data "${opts}"; then
     # shellcheck disable=SC2086
-    local/data.sh --nj "${nj}" ${local_data_opts}
+    PYTHON="${python}" local/data.sh --nj "${nj}" ${local_data_opts}
     mark_done data "${opts}" 1
 fi
 
 # ---------------------------------------------------------------- stage 3
-opts="train=${train_set} valid=${valid_set} tests=$(all_test_sets) bad=${on_bad_audio}"
+opts="train=${train_set} valid=${valid_set} tests=$(all_test_sets) bad=${on_bad_audio} data=$(cat data/.stage1.done 2>/dev/null || true)"
 if run_stage 3 dump/raw "${opts}"; then
     "${python}" -m espnet_gated.bin.format_wav --in_root data --out_root dump/raw/org --audio_root dump/audio \
         --sets "${train_set} ${valid_set}" --nj "${nj}" --on_bad_audio "${on_bad_audio}"
@@ -138,17 +146,28 @@ opts="${opts} min=${min_sec} max=${max_sec} langs=${langs} tasks=${tasks}"
 if run_stage 4 dump/raw "${opts}"; then
     filters=(--langs "${langs}" --tasks "${tasks}")
     "${python}" -m espnet_gated.bin.subset_data --in_root dump/raw/org --out_root dump/raw \
-        --sets "${train_set} ${valid_set}" --min_sec "${min_sec}" --max_sec "${max_sec}" "${filters[@]}" >/dev/null
+        --sets "${train_set} ${valid_set}" --min_sec "${min_sec}" --max_sec "${max_sec}" "${filters[@]}"
     "${python}" -m espnet_gated.bin.subset_data --in_root dump/raw --out_root dump/raw --sets "$(all_test_sets)" \
-        --split_by_context true "${filters[@]}" | sort -u > dump/raw/test_sets.txt.tmp
-    mv dump/raw/test_sets.txt.tmp dump/raw/test_sets.txt
+        --split_by_context true "${filters[@]}" --names_out dump/raw/test_sets.txt
     log "test sets: $(scored_test_sets | tr '\n' ' ')"
     mark_done dump/raw "${opts}" 4
 fi
 
 # ---------------------------------------------------------------- stage 5
 opts="nbpe=${nbpe} mode=${bpemode} extra=${extra_langs} data=$(cat dump/raw/.stage4.done 2>/dev/null || true)"
-if [ -n "${token_list_dir}" ]; then
+if [ -n "${init_from}" ]; then
+    # the pretrained model brings the token list, the architecture (merged with train_config) and the weights
+    [ -z "${token_list_dir}${init_param}" ] || die "--init_from replaces --token_list_dir and --init_param"
+    init_dir=exp/init_$(basename "${init_from}")
+    opts="src=${init_from} add_langs=${add_langs} config=$(digest "${train_config}")"
+    if run_stage 5 "${init_dir}" "${opts}"; then
+        "${python}" -m espnet_gated.bin.init_from --src "${init_from}" --out "${init_dir}" \
+            --train_config "${train_config}" --add_langs "${add_langs}" || die "--init_from ${init_from} failed"
+        mark_done "${init_dir}" "${opts}" 5
+    fi
+    [ -f "${init_dir}/init_from.yaml" ] || die "${init_dir} is not prepared: run stage 5 with --init_from"
+    token_dir=${init_dir}; train_config=${init_dir}/train.yaml; init_param=${init_dir}/init.pth
+elif [ -n "${token_list_dir}" ]; then
     [ -f "${token_dir}/tokens.txt" ] && [ -f "${token_dir}/bpe.model" ] ||
         die "--token_list_dir ${token_dir} needs tokens.txt and bpe.model"
 elif run_stage 5 "${token_dir}" "${opts}"; then
@@ -171,8 +190,14 @@ done
 token_opts=(--token_type bpe --token_list "${token_dir}/tokens.txt" --bpemodel "${token_dir}/bpe.model")
 
 # ---------------------------------------------------------------- stage 10
-opts="config=$(md5sum < "${train_config}" | cut -c1-12) tokens=$(md5sum < "${token_dir}/tokens.txt" | cut -c1-12)"
+# statistics depend on the feature and text processing only, not on the model or the optimizer
+stats_config=$("${python}" -c "import sys, yaml, json, hashlib
+c = yaml.safe_load(open(sys.argv[1])) or {}
+keys = ('frontend', 'frontend_conf', 'normalize', 'normalize_conf', 'preprocessor', 'preprocessor_conf')
+print(hashlib.md5(json.dumps({k: c.get(k) for k in keys}, sort_keys=True).encode()).hexdigest()[:12])" "${train_config}")
+opts="features=${stats_config} tokens=$(digest "${token_dir}/tokens.txt")"
 if run_stage 10 "${stats_dir}" "${opts}"; then
+    mkdir -p exp
     # shellcheck disable=SC2086
     "${python}" -m espnet_gated.bin.s2t_train --collect_stats true --config "${train_config}" "${token_opts[@]}" \
         "${train_data_opts[@]}" --train_shape_file "dump/raw/${train_set}/wav.scp" \
@@ -191,21 +216,54 @@ done
 # ---------------------------------------------------------------- stage 11
 train_model() {  # train_model OUTPUT_DIR CONFIG [extra options...]
     local out=$1 config=$2; shift 2
-    mkdir -p "${out}"
-    local dist_opts=()
-    if [ "${num_nodes}" -gt 1 ]; then
-        dist_opts=(--dist_launcher slurm --multiprocessing_distributed true --dist_init_method "file://$(pwd)/${out}/.dist_init")
+    # an interrupted run with the same options resumes (ESPnet's --resume); one with other
+    # options is moved aside, never mixed with the new run or deleted
+    local identity
+    identity="config=$(digest "${config}") tokens=$(digest "${token_dir}/tokens.txt") $* ${train_args}"
+    if [ -f "${out}/.train_opts" ] && [ "$(cat "${out}/.train_opts")" != "${identity}" ]; then
+        local old
+        old="${out}.old.$(date +%Y%m%d-%H%M%S)"
+        log "the options of ${out} changed since it was started: moving it to ${old}"
+        mv "${out}" "${old}"
     fi
+    mkdir -p "${out}"
+    printf '%s' "${identity}" > "${out}/.train_opts"
+    # Distributed training goes through ESPnet's own logic (espnet2/train/distributed_utils.py,
+    # with the options espnet2/bin/launch.py passes):
+    # - one node, ngpu > 1: --multiprocessing_distributed true spawns one DDP process per GPU
+    #   (NCCL); without it ESPnet falls back to single-process DataParallel.
+    # - num_nodes > 1: run the recipe inside a Slurm allocation of num_nodes nodes with one task
+    #   per node (sbatch/salloc --nodes N --ntasks-per-node 1); srun starts the trainer once per
+    #   node, --dist_launcher slurm takes the ranks from SLURM_* and each node spawns ngpu
+    #   workers. They meet through an init file on the shared file system that must not exist
+    #   yet (a stale one from a killed run makes init_process_group fail or hang), hence a fresh
+    #   name per launch. CPU nodes (ngpu 0) use gloo, as launch.py does.
+    # (Several CPU processes on one machine work through ESPnet's external-launcher mode:
+    #  torchrun --nproc_per_node N -m espnet_gated.bin.s2t_train ... --ngpu 0 \
+    #  --multiprocessing_distributed false --dist_backend gloo; tests/test_resume_and_scale.py.)
+    local launcher=() dist_opts=()
+    if [ "${num_nodes}" -gt 1 ]; then
+        command -v srun >/dev/null || die "--num_nodes ${num_nodes} needs Slurm's srun (run inside an allocation)"
+        rm -f "${out}"/.dist_init_*
+        launcher=(srun --nodes "${num_nodes}" --ntasks-per-node 1 --export=ALL)
+        dist_opts=(--dist_launcher slurm --multiprocessing_distributed true
+            --dist_init_method "file://$(cd "${out}" && pwd)/.dist_init_$(date +%s)_$$")
+        [ "${ngpu}" -gt 0 ] || dist_opts+=(--dist_backend gloo)
+    elif [ "${ngpu}" -gt 1 ]; then
+        dist_opts=(--multiprocessing_distributed true)
+    fi
+    local freeze_opts=()  # every module but the gate predictor (espnet_gated.pretrained.backbone_modules)
+    [ "${freeze_backbone}" = false ] || freeze_opts=(--freeze_param frontend normalize encoder decoder ctc)
     log "training ${out} (log: ${out}/train.log)"
     # shellcheck disable=SC2086
-    "${python}" -m espnet_gated.bin.s2t_train --config "${config}" "${token_opts[@]}" "${train_data_opts[@]}" \
-        "${shape_opts[@]}" --output_dir "${out}" --ngpu "${ngpu}" --resume true "${dist_opts[@]}" \
-        ${train_args} "$@" 2>&1 | tee -a "${out}/train.log" |
-        grep --line-buffered -E "epoch started|epoch results|batch: |training was finished|Error|error" >&2 || true
+    "${launcher[@]}" "${python}" -m espnet_gated.bin.s2t_train --config "${config}" "${token_opts[@]}" \
+        "${train_data_opts[@]}" "${shape_opts[@]}" --output_dir "${out}" --ngpu "${ngpu}" --resume true "${dist_opts[@]}" \
+        "${freeze_opts[@]}" ${train_args} "$@" 2>&1 |
+        "${python}" "${repo_root}/espnet_gated/bin/train_progress.py" --config "${config}" --log "${out}/train.log" || true
     [ -f "${out}/${inference_model}" ] || die "training did not produce ${out}/${inference_model}: see ${out}/train.log"
 }
 
-opts="${opts} train_args=${train_args} init=${init_param}"
+opts="${opts} train_args=${train_args} init=${init_param} freeze=${freeze_backbone}"
 if run_stage 11 "${expdir}" "${opts}"; then
     train_model "${expdir}" "${train_config}" ${init_param:+--init_param "${init_param}"}
     mark_done "${expdir}" "${opts}" 11
@@ -227,7 +285,7 @@ score_sets() {  # score_sets MODEL_DIR DECODE_DIR RESULTS_DIR DECODE_CONFIG
 }
 
 model_id="$(cat "${expdir}/.stage11.done" 2>/dev/null || true) $(stat -c %Y "${expdir}/${inference_model}" 2>/dev/null || true)"
-opts="model=${model_id} decode=$(md5sum < "${decode_config}" | cut -c1-12) sets=$(scored_test_sets 2>/dev/null | tr '\n' ' ')"
+opts="model=${model_id} decode=$(digest "${decode_config}") sets=$(scored_test_sets | tr '\n' ' ')"
 if run_stage 12 "${decode_dir}" "${opts}"; then
     decode_sets "${expdir}" "${decode_dir}" "${decode_config}"
     mark_done "${decode_dir}" "${opts}" 12
@@ -243,7 +301,7 @@ fi
 # Fine-tune the trained model at each target (sweep_config overrides the training config),
 # then decode and score each; the reference is the trained model with every gate open.
 sweep_dir=exp/${tag}_sweep_${sweep_side}
-opts="${opts} targets=${sweep_targets} side=${sweep_side} sweep=$(md5sum < "${sweep_config}" 2>/dev/null | cut -c1-12)"
+opts="${opts} targets=${sweep_targets} side=${sweep_side} sweep=$(digest "${sweep_config}")"
 if run_stage 14 "${sweep_dir}" "${opts}"; then
     [ -f "${sweep_config}" ] || die "sweep config ${sweep_config} not found"
     case "${sweep_side}" in enc|dec|both) ;; *) die "--sweep_side must be enc, dec or both" ;; esac
@@ -264,8 +322,9 @@ if run_stage 14 "${sweep_dir}" "${opts}"; then
         if [ ! -f "${run_dir}/.sweep.done" ]; then
             "${python}" -m espnet_gated.bin.make_config "${train_config}" --merge "${sweep_config}" \
                 --set "model_conf.sparsity_conf.encoder_target=${enc_target}" \
-                --set "model_conf.sparsity_conf.decoder_target=${dec_target}" --out "${run_dir}/train.yaml"
-            train_model "${run_dir}" "${run_dir}/train.yaml" --init_param "${expdir}/${inference_model}"
+                --set "model_conf.sparsity_conf.decoder_target=${dec_target}" --out "${run_dir}.yaml"
+            # the gate predictor's step counter restarts (the sweep config sets its own schedule)
+            train_model "${run_dir}" "${run_dir}.yaml" --init_param "${expdir}/${inference_model}:::gate_predictor.train_steps"
             decode_sets "${run_dir}" "${run_dir}/decode" "${decode_config}"
             score_sets "${run_dir}" "${run_dir}/decode" "${run_dir}/results" "${decode_config}"
             touch "${run_dir}/.sweep.done"

@@ -1,0 +1,903 @@
+#!/usr/bin/env python3
+"""Benchmark: does skipped compute become real time? Dense ESPnet vs gated decoding.
+
+Usage:
+    # OWSM v3.1 base-sized random weights on CPU, beams 5 and 10, with and without CTC
+    python -m espnet_gated.bin.bench --size base --beam "5 10" --ctc_weight "0 0.3" \
+        --n_utts 3 --utt_sec 5 --decode_len 30 --threads 1 --out /tmp/bench_base
+
+    # quick smoke run
+    python -m espnet_gated.bin.bench --size tiny --n_utts 2 --beam 3 --ctc_weight 0 --out /tmp/bench_tiny
+
+    # a trained gated model on real audio (adds the learned-mask variant)
+    python -m espnet_gated.bin.bench --s2t_train_config exp/s2t/config.yaml \
+        --s2t_model_file exp/s2t/valid.acc.ave.pth --wav_scp dump/raw/test_deu_asr/wav.scp \
+        --lang_sym deu --task_sym asr --decode_len 0 --out exp/s2t/bench
+
+    # gated variants decode 4 utterances at once (ESPnet's dense decoding stays one at a time)
+    python -m espnet_gated.bin.bench --size base --batch 4 --n_utts 8 --out /tmp/bench_batch
+
+One set of weights is built (``--size``, random init) or loaded (a trained gated model);
+ESPnet's dense model (stock ``e_branchformer`` + ``transformer``, same dimensions, same
+weights) is decoded with ESPnet's own ``Speech2Text``/``BatchBeamSearch``. On the same
+utterances, in one run, the variants are decoded round-robin per utterance (after a
+warm-up, starting with a different variant each utterance):
+
+* ``dense``: ESPnet's model and decoding;
+* ``all_open``: the gated model with every gate open;
+* ``all_open_nocache``: the same with our decoder caches off (cross- and self-attention
+  keys/values recomputed every step as ESPnet does): the same arithmetic as ``dense``, so
+  its time against ``dense`` is the overhead of the gated code itself;
+* ``predicted`` (random weights: the untrained predictor keeps every gate open, so this
+  times the gate predictor) or ``learned`` (a trained model: its masks);
+* ``<side>@<s>``: forced masks closing a fraction ``s`` of the gated modules of the
+  encoder, the decoder or both. Which modules: layer ``l`` closes module types
+  ``(l + r) mod n_types`` for rounds ``r = 0, 1, ...`` until ``round(s * n_modules)``
+  are closed, i.e. closures spread evenly over layers and module types (encoder types
+  ffn_macaron, attn, cgmlp, ffn; decoder self_attn, src_attn, ffn);
+* ``exported``: ``espnet_gated.bin.export`` of one mask (``--export_mask``; by default
+  ``both@0.5``, or the context-only predictor's mask of a trained model), closed modules'
+  weights and the predictor removed.
+
+Fixed decode length: random decoders emit ``<eos>`` at once or never, so by default
+(``--decode_len N``) the ``<eos>`` logit is set to -inf by a forward hook on every
+model's ``decoder.output_layer`` and the search runs with ``maxlenratio = -N``: every
+variant runs exactly N decoder steps with a full beam, and ESPnet's search appends
+``<eos>`` after the last. ``--decode_len 0`` decodes naturally (``--maxlenratio``).
+
+Reported per variant (median over utterances): encoder time (feature extraction, gate
+predictor, encoder), decoder time (beam search) and their sum per utterance; speed-up vs
+dense; analytic MACs of what was executed (``espnet_gated.flops``: input layer, encoder
+layers, CTC projection when ``ctc_weight > 0``, gate predictor, and the beam search as it
+ran - rows and prefix length of every decoder call); the FLOPs-ideal speed-up (dense
+MACs / executed MACs) and realized/ideal; the same against ``all_open`` (the gating's own
+effect, with the decoder caches in both). CTC prefix scoring (a Python loop over frames
+per token) is not in the MACs and is not removed by gates: compare ``--ctc_weight``
+values separately. Outputs under ``--out``: bench.md, bench.json, bench.png, models/.
+"""
+
+import argparse
+import io
+import json
+import logging
+import math
+import platform
+import statistics
+import sys
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from espnet2.bin.s2t_inference import Speech2Text
+
+from espnet_gated.bin.export import build_from_config, dense_config, export, load_config, save_model_dir
+from espnet_gated.flops import ctc_macs, encoder_macs, input_layer_macs, search_macs, weight_macs
+from espnet_gated.inference import GatedSpeech2Text, check_weights
+from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES, format_mask, parse_mask
+from espnet_gated.tasks import preprocessor_defaults
+from espnet_gated.tokenizer import HEAD_SYMBOLS, TAIL_SYMBOLS, TIME_SYMBOLS
+from espnet_gated.utils import atomic_output, atomic_write
+
+logger = logging.getLogger("espnet_gated.bench")
+
+#: backbone sizes: OWSM v3.1 base and small (paper table), and a tiny one for smoke tests
+SIZES = {
+    "tiny": dict(d=64, layers=2, heads=2, ffn=128, vocab=200),
+    "base": dict(d=384, layers=6, heads=6, ffn=1536, vocab=50000),
+    "small": dict(d=768, layers=9, heads=12, ffn=3072, vocab=50000),
+}
+LANGS = ("eng", "deu", "fra", "ita")
+TASKS = ("asr", "st_eng")
+
+
+# ---------------------------------------------------------------------------- model setup
+def random_config(size: str, vocab_size: int, utt_sec: float) -> Dict:
+    """An OWSM v3.1-style gated config (E-Branchformer + Transformer) of the given size."""
+    s = SIZES[size]
+    n_special = len(HEAD_SYMBOLS) + 1 + len(LANGS) + len(TASKS) + 1 + len(TIME_SYMBOLS) + len(TAIL_SYMBOLS)
+    if vocab_size < n_special + 1:
+        raise ValueError(f"--vocab_size must be at least {n_special + 1}")
+    prefix = ["<na>", *[f"<{lang}>" for lang in LANGS], *[f"<{task}>" for task in TASKS], "<notimestamps>"]
+    pieces = [f"\u2581w{i}" for i in range(vocab_size - n_special)]
+    token_list = [*HEAD_SYMBOLS, *prefix, *TIME_SYMBOLS, *pieces, *TAIL_SYMBOLS]
+    return dict(
+        token_list=token_list,
+        token_type="bpe",
+        bpemodel=None,
+        input_size=None,
+        frontend="default",
+        frontend_conf=dict(n_fft=512, win_length=400, hop_length=160, n_mels=80),
+        specaug=None,
+        normalize="utterance_mvn",
+        normalize_conf={},
+        encoder="gated_e_branchformer",
+        encoder_conf=dict(
+            output_size=s["d"],
+            attention_heads=s["heads"],
+            attention_layer_type="selfattn",
+            pos_enc_layer_type="abs_pos",
+            rel_pos_type="latest",
+            cgmlp_linear_units=s["ffn"],
+            cgmlp_conv_kernel=31,
+            use_linear_after_conv=False,
+            gate_activation="identity",
+            num_blocks=s["layers"],
+            dropout_rate=0.0,
+            positional_dropout_rate=0.0,
+            attention_dropout_rate=0.0,
+            input_layer="conv2d",
+            layer_drop_rate=0.0,
+            linear_units=s["ffn"],
+            positionwise_layer_type="linear",
+            use_ffn=True,
+            macaron_ffn=True,
+            merge_conv_kernel=31,
+        ),
+        decoder="gated_transformer",
+        decoder_conf=dict(
+            attention_heads=s["heads"],
+            linear_units=s["ffn"],
+            num_blocks=s["layers"],
+            dropout_rate=0.0,
+            positional_dropout_rate=0.0,
+            self_attention_dropout_rate=0.0,
+            src_attention_dropout_rate=0.0,
+        ),
+        model="gated_espnet",
+        model_conf=dict(ctc_weight=0.3, lsm_weight=0.1, sym_na="<na>", gate_conf=dict(hidden_size=256, context_dim=64)),
+        ctc_conf={},
+        preprocessor="s2t",
+        preprocessor_conf={**preprocessor_defaults(), "speech_length": utt_sec, "time_apply_prob": 1.0},
+        init=None,
+    )
+
+
+def prepare_models(args, out: Path) -> Dict:
+    """Write (or locate) the gated and dense model directories; returns their paths and config."""
+    models = out / "models"
+    if args.s2t_train_config:
+        config = load_config(args.s2t_train_config)
+        if config.get("model") != "gated_espnet":
+            raise ValueError(f"{args.s2t_train_config}: --s2t_train_config must be a gated model (model: gated_espnet)")
+        if not args.s2t_model_file or not Path(args.s2t_model_file).is_file():
+            raise FileNotFoundError(f"--s2t_model_file not found: {args.s2t_model_file}")
+        gated = build_from_config(config)
+        gated.load_state_dict(torch.load(args.s2t_model_file, map_location="cpu", weights_only=False), strict=False)
+        check_weights(gated, args.s2t_model_file, args.s2t_train_config)
+        gated_paths = (Path(args.s2t_train_config), Path(args.s2t_model_file))
+        trained = True
+    else:
+        vocab = args.vocab_size or SIZES[args.size]["vocab"]
+        logger.info(f"building a random {args.size}-sized gated model (vocabulary {vocab})")
+        config = random_config(args.size, vocab, args.utt_sec)
+        torch.manual_seed(args.seed)
+        gated = build_from_config(config)
+        gated_paths = save_model_dir(models / "gated", config, gated.state_dict())
+        trained = False
+    state = {k: v for k, v in gated.state_dict().items() if not k.startswith("gate_predictor.")}
+    dconf = dense_config(config)
+    dense = build_from_config(dconf)
+    result = dense.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise RuntimeError(
+            f"dense model keys differ from the gated model's: missing {result.missing_keys[:3]}, "
+            f"unexpected {result.unexpected_keys[:3]}"
+        )
+    dense_paths = save_model_dir(models / "dense", dconf, dense.state_dict())
+    logger.info(f"dense ESPnet model with the same weights: {dense_paths[0]}")
+    return dict(config=config, gated=gated_paths, dense=dense_paths, trained=trained, gated_model=gated)
+
+
+def spread_mask(n_layers: int, n_types: int, sparsity: float) -> torch.Tensor:
+    """Binary keep mask closing round(sparsity * n) modules spread over layers and types
+    (layer l closes types (l + r) mod n_types for rounds r = 0, 1, ...)."""
+    n_close = int(math.floor(sparsity * n_layers * n_types + 0.5))
+    mask = torch.ones(n_layers, n_types)
+    order = [(layer, (layer + r) % n_types) for r in range(n_types) for layer in range(n_layers)]
+    for layer, t in order[:n_close]:
+        mask[layer, t] = 0
+    return mask
+
+
+# ---------------------------------------------------------------------------- variants
+@dataclass
+class Variant:
+    name: str
+    kind: str  # dense | gated | exported
+    side: str = "-"
+    sparsity: float = 0.0
+    enc_mask: Optional[torch.Tensor] = None  # forced keep masks (None: predicted / none)
+    dec_mask: Optional[torch.Tensor] = None
+    cache: bool = True
+    predictor: bool = False
+    records: List[Dict] = field(default_factory=list)
+
+
+def make_variants(args, n_enc: int, n_dec: int, trained: bool, export_masks) -> List[Variant]:
+    ones_e, ones_d = torch.ones(n_enc, len(ENCODER_MODULES)), torch.ones(n_dec, len(DECODER_MODULES))
+    variants = [
+        Variant("dense", "dense"),
+        Variant("all_open", "gated", enc_mask=ones_e, dec_mask=ones_d),
+        Variant("all_open_nocache", "gated", enc_mask=ones_e, dec_mask=ones_d, cache=False),
+        Variant("learned" if trained else "predicted", "gated", side="pred", predictor=True),
+    ]
+    for side in args.sides:
+        for s in args.sparsities:
+            enc = spread_mask(n_enc, len(ENCODER_MODULES), s) if side in ("enc", "both") else ones_e
+            dec = spread_mask(n_dec, len(DECODER_MODULES), s) if side in ("dec", "both") else ones_d
+            variants.append(Variant(f"{side}@{s:g}", "gated", side=side, sparsity=s, enc_mask=enc, dec_mask=dec))
+    if export_masks is not None:
+        if not any(v.enc_mask is not None and _same_mask(v, export_masks) for v in variants if v.kind == "gated"):
+            variants.append(
+                Variant("export_ref", "gated", side="export", enc_mask=export_masks[0], dec_mask=export_masks[1])
+            )
+        variants.append(
+            Variant("exported", "exported", side="export", enc_mask=export_masks[0], dec_mask=export_masks[1])
+        )
+    return variants
+
+
+def _same_mask(v: Variant, masks) -> bool:
+    return torch.equal(v.enc_mask, masks[0]) and torch.equal(v.dec_mask, masks[1])
+
+
+# ---------------------------------------------------------------------------- decoding
+class TimedSpeech2Text(Speech2Text):
+    """ESPnet's Speech2Text, with the beam search's time kept in ``decoder_s``."""
+
+    decoder_s = 0.0
+
+    def _decode_single_sample(self, enc):
+        start = time.perf_counter()
+        try:
+            return super()._decode_single_sample(enc)
+        finally:
+            self.decoder_s = time.perf_counter() - start
+
+
+class Probe:
+    """Records what a model executed: encoder input/output frames and decoder calls."""
+
+    def __init__(self, model):
+        self.frames: List[tuple] = []
+        self.steps: List[tuple] = []
+
+        def enc_hook(module, args, output):
+            out = output[0] if isinstance(output, tuple) else output
+            out = out[0] if isinstance(out, tuple) else out
+            self.frames.append((int(args[0].size(1)), int(out.size(1)), int(args[0].size(0))))
+
+        def embed_hook(module, args):
+            self.steps.append((int(args[0].size(0)), int(args[0].size(1))))
+
+        self.handles = [
+            model.encoder.register_forward_hook(enc_hook),
+            model.decoder.embed.register_forward_pre_hook(embed_hook),
+        ]
+
+    def reset(self):
+        self.frames, self.steps = [], []
+
+
+def suppress_eos(model) -> None:
+    """Forward hook: the <eos> logit is -inf, so decoding runs to the maximum length."""
+    eos = model.eos
+
+    def hook(module, args, output):
+        output[..., eos] = float("-inf")
+        return output
+
+    model.decoder.output_layer.register_forward_hook(hook)
+
+
+@contextmanager
+def natural_length(s2t, speech, enabled: bool):
+    """ESPnet's Speech2Text pads to ``speech_length``; for configs with ``speech_length: null``
+    set it to the utterance's own length for the call."""
+    if not enabled or getattr(s2t, "natural_length", False):
+        yield
+        return
+    conf = s2t.preprocessor_conf
+    s2t.preprocessor_conf = {**conf, "speech_length": (len(speech) + 0.5) / conf["fs"]}
+    try:
+        yield
+    finally:
+        s2t.preprocessor_conf = conf
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+class Runner:
+    """Decodes utterances with one variant and records times, hypotheses and what ran."""
+
+    def __init__(self, args, s2ts: Dict[str, Speech2Text], probes: Dict[str, Probe], natural: bool):
+        self.args, self.s2ts, self.probes, self.natural = args, s2ts, probes, natural
+
+    @contextmanager
+    def _setup(self, v: Variant):
+        s2t = self.s2ts[v.kind]
+        ctx = nullcontext()
+        if v.kind == "gated" and v.enc_mask is not None:
+            ctx = s2t.s2t_model.forced_gates(v.enc_mask, v.dec_mask)
+        decoder = s2t.s2t_model.decoder
+        flags = (getattr(decoder, "cache_src_kv", None), getattr(decoder, "cache_self_kv", None))
+        if v.kind != "dense":
+            decoder.cache_src_kv = decoder.cache_self_kv = v.cache
+        try:
+            with ctx:
+                yield s2t
+        finally:
+            if v.kind != "dense":
+                decoder.cache_src_kv, decoder.cache_self_kv = flags
+
+    def run(self, v: Variant, speeches: Sequence[np.ndarray], first: int = 0, record: bool = True) -> None:
+        """Decode ``speeches`` (utterances ``first``, ``first + 1``, ...) with variant ``v``."""
+        args = self.args
+        probe = self.probes[v.kind]
+        with self._setup(v) as s2t:
+            if args.batch > 1 and v.kind != "dense":
+                probe.reset()
+                sync(args.device)
+                start = time.perf_counter()
+                results = s2t.decode_batch(list(speeches))
+                sync(args.device)
+                total = time.perf_counter() - start
+                n = len(speeches)
+                timing = s2t.last_timing
+                # decode_batch encodes utterances of equal prepared length together, groups in order of appearance
+                lengths = [s2t._prepare(x).numel() for x in speeches]
+                groups = list(dict.fromkeys(lengths))
+                for j in range(n):
+                    frames = probe.frames[groups.index(lengths[j])]
+                    steps = [(per, length) for length, utts, per in s2t.last_search_log if j in utts]
+                    rec = dict(
+                        total_s=total / n,
+                        enc_s=timing["encoder_s"] / n,
+                        dec_s=timing["decoder_s"] / n,
+                        gates_s=timing["gates_s"] / n,
+                        feat_frames=frames[0],
+                        frames=frames[1],
+                        steps=steps,
+                        yseq=results[j][0][4].yseq.tolist() if results[j] else [],
+                        mask=format_mask(*s2t.last_masks[j]),
+                        utt=first + j,
+                    )
+                    if record:
+                        v.records.append(rec)
+                return
+            for j, speech in enumerate(speeches):
+                probe.reset()
+                with natural_length(s2t, speech, self.natural):
+                    sync(args.device)
+                    start = time.perf_counter()
+                    results = s2t(speech)
+                    sync(args.device)
+                    total = time.perf_counter() - start
+                if v.kind == "dense":
+                    dec_s, gates_s, mask = s2t.decoder_s, 0.0, None
+                else:
+                    dec_s, gates_s, mask = s2t.last_timing["decoder_s"], s2t.last_timing["gates_s"], s2t.last_mask
+                rec = dict(
+                    total_s=total,
+                    enc_s=total - dec_s,
+                    dec_s=dec_s,
+                    gates_s=gates_s,
+                    feat_frames=probe.frames[0][0],
+                    frames=probe.frames[0][1],
+                    steps=list(probe.steps),
+                    yseq=results[0][4].yseq.tolist() if results else [],
+                    mask=None if mask is None else format_mask(*mask),
+                    utt=first + j,
+                )
+                if record:
+                    v.records.append(rec)
+
+
+# ---------------------------------------------------------------------------- accounting
+def record_macs(rec: Dict, v: Variant, model, ctc_weight: float, n_mels: int) -> Dict[str, float]:
+    """Analytic MACs of one decoded utterance (see the module docstring)."""
+    enc_mask = dec_mask = None
+    if rec["mask"] is not None:
+        parsed = parse_mask(rec["mask"])
+        enc_mask, dec_mask = torch.tensor(parsed["enc"]), torch.tensor(parsed["dec"])
+    frames = rec["frames"]
+    enc = input_layer_macs(model.encoder, rec["feat_frames"], n_mels) + encoder_macs(model.encoder, frames, enc_mask)
+    if ctc_weight > 0:
+        enc += ctc_macs(model.ctc, frames)
+    if v.predictor:
+        enc += weight_macs(model.gate_predictor)
+    cache = v.cache and v.kind != "dense"  # ESPnet's decoder caches neither keys nor values
+    dec = search_macs(model.decoder, frames, rec["steps"], dec_mask, cache_src_kv=cache, cache_self_kv=cache)
+    return {"enc": enc, "dec": dec, "total": enc + dec}
+
+
+def _ratio(a: float, b: float) -> Optional[float]:
+    return None if not b else a / b
+
+
+def summarize(
+    variants: List[Variant], model, ctc_weight: float, n_mels: int, n_gated: Dict[str, int], stat_name: str = "median"
+) -> List[Dict]:
+    """Per-variant summary; times: ``stat_name`` (median or mean) over utterances of each
+    utterance's fastest repeat."""
+    stat = statistics.median if stat_name == "median" else statistics.fmean
+    rows = []
+    for v in variants:
+        best = {}  # fastest repeat of each utterance: contention on a shared machine only adds time
+        for r in v.records:
+            if r["utt"] not in best or r["total_s"] < best[r["utt"]]["total_s"]:
+                best[r["utt"]] = r
+        v.records = [best[u] for u in sorted(best)]
+        macs = [record_macs(r, v, model, ctc_weight, n_mels) for r in v.records]
+        closed = {"enc": 0.0, "dec": 0.0}
+        if v.records and v.records[0]["mask"] is not None:
+            for r in v.records:
+                m = parse_mask(r["mask"])
+                for side in ("enc", "dec"):
+                    closed[side] += sum(row.count(0) for row in m[side]) / len(v.records)
+        row = dict(
+            variant=v.name,
+            kind=v.kind,
+            side=v.side,
+            target_sparsity=v.sparsity,
+            sparsity={side: closed[side] / n_gated[side] if n_gated[side] else 0.0 for side in closed},
+            closed_modules=closed,
+            n_utts=len(v.records),
+            ms={part: 1000 * stat(r[f"{part}_s"] for r in v.records) for part in ("enc", "dec", "total", "gates")},
+            ms_min={part: 1000 * min(r[f"{part}_s"] for r in v.records) for part in ("enc", "dec", "total")},
+            ms_mean={
+                part: 1000 * statistics.fmean(r[f"{part}_s"] for r in v.records) for part in ("enc", "dec", "total")
+            },
+            macs={part: statistics.fmean(m[part] for m in macs) for part in ("enc", "dec", "total")},
+            utterances=[
+                {k: r[k] for k in ("total_s", "enc_s", "dec_s", "gates_s", "feat_frames", "frames", "mask", "steps")}
+                for r in v.records
+            ],
+            decode_steps=statistics.fmean(len(r["steps"]) for r in v.records),
+        )
+        rows.append(row)
+    by_name = {r["variant"]: r for r in rows}
+    refs = {"dense": by_name["dense"], "all_open": by_name.get("all_open")}
+    dense_hyps = [r["yseq"] for r in variants[0].records]
+    for v, row in zip(variants, rows, strict=True):
+        for ref_name, ref in refs.items():
+            if ref is None:
+                continue
+            speed = {p: _ratio(ref["ms"][p], row["ms"][p]) for p in ("enc", "dec", "total")}
+            ideal = {p: _ratio(ref["macs"][p], row["macs"][p]) for p in ("enc", "dec", "total")}
+            real_ideal = {p: None if speed[p] is None or not ideal[p] else speed[p] / ideal[p] for p in speed}
+            suffix = "" if ref_name == "dense" else "_vs_all_open"
+            row["speedup" + suffix], row["ideal" + suffix], row["realized_over_ideal" + suffix] = (
+                speed,
+                ideal,
+                real_ideal,
+            )
+        row["same_hyps_as_dense"] = [r["yseq"] for r in v.records] == dense_hyps
+        row["gate_predictor_share"] = row["ms"]["gates"] / row["ms"]["total"] if row["ms"]["total"] else 0.0
+    return rows
+
+
+# ---------------------------------------------------------------------------- reporting
+def _f(x, fmt="{:.2f}") -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+def _triple(d: Dict) -> str:
+    return "/".join(_f(d.get(p)) for p in ("enc", "dec", "total"))
+
+
+def markdown(report: Dict) -> str:
+    m = report["meta"]
+    lines = [
+        "# espnet_gated benchmark",
+        "",
+        f"{m['model']}; {m['device']} ({m['threads']} threads), torch {m['torch']}, "
+        f"{m['n_utts']} utterances of {m['utt_desc']}, {m['length_desc']}, batch {m['batch']}.",
+        f"Times: {m['stat']} over utterances of each utterance's fastest of {m['repeats']} interleaved repeats;",
+        "speed-up = dense time / variant time; ideal = dense MACs / executed MACs;",
+        "r/i = realized / ideal; triples are enc/dec/total. `vs all_open`: the gating's own effect (same decoder",
+        "caches on both sides). `dense` is ESPnet's model and decoding (no key/value caches); `all_open_nocache` does",
+        "the same arithmetic as `dense` through the gated code (its slowdown vs dense is the gating overhead).",
+        "",
+    ]
+    for run in report["runs"]:
+        lines += [
+            f"## beam {run['beam']}, ctc_weight {run['ctc_weight']}",
+            "",
+            "| variant | closed enc/dec | enc ms | dec ms | total ms | GMACs | speed-up | ideal | r/i "
+            "| vs all_open: speed-up | ideal | r/i | hyps = dense |",
+            "|---|---|---:|---:|---:|---:|---|---|---|---|---|---|---|",
+        ]
+        for r in run["variants"]:
+            c = r["closed_modules"]
+            lines.append(
+                f"| {r['variant']} | {c['enc']:.0f}/{c['dec']:.0f} | {r['ms']['enc']:.0f} | {r['ms']['dec']:.0f} "
+                f"| {r['ms']['total']:.0f} | {r['macs']['total'] / 1e9:.2f} | {_triple(r['speedup'])} "
+                f"| {_triple(r['ideal'])} | {_triple(r['realized_over_ideal'])} "
+                f"| {_triple(r.get('speedup_vs_all_open', {}))} | {_triple(r.get('ideal_vs_all_open', {}))} "
+                f"| {_triple(r.get('realized_over_ideal_vs_all_open', {}))} "
+                f"| {'yes' if r['same_hyps_as_dense'] else 'no'} |"
+            )
+        lines.append("")
+        t = run["targets"]
+        overhead = f"{_f(t.get('overhead_pct'), '{:+.1f}')}% (target <= +3%)"
+        if m["batch"] > 1:
+            overhead += " - not comparable: the gated variants decode batches, dense one utterance at a time"
+        lines += [
+            "Targets:",
+            "",
+            f"- gated code overhead (all_open_nocache vs dense, total): {overhead}",
+            f"- decoding at 50% decoder sparsity vs dense: {_f(t.get('dec50_speedup'))}x (target >= 1.5x)",
+            f"- realized/ideal, decoder-only (dec part): vs dense {_f(t.get('dec_ri_dense'))}, "
+            f"vs all_open {_f(t.get('dec_ri_open'))} (target >= 0.85)",
+            f"- realized/ideal, encoder-only (enc part): vs dense {_f(t.get('enc_ri_dense'))}, "
+            f"vs all_open {_f(t.get('enc_ri_open'))} (target >= 0.85)",
+            f"- gate predictor share of decode time: {_f(t.get('predictor_pct'), '{:.2f}')}% (target < 1%)",
+            "",
+        ]
+    if report.get("export"):
+        e = report["export"]
+        lines += [
+            "## exported model",
+            "",
+            f"mask `{e['mask']}`: {e['params']['exported']:,} parameters (gated {e['params']['gated']:,}, dense "
+            f"{e['params']['dense']:,}); model file {e['bytes']['exported_model_file']:,} bytes (gated "
+            f"{e['bytes']['gated_model_file']:,}, dense {e['bytes']['dense_model_file']:,}); "
+            f"same hypotheses as the gated model with that mask: {e.get('same_hyps_as_gated')}.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def targets(rows: List[Dict], sparsities: Sequence[float]) -> Dict:
+    by = {r["variant"]: r for r in rows}
+    out = {}
+    if "all_open_nocache" in by:
+        out["overhead_pct"] = 100 * (by["all_open_nocache"]["ms"]["total"] / by["dense"]["ms"]["total"] - 1)
+    dec50 = by.get("dec@0.5")
+    if dec50:
+        out["dec50_speedup"] = dec50["speedup"]["total"]
+    for side in ("dec", "enc"):
+        vals_d = [r["realized_over_ideal"][side] for r in rows if r["side"] == side]
+        vals_o = [r["realized_over_ideal_vs_all_open"][side] for r in rows if r["side"] == side]
+        if vals_d:
+            out[f"{side}_ri_dense"] = statistics.fmean(v for v in vals_d if v is not None)
+            out[f"{side}_ri_open"] = statistics.fmean(v for v in vals_o if v is not None)
+    pred = [r for r in rows if r["side"] == "pred"]
+    if pred:
+        out["predictor_pct"] = 100 * pred[0]["gate_predictor_share"]
+    return out
+
+
+def plot(report: Dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = report["runs"]
+    fig, axes = plt.subplots(len(runs), 1, figsize=(12, 3.6 * len(runs)), squeeze=False)
+    for ax, run in zip(axes[:, 0], runs, strict=True):
+        rows = [r for r in run["variants"] if r["variant"] != "dense"]
+        x = np.arange(len(rows))
+        ax.bar(x - 0.2, [r["speedup"]["total"] for r in rows], 0.4, label="realized speed-up vs dense")
+        ax.bar(x + 0.2, [r["ideal"]["total"] for r in rows], 0.4, label="FLOPs-ideal speed-up vs dense", alpha=0.6)
+        ax.plot(x, [r["speedup_vs_all_open"]["total"] for r in rows], "kx", label="realized vs all_open")
+        ax.plot(x, [r["ideal_vs_all_open"]["total"] for r in rows], "r_", markersize=14, label="ideal vs all_open")
+        ax.axhline(1.0, color="gray", linewidth=0.8)
+        ax.set_xticks(x, [r["variant"] for r in rows], rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("speed-up (total decode)")
+        ax.set_title(f"beam {run['beam']}, ctc_weight {run['ctc_weight']}")
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    with atomic_output(path, "wb") as f:
+        f.write(buf.getvalue())
+
+
+# ---------------------------------------------------------------------------- main
+def read_utterances(args, fs: int) -> List[np.ndarray]:
+    if args.wav_scp:
+        import soundfile
+
+        from espnet_gated.utils import read_kaldi_map
+
+        if not Path(args.wav_scp).is_file():
+            raise FileNotFoundError(f"--wav_scp not found: {args.wav_scp}")
+        utts = []
+        for key, path in list(read_kaldi_map(args.wav_scp).items())[: args.n_utts]:
+            try:
+                audio, rate = soundfile.read(path, dtype="float32")
+            except Exception as e:
+                raise ValueError(f"{args.wav_scp}: cannot read '{path}' of utterance {key} ({e})") from e
+            if rate != fs:
+                raise ValueError(f"{args.wav_scp}: {path} has {rate} Hz, the model wants {fs} Hz")
+            utts.append(audio if audio.ndim == 1 else audio[:, 0])
+        if not utts:
+            raise ValueError(f"{args.wav_scp} lists no utterances")
+        return utts
+    rng = np.random.default_rng(args.seed)
+    n = int(round(args.utt_sec * fs))
+    t = np.arange(n) / fs
+    return [
+        (0.1 * np.sin(2 * np.pi * rng.uniform(100, 300) * t) + 0.05 * rng.standard_normal(n)).astype(np.float32)
+        for _ in range(args.n_utts)
+    ]
+
+
+def build_s2ts(args, paths: Dict, beam: int, ctc_weight: float, lang: str, task: str) -> Dict[str, Speech2Text]:
+    kw = dict(
+        beam_size=beam,
+        ctc_weight=ctc_weight,
+        maxlenratio=-float(args.decode_len) if args.decode_len > 0 else args.maxlenratio,
+        minlenratio=0.0,
+        lang_sym=lang,
+        task_sym=task,
+        device=args.device,
+        nbest=1,
+    )
+    s2ts = {
+        "dense": TimedSpeech2Text(str(paths["dense"][0]), str(paths["dense"][1]), **kw),
+        "gated": GatedSpeech2Text(str(paths["gated"][0]), str(paths["gated"][1]), **kw),
+    }
+    if paths.get("exported"):
+        s2ts["exported"] = GatedSpeech2Text(str(paths["exported"][0]), str(paths["exported"][1]), **kw)
+    if args.decode_len > 0:
+        for s2t in s2ts.values():
+            suppress_eos(s2t.s2t_model)
+    return s2ts
+
+
+def run_bench(args) -> Dict:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(args.threads)
+    if args.batch < 1:
+        raise ValueError("--batch must be >= 1")
+    if args.n_utts < 1 or args.repeats < 1:
+        raise ValueError("--n_utts and --repeats must be >= 1")
+    lang, task = f"<{args.lang_sym.strip('<>')}>", f"<{args.task_sym.strip('<>')}>"
+    logger.info(f"preparing models under {out / 'models'}")
+    setup = prepare_models(args, out)
+    config, gated = setup["config"], setup["gated_model"]
+    layout = gated.gate_layout
+    n_enc, n_dec = layout.n_layers["enc"], layout.n_layers["dec"]
+    n_gated = {side: len(layout.slot_indices(side)) for side in ("enc", "dec")}
+    paths = {"gated": setup["gated"], "dense": setup["dense"]}
+    export_masks, export_info = None, None
+    if not args.no_export:
+        spec = args.export_mask
+        mask_text = None
+        if spec == "auto" and setup["trained"] and not gated.gate_predictor.use_audio:
+            lang_task = (lang, task)
+        else:
+            lang_task = None
+            if spec == "auto":
+                spec = "both@0.5"
+            if "@" in spec:
+                side, s = spec.split("@")
+                enc = spread_mask(n_enc, len(ENCODER_MODULES), float(s)) if side in ("enc", "both") else None
+                dec = spread_mask(n_dec, len(DECODER_MODULES), float(s)) if side in ("dec", "both") else None
+                enc = torch.ones(n_enc, len(ENCODER_MODULES)) if enc is None else enc
+                dec = torch.ones(n_dec, len(DECODER_MODULES)) if dec is None else dec
+                mask_text = format_mask(enc, dec)
+            else:
+                mask_text = spec
+        logger.info(f"exporting {lang_task or mask_text} to {out / 'models' / 'exported'}")
+        export_info = export(
+            paths["gated"][0],
+            paths["gated"][1],
+            out / "models" / "exported",
+            mask=mask_text,
+            lang_sym=lang_task[0] if lang_task else None,
+            task_sym=lang_task[1] if lang_task else None,
+        )
+        parsed = parse_mask(export_info["mask"])
+        export_masks = (torch.tensor(parsed["enc"], dtype=torch.float), torch.tensor(parsed["dec"], dtype=torch.float))
+        paths["exported"] = (Path(export_info["config"]), Path(export_info["model_file"]))
+        dense_sd = torch.load(paths["dense"][1], map_location="cpu", weights_only=True)
+        export_info["params"]["dense"] = int(sum(v.numel() for v in dense_sd.values() if v.is_floating_point()))
+        export_info["bytes"]["dense_model_file"] = Path(paths["dense"][1]).stat().st_size
+        export_info["bytes"]["gated_model_file"] = Path(paths["gated"][1]).stat().st_size
+    fs = config["frontend_conf"].get("fs", 16000) if config.get("frontend_conf") else 16000
+    fs = int(fs) if not isinstance(fs, str) else 16000
+    speeches = read_utterances(args, fs)
+    natural = (config.get("preprocessor_conf") or {}).get("speech_length", 30) is None
+    n_mels = (config.get("frontend_conf") or {}).get("n_mels", 80)
+    runs = []
+    for beam in args.beam:
+        for ctc_weight in args.ctc_weight:
+            logger.info(f"beam {beam}, ctc_weight {ctc_weight}: loading models")
+            s2ts = build_s2ts(args, paths, beam, ctc_weight, lang, task)
+            probes = {k: Probe(s.s2t_model) for k, s in s2ts.items()}
+            model = s2ts["gated"].s2t_model
+            if ctc_weight > 0 and args.decode_len > 0:
+                frames = probes_frames(s2ts["gated"], speeches[0], natural)
+                if args.decode_len + 4 >= frames:
+                    raise ValueError(
+                        f"--decode_len {args.decode_len} is too long for CTC prefix scoring on {frames} encoder "
+                        f"frames (ESPnet's CTC scorer needs prefix length < frames): lower it or raise --utt_sec"
+                    )
+            variants = make_variants(args, n_enc, n_dec, setup["trained"], export_masks)
+            runner = Runner(args, s2ts, probes, natural)
+            chunks = [speeches[i : i + args.batch] for i in range(0, len(speeches), args.batch)]
+            warm = {}
+            for v in variants:  # one untimed decode per model and decoding path
+                warm.setdefault((v.kind, v.cache), v)
+            for _ in range(args.warmup):
+                for v in warm.values():
+                    runner.run(v, chunks[0], record=False)
+            start, n_done, n_total = time.time(), 0, len(chunks) * args.repeats
+            for rep in range(args.repeats):
+                for c, chunk in enumerate(chunks):
+                    k = (c + rep) % len(variants)
+                    for v in variants[k:] + variants[:k]:
+                        runner.run(v, chunk, first=c * args.batch)
+                    n_done += 1
+                    elapsed = time.time() - start
+                    logger.info(
+                        f"beam {beam}, ctc_weight {ctc_weight}: repeat {rep + 1}/{args.repeats}, "
+                        f"{min((c + 1) * args.batch, len(speeches))}/{len(speeches)} utterances x {len(variants)} "
+                        f"variants ({elapsed:.0f} s, ETA {elapsed / n_done * (n_total - n_done):.0f} s)"
+                    )
+            rows = summarize(variants, model, ctc_weight, n_mels, n_gated, args.stat)
+            if export_info is not None:
+                exp_v = next(v for v in variants if v.kind == "exported")
+                want = [r["mask"] for r in exp_v.records]
+                ref = next((v for v in variants if v.kind == "gated" and [r["mask"] for r in v.records] == want), None)
+                same = None if ref is None else [r["yseq"] for r in ref.records] == [r["yseq"] for r in exp_v.records]
+                export_info.setdefault("same_hyps_as_gated", {})[f"beam{beam}_ctc{ctc_weight:g}"] = same
+                for row in rows:
+                    if row["variant"] == "exported":
+                        row["same_hyps_as_gated"] = same
+            runs.append(dict(beam=beam, ctc_weight=ctc_weight, variants=rows, targets=targets(rows, args.sparsities)))
+            for p in probes.values():
+                for h in p.handles:
+                    h.remove()
+            del s2ts
+    dims = SIZES.get(args.size) if not setup["trained"] else None
+    report = dict(
+        meta=dict(
+            model=(
+                f"trained gated model {args.s2t_train_config}"
+                if setup["trained"]
+                else f"random OWSM v3.1-{args.size}-sized weights (d={dims['d']}, {dims['layers']}+{dims['layers']} "
+                f"layers, {dims['heads']} heads, ffn {dims['ffn']}, vocab {args.vocab_size or dims['vocab']})"
+            ),
+            params={"gated": int(sum(p.numel() for p in gated.parameters()))},
+            device=args.device if args.device != "cpu" else f"cpu ({platform.processor() or platform.machine()})",
+            threads=args.threads,
+            torch=torch.__version__,
+            n_utts=len(speeches),
+            utt_desc=(f"{args.utt_sec:g} s" if not args.wav_scp else f"audio from {args.wav_scp}"),
+            length_desc=(
+                f"fixed decode length {args.decode_len} tokens (<eos> suppressed)"
+                if args.decode_len > 0
+                else f"natural decode length (maxlenratio {args.maxlenratio})"
+            ),
+            batch=args.batch,
+            repeats=args.repeats,
+            stat=args.stat,
+            decode_len=args.decode_len,
+            sparsities=list(args.sparsities),
+            sides=list(args.sides),
+            mask_rule="layer l closes module types (l + r) mod n_types, rounds r = 0, 1, ... (spread_mask)",
+            n_gated=n_gated,
+            date=time.strftime("%Y-%m-%d %H:%M:%S"),
+            command=" ".join(sys.argv),
+        ),
+        runs=runs,
+        export=export_info,
+    )
+    atomic_write(out / "bench.json", json.dumps(report, indent=1))
+    text = markdown(report)
+    atomic_write(out / "bench.md", text + "\n")
+    plot(report, out / "bench.png")
+    return report
+
+
+def probes_frames(s2t: GatedSpeech2Text, speech, natural: bool) -> int:
+    """Encoder frames of one utterance (one all-open encoder pass)."""
+    probe = Probe(s2t.s2t_model)
+    model = s2t.s2t_model
+    layout = model.gate_layout
+    ones = (torch.ones(layout.n_layers["enc"], len(ENCODER_MODULES)), torch.ones(layout.n_layers["dec"], 3))
+    try:
+        with natural_length(s2t, speech, natural), torch.no_grad(), model.forced_gates(*ones):
+            x = s2t._prepare(speech)[None].to(s2t.device)
+            model.encode(x, torch.tensor([x.size(1)], device=x.device))
+        return probe.frames[0][1]
+    finally:
+        for h in probe.handles:
+            h.remove()
+
+
+def _floats(text: str) -> List[float]:
+    return [float(x) for x in text.replace(",", " ").split()]
+
+
+def _ints(text: str) -> List[int]:
+    return [int(x) for x in text.replace(",", " ").split()]
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Time dense ESPnet vs gated decoding (see the module docstring)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("Usage:", 1)[1].split("\n\n", 6)[0],
+    )
+    parser.add_argument("--out", required=True, help="output directory (bench.md, bench.json, bench.png, models/)")
+    parser.add_argument("--size", choices=sorted(SIZES), default="base", help="backbone size for random weights")
+    parser.add_argument(
+        "--vocab_size",
+        type=int,
+        default=None,
+        help="vocabulary for random weights (default: base/small 50000 as OWSM v3.1, tiny 200)",
+    )
+    parser.add_argument("--s2t_train_config", default=None, help="config.yaml of a trained gated model")
+    parser.add_argument("--s2t_model_file", default=None, help="its weights")
+    parser.add_argument(
+        "--wav_scp", default=None, help="decode these utterances (first --n_utts) instead of synthetic audio"
+    )
+    parser.add_argument("--lang_sym", default="eng")
+    parser.add_argument("--task_sym", default="asr")
+    parser.add_argument("--beam", type=_ints, default=[5], help='beam sizes, e.g. "5 10"')
+    parser.add_argument("--ctc_weight", type=_floats, default=[0.0], help='CTC weights at decoding, e.g. "0 0.3"')
+    parser.add_argument("--batch", type=int, default=1, help="utterances decoded together by the gated variants")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--n_utts", type=int, default=4)
+    parser.add_argument("--utt_sec", type=float, default=5.0, help="synthetic utterance length (and padding length)")
+    parser.add_argument(
+        "--decode_len", type=int, default=30, help="fixed number of decoded tokens (<eos> suppressed); 0 = natural"
+    )
+    parser.add_argument("--maxlenratio", type=float, default=0.0, help="with --decode_len 0")
+    parser.add_argument("--sparsities", type=_floats, default=[0.25, 0.5, 0.75], help='e.g. "0.25 0.5 0.75"')
+    parser.add_argument("--sides", type=lambda s: s.split(), default=["enc", "dec", "both"], help='e.g. "enc dec both"')
+    parser.add_argument(
+        "--export_mask", default="auto", help='mask of the exported variant: "auto", "<side>@<s>" or "enc=... dec=..."'
+    )
+    parser.add_argument("--no_export", action="store_true", help="skip the exported variant")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed decodes per model before timing")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="decode every utterance this often per variant (interleaved); keep the fastest",
+    )
+    parser.add_argument("--stat", choices=("median", "mean"), default="median", help="over utterances")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--log_level", default="WARNING", help="of ESPnet's own logs (progress is always shown)")
+    return parser
+
+
+def main(cmd=None):
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    logger.setLevel(logging.INFO)  # progress lines, while ESPnet's per-utterance INFO logs follow --log_level
+    for side in args.sides:
+        if side not in ("enc", "dec", "both"):
+            sys.exit(f"bench: error: --sides takes enc, dec, both; got '{side}'")
+    if any(not 0 <= s <= 1 for s in args.sparsities):
+        sys.exit("bench: error: --sparsities must be in [0, 1]")
+    if args.s2t_train_config is None and args.s2t_model_file is not None:
+        sys.exit("bench: error: --s2t_model_file needs --s2t_train_config")
+    try:
+        report = run_bench(args)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"bench: error: {e}")
+    print(markdown(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()

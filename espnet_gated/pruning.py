@@ -1,0 +1,112 @@
+"""Static pruning: a gated model with one fixed mask turned into a smaller model.
+
+For a context-only gate predictor (``gate_conf: {use_audio: false}``) the mask depends on
+the language-task pair only, so a model serving one pair can drop the modules its mask
+closes and the predictor itself. The exported model is ESPnet's plain S2T model
+(``model: espnet``) with our encoder and decoder built with ``static_mask``: their
+constructors remove the closed modules, so the saved state dict holds no weights for them
+(see ``espnet_gated.bin.export``).
+
+Removed per encoder layer (module order of ``layout.ENCODER_MODULES``):
+
+* a closed FFN / macaron FFN / branch: the module and its pre-norm;
+* both branches closed: also the merge (``depthwise_conv_fusion``, ``merge_proj``);
+* one branch closed: the merge keeps only the open half of its channels; the closed
+  half's constant contribution (its depthwise-conv bias through ``merge_proj``) is folded
+  into the projection bias, as the gated model computes at inference.
+
+Per decoder layer: a closed ``self_attn`` / ``src_attn`` / ``feed_forward`` and its norm.
+"""
+
+from typing import Sequence, Union
+
+import torch
+
+from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES, MODULES
+
+FFM, ATTN, CGMLP, FF = range(len(ENCODER_MODULES))
+SELF, SRC, DFF = range(len(DECODER_MODULES))
+#: submodules removed with each closed module
+ENCODER_REMOVED = {
+    "feed_forward_macaron": ("feed_forward_macaron", "norm_ff_macaron"),
+    "attn": ("attn", "norm_mha"),
+    "cgmlp": ("cgmlp", "norm_mlp"),
+    "feed_forward": ("feed_forward", "norm_ff"),
+}
+DECODER_REMOVED = {
+    "self_attn": ("self_attn", "norm1"),
+    "src_attn": ("src_attn", "norm2"),
+    "feed_forward": ("feed_forward", "norm3"),
+}
+
+
+def parse_side_mask(side: str, mask: Union[str, Sequence[Sequence[int]], torch.Tensor], n_layers: int) -> torch.Tensor:
+    """One side of a mask -> (n_layers, n_types) float tensor of 0/1.
+
+    ``mask``: ``"1111.1011"`` (layers separated by dots, as after ``enc=`` in
+    ``layout.format_mask``), a nested list, or a tensor. Raises ValueError naming the
+    problem.
+    """
+    n_types = len(MODULES[side])
+    if isinstance(mask, str):
+        rows = []
+        for layer in mask.strip().split("."):
+            if len(layer) != n_types or set(layer) - {"0", "1"}:
+                raise ValueError(
+                    f"malformed {side} static mask layer '{layer}' in '{mask}': want {n_types} bits "
+                    f"for {list(MODULES[side])}, layers separated by dots"
+                )
+            rows.append([int(b) for b in layer])
+        mask = rows
+    t = torch.as_tensor(mask, dtype=torch.float32)
+    if t.shape != (n_layers, n_types):
+        raise ValueError(f"{side} static mask has shape {tuple(t.shape)}, the {side} needs ({n_layers}, {n_types})")
+    if not torch.all((t == 0) | (t == 1)):
+        raise ValueError(f"{side} static mask must be binary, got {t.tolist()}")
+    return t
+
+
+def side_mask_str(mask: torch.Tensor) -> str:
+    """(n_layers, n_types) -> ``"1111.1011"``."""
+    return ".".join("".join("1" if b > 0.5 else "0" for b in row) for row in mask.tolist())
+
+
+def _remove(layer: torch.nn.Module, names: Sequence[str]) -> None:
+    for name in names:
+        if getattr(layer, name, None) is not None:
+            setattr(layer, name, None)
+
+
+@torch.no_grad()
+def prune_encoder(encoder, mask: torch.Tensor) -> None:
+    """Remove the modules that ``mask`` (n_layers, 4) closes from an E-Branchformer
+    encoder, in place (see the module docstring)."""
+    for layer, keep in zip(encoder.encoders, (mask > 0.5).tolist(), strict=True):
+        for name, kept in zip(ENCODER_MODULES, keep, strict=True):
+            if not kept:
+                if getattr(layer, name, None) is None:
+                    raise ValueError(f"encoder static mask closes '{name}', which this encoder does not have")
+                _remove(layer, ENCODER_REMOVED[name])
+        if not keep[ATTN] and not keep[CGMLP]:
+            _remove(layer, ("depthwise_conv_fusion", "merge_proj"))
+        elif keep[ATTN] != keep[CGMLP]:
+            conv, proj = layer.depthwise_conv_fusion, layer.merge_proj
+            d = conv.in_channels // 2
+            open_half = slice(0, d) if keep[ATTN] else slice(d, 2 * d)
+            closed_half = slice(d, 2 * d) if keep[ATTN] else slice(0, d)
+            half = torch.nn.Conv1d(d, d, conv.kernel_size, stride=1, padding=conv.padding, groups=d, bias=True)
+            half = half.to(device=conv.weight.device, dtype=conv.weight.dtype)
+            half.weight.copy_(conv.weight[open_half])
+            half.bias.copy_(conv.bias[open_half])
+            linear = torch.nn.Linear(d, proj.out_features).to(device=proj.weight.device, dtype=proj.weight.dtype)
+            linear.weight.copy_(proj.weight[:, open_half])
+            linear.bias.copy_(proj.bias + proj.weight[:, closed_half] @ conv.bias[closed_half])
+            layer.depthwise_conv_fusion, layer.merge_proj = half, linear
+
+
+def prune_decoder(decoder, mask: torch.Tensor) -> None:
+    """Remove the modules that ``mask`` (n_layers, 3) closes from a Transformer decoder."""
+    for layer, keep in zip(decoder.decoders, (mask > 0.5).tolist(), strict=True):
+        for name, kept in zip(DECODER_MODULES, keep, strict=True):
+            if not kept:
+                _remove(layer, DECODER_REMOVED[name])

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Default recipe: gated multilingual ASR (deu, fra, ita, eng) and X->eng ST on the embedded
+# espeak-ng corpus, end to end on a CPU. Stages and options: ./run.sh --help
+#
+#   ./run.sh                              # everything (stages 1-13)
+#   ./run.sh --stage 12 --stop_stage 13   # decode and score again
+#   ./run.sh --stage 14 --stop_stage 14   # sparsity sweep (quality vs speed)
+set -euo pipefail
+cd "$(dirname "$0")"
+exec egs2/TEMPLATE/s2t1/s2t.sh \
+    --train_config conf/train.yaml \
+    --decode_config conf/decode.yaml \
+    --sweep_config conf/sweep.yaml \
+    --nbpe 300 \
+    --score_opts "--normalizers conf/corpus.yaml" \
+    "$@"

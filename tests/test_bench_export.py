@@ -1,0 +1,219 @@
+"""Static export, batched decoding and the benchmark, on tiny models (seconds each)."""
+
+import json
+
+import pytest
+import torch
+from conftest import model_args, speech_batch
+
+from espnet_gated.bin import bench
+from espnet_gated.bin.export import build_from_config, export, save_model_dir
+from espnet_gated.flops import encoder_macs, input_layer_macs, search_macs
+from espnet_gated.inference import GatedSpeech2Text
+from espnet_gated.layout import format_mask, parse_mask
+from espnet_gated.tasks import preprocessor_defaults
+
+#: enc layer 0: attn closed (merge keeps the cgmlp half), layer 1: cgmlp closed, layer 2: macaron FFN and both
+#: branches closed (merge removed); dec: self_attn, src_attn, FFN closed in layers 0, 1, 2
+MASK = "enc=1011.1101.0001 dec=011.101.110"
+DECODE = dict(beam_size=3, maxlenratio=-8.0, lang_sym="<deu>", task_sym="<asr>")
+
+
+def _config(vocab, **gate_conf):
+    args = model_args(vocab["token_list"])
+    args.preprocessor = "s2t"
+    args.preprocessor_conf = {**preprocessor_defaults(), "speech_length": None}
+    args.token_type, args.bpemodel = "bpe", str(vocab["bpemodel"])
+    args.model_conf = {**args.model_conf, "gate_conf": {"hidden_size": 16, "context_dim": 8, **gate_conf}}
+    return vars(args)
+
+
+def _model_dir(root, vocab, seed=0, predictor_std=0.0, **gate_conf):
+    """A tiny random gated model on disk; predictor_std > 0 gives the gate predictor random
+    output weights, so masks differ between contexts (and utterances, with audio)."""
+    config = _config(vocab, **gate_conf)
+    torch.manual_seed(seed)
+    model = build_from_config(config)
+    if predictor_std:
+        with torch.no_grad():
+            model.gate_predictor.mlp[-1].weight.normal_(0.0, predictor_std)
+            model.gate_predictor.mlp[-1].bias.zero_()
+    return save_model_dir(root, config, model.state_dict())
+
+
+def _speeches(lengths, seed=0):
+    speech, lens = speech_batch(lengths, seed=seed)
+    return [speech[i, :n] for i, n in enumerate(lens.tolist())]
+
+
+def _hyps(results):
+    return [(r[0][4].yseq.tolist(), float(r[0][4].score)) for r in results]
+
+
+def _same(a, b):
+    assert [y for y, _ in a] == [y for y, _ in b]
+    assert torch.allclose(torch.tensor([s for _, s in a]), torch.tensor([s for _, s in b]), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def gated_dir(tmp_path_factory, vocab):
+    return _model_dir(tmp_path_factory.mktemp("gated"), vocab, predictor_std=2.0)
+
+
+def test_exported_model_decodes_like_the_gated_model_with_that_mask(gated_dir, tmp_path):
+    config, model_file = gated_dir
+    summary = export(config, model_file, tmp_path / "exp", mask=MASK)
+    assert summary["mask"] == MASK
+    assert summary["params"]["exported"] < summary["params"]["gated"]
+    state = torch.load(tmp_path / "exp" / "model.pth", weights_only=True)
+    assert not any(k.startswith("gate_predictor.") for k in state)
+    for gone in (
+        "encoder.encoders.0.attn.linear_q.weight",
+        "encoder.encoders.1.cgmlp.channel_proj1.0.weight",
+        "encoder.encoders.2.feed_forward_macaron.w_1.weight",
+        "encoder.encoders.2.merge_proj.weight",
+        "decoder.decoders.0.self_attn.linear_q.weight",
+        "decoder.decoders.1.src_attn.linear_k.weight",
+        "decoder.decoders.2.feed_forward.w_1.weight",
+    ):
+        assert gone not in state, gone
+    d = 32
+    assert state["encoder.encoders.0.merge_proj.weight"].shape == (d, d)  # open half only
+    assert state["encoder.encoders.1.depthwise_conv_fusion.weight"].shape[0] == d
+    assert "encoder.encoders.2.feed_forward.w_1.weight" in state
+
+    speeches = _speeches([16000, 13000], seed=1)
+    gated = GatedSpeech2Text(str(config), str(model_file), ctc_weight=0.3, **DECODE)
+    exported = GatedSpeech2Text(
+        str(tmp_path / "exp/config.yaml"), str(tmp_path / "exp/model.pth"), ctc_weight=0.3, **DECODE
+    )
+    parsed = parse_mask(MASK)
+    with gated.s2t_model.forced_gates(torch.tensor(parsed["enc"]), torch.tensor(parsed["dec"])):
+        expected = _hyps([gated(s) for s in speeches])
+    got = _hyps([exported(s) for s in speeches])
+    _same(got, expected)
+    assert format_mask(*exported.last_mask) == MASK
+    _same(_hyps(exported.decode_batch(speeches)), expected)
+
+
+def test_context_only_export_uses_the_predicted_mask(tmp_path, vocab):
+    config, model_file = _model_dir(tmp_path / "ctx", vocab, seed=3, predictor_std=2.0, use_audio=False)
+    summary = export(config, model_file, tmp_path / "exp", lang_sym="fra", task_sym="st_eng")
+    decode = {**DECODE, "lang_sym": "<fra>", "task_sym": "<st_eng>"}
+    gated = GatedSpeech2Text(str(config), str(model_file), ctc_weight=0.0, **decode)
+    exported = GatedSpeech2Text(str(tmp_path / "exp/config.yaml"), str(tmp_path / "exp/model.pth"), **decode)
+    speech = _speeches([14000], seed=2)[0]
+    expected = _hyps([gated(speech)])
+    assert format_mask(*gated.last_mask) == summary["mask"]
+    assert "0" in summary["mask"]  # the random predictor closes something
+    _same(_hyps([exported(speech)]), expected)
+
+
+def test_export_errors_are_clear(gated_dir, tmp_path, vocab):
+    config, model_file = gated_dir
+    with pytest.raises(ValueError, match="use_audio"):
+        export(config, model_file, tmp_path / "a", lang_sym="deu", task_sym="asr")
+    with pytest.raises(ValueError, match="enc"):
+        export(config, model_file, tmp_path / "b", mask="enc=1111 dec=111.111.111")
+    summary = export(config, model_file, tmp_path / "c", mask=MASK)
+    # the exported weights with the gated config: the loader names the file instead of using random weights
+    with pytest.raises(ValueError, match="model.pth"):
+        GatedSpeech2Text(str(config), summary["model_file"], **DECODE)
+
+
+@pytest.mark.parametrize("ctc_weight, maxlenratio", [(0.0, 0.0), (0.3, -8.0), (0.5, 0.5)])
+def test_batched_decoding_equals_per_utterance_decoding(gated_dir, ctc_weight, maxlenratio):
+    """Mixed masks (the random predictor reads audio and context), unequal lengths, CTC,
+    per-utterance length limits and end detection."""
+    config, model_file = gated_dir
+    s2t = GatedSpeech2Text(
+        str(config), str(model_file), ctc_weight=ctc_weight, **{**DECODE, "maxlenratio": maxlenratio}
+    )
+    speeches = _speeches([16000, 12000, 16000, 13000], seed=5)
+    langs, tasks = ["<deu>", "<fra>", "<ita>", "<eng>"], ["<asr>", "<st_eng>", "<asr>", "<asr>"]
+    single, masks = [], []
+    for speech, lang, task in zip(speeches, langs, tasks, strict=True):
+        single.append(s2t(speech, lang_sym=lang, task_sym=task))
+        masks.append(format_mask(*s2t.last_mask))
+    assert len(set(masks)) > 1
+    batched = s2t.decode_batch(speeches, langs, tasks)
+    _same(_hyps(batched), _hyps(single))
+    assert [format_mask(*m) for m in s2t.last_masks] == masks
+
+
+def test_bench_runs_end_to_end_and_reports_consistent_numbers(tmp_path):
+    out = tmp_path / "bench"
+    args = (
+        f"--size tiny --vocab_size 80 --n_utts 2 --utt_sec 1.2 --beam 2 --ctc_weight 0 --decode_len 4 "
+        f"--sparsities 0.25,0.75 --sides enc,dec,both --export_mask both@0.75 --threads 1 --out {out}"
+    ).split()
+    args = [a.replace(",", " ") for a in args]
+    bench.main(args)
+    assert (out / "bench.md").read_text().startswith("# espnet_gated benchmark")
+    assert (out / "bench.png").stat().st_size > 0
+    report = json.loads((out / "bench.json").read_text())
+    assert set(report) == {"meta", "runs", "export"}
+    (run,) = report["runs"]
+    rows = {r["variant"]: r for r in run["variants"]}
+    expected = {"dense", "all_open", "all_open_nocache", "predicted", "exported"}
+    expected |= {f"{side}@{s}" for side in ("enc", "dec", "both") for s in ("0.25", "0.75")}
+    assert set(rows) == expected
+    dense = rows["dense"]
+    for name, r in rows.items():
+        assert r["n_utts"] == 2
+        assert all(r["speedup"][p] > 0 for p in ("enc", "dec", "total")), name
+        assert r["ideal"]["total"] == pytest.approx(dense["macs"]["total"] / r["macs"]["total"])
+        assert r["realized_over_ideal"]["total"] == pytest.approx(r["speedup"]["total"] / r["ideal"]["total"])
+        assert all(len(u["steps"]) == 4 for u in r["utterances"]), name  # fixed decode length
+    # the same arithmetic as ESPnet's dense model, and the same hypotheses
+    assert rows["all_open_nocache"]["macs"] == pytest.approx(dense["macs"])
+    assert rows["all_open"]["same_hyps_as_dense"] and rows["all_open_nocache"]["same_hyps_as_dense"]
+    assert rows["exported"]["same_hyps_as_gated"] is True
+    assert report["export"]["params"]["exported"] < report["export"]["params"]["dense"]
+    # executed MACs fall as sparsity grows
+    for side in ("enc", "dec", "both"):
+        macs = [rows[v]["macs"]["total"] for v in ("all_open", f"{side}@0.25", f"{side}@0.75")]
+        assert macs[0] > macs[1] > macs[2], (side, macs)
+    # MACs recomputed independently from what the JSON says ran
+    model = build_from_config(bench.random_config("tiny", 80, 1.2))
+    for name in ("dense", "enc@0.75", "dec@0.75"):
+        u = rows[name]["utterances"][0]
+        enc_mask = dec_mask = None
+        if u["mask"]:
+            enc_mask, dec_mask = (torch.tensor(parse_mask(u["mask"])[s]) for s in ("enc", "dec"))
+        cache = name != "dense"
+        enc = input_layer_macs(model.encoder, u["feat_frames"], 80) + encoder_macs(model.encoder, u["frames"], enc_mask)
+        dec = search_macs(model.decoder, u["frames"], u["steps"], dec_mask, cache_src_kv=cache, cache_self_kv=cache)
+        assert rows[name]["macs"]["enc"] == pytest.approx(enc)
+        assert rows[name]["macs"]["dec"] == pytest.approx(dec)
+    assert rows["enc@0.75"]["sparsity"]["enc"] == pytest.approx(0.75)
+    assert rows["dec@0.25"]["closed_modules"] == {"enc": 0, "dec": 2}  # round(0.25 * 6) modules
+
+
+def test_bench_batched_variants(tmp_path):
+    out = tmp_path / "bench"
+    bench.main(
+        [
+            *"--size tiny --vocab_size 80 --n_utts 2 --batch 2 --utt_sec 1.2 --beam 2 --decode_len 3".split(),
+            *["--ctc_weight", "0.3", "--sparsities", "0.5", "--sides", "dec", "--out", str(out)],
+        ]
+    )
+    report = json.loads((out / "bench.json").read_text())
+    rows = {r["variant"]: r for r in report["runs"][0]["variants"]}
+    assert report["meta"]["batch"] == 2
+    assert rows["all_open"]["same_hyps_as_dense"]
+    assert all(len(u["steps"]) == 3 for u in rows["dec@0.5"]["utterances"])
+    assert rows["exported"]["same_hyps_as_gated"] is True
+
+
+def test_bench_rejects_bad_options(tmp_path):
+    with pytest.raises(SystemExit, match="--sides"):
+        bench.main(["--size", "tiny", "--sides", "encoder", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="decode_len"):
+        bench.main(
+            [
+                *"--size tiny --vocab_size 80 --n_utts 1 --utt_sec 0.5 --ctc_weight 0.3 --decode_len 30".split(),
+                "--out",
+                str(tmp_path),
+            ]
+        )

@@ -1,0 +1,463 @@
+"""--init_from: a dense OWSM-layout model directory becomes a gated model that decodes like it,
+fine-tunes with ESPnet's trainer, and can learn new languages without changing old outputs."""
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import DECODER_CONF, ENCODER_CONF, WORDS, random_sentence
+from espnet2.bin.s2t_inference import Speech2Text
+from espnet2.tasks.s2t import S2TTask
+from espnet2.text.build_tokenizer import build_tokenizer
+from espnet2.text.token_id_converter import TokenIDConverter
+from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
+from test_espnet_cli import write_data_dir
+
+from espnet_gated.bin.init_from import main as init_from_main
+from espnet_gated.gates import CONTEXT_TOKEN
+from espnet_gated.inference import GatedSpeech2Text
+from espnet_gated.pretrained import PretrainedError, backbone_modules, fetch, init_from, locate
+from espnet_gated.tasks import GatedS2TTask
+from espnet_gated.tokenizer import train_bpe
+
+OWSM_LANGS = ["deu", "eng", "fra", "ita", "spa"]  # OWSM keeps them sorted: <abk> .. <zul>
+OWSM_TASKS = ["asr", "st_deu", "st_eng", "st_fra"]
+TIMES = [f"<{t:.2f}>" for t in range(31)]  # OWSM: <0.00> .. <30.00> every 0.02 s; every 1 s here
+EXP = "exp/s2t_train_s2t_ebf_tiny_raw_bpe90"
+STATS = "exp/s2t_stats_raw_bpe90/train/feats_stats.npz"
+BPE = "data/token_list/bpe_unigram90/bpe.model"
+MODEL = "valid.total_count.ave_5best.till45epoch.pth"
+N_MELS = 20
+
+
+def make_owsm_dir(root: Path) -> Path:
+    """A dense ESPnet S2T model in the layout of the OWSM v3.1 hub snapshot: exp/<train>/config.yaml
+    (token list inline, bpemodel and stats file relative), the averaged .pth, the BPE model, the stats."""
+    rng = random.Random(0)
+    text = root / "bpe_text.txt"
+    root.mkdir(parents=True)
+    text.write_text("\n".join(random_sentence(rng, 6) for _ in range(300)) + "\n")
+    symbols = ["<na>", "<nolang>", *(f"<{x}>" for x in OWSM_LANGS + OWSM_TASKS), "<notimestamps>", *TIMES]
+    bpe, tokens = train_bpe(text, root / "bpe", 90, symbols, model_type="unigram")
+    (root / BPE).parent.mkdir(parents=True)
+    os.replace(bpe, root / BPE)
+    token_list = tokens.read_text().split()
+    shutil.rmtree(root / "bpe")
+    text.unlink()
+
+    stats = root / STATS
+    stats.parent.mkdir(parents=True)
+    g = np.random.default_rng(0)
+    count, mean, var = 1000.0, g.normal(-5, 1, N_MELS), g.uniform(1, 4, N_MELS)
+    np.savez(stats, count=np.array(count), sum=mean * count, sum_square=(var + mean**2) * count)
+    (stats.parents[1] / "config.yaml").write_text("collect_stats: true\nencoder: e_branchformer\n")
+
+    args = S2TTask.get_parser().parse_args([])
+    settings = dict(
+        token_list=token_list,
+        token_type="bpe",
+        bpemodel=BPE,
+        input_size=None,
+        frontend="default",
+        frontend_conf=dict(n_fft=512, win_length=400, hop_length=160, n_mels=N_MELS, fs="16k"),
+        specaug="specaug",
+        specaug_conf=dict(
+            apply_time_warp=False,
+            apply_freq_mask=True,
+            freq_mask_width_range=[0, 5],
+            apply_time_mask=True,
+            time_mask_width_ratio_range=[0.0, 0.05],
+            num_time_mask=2,
+        ),
+        normalize="global_mvn",
+        normalize_conf=dict(stats_file=STATS),
+        encoder="e_branchformer",
+        encoder_conf={**ENCODER_CONF, "num_blocks": 2, "dropout_rate": 0.05},
+        decoder="transformer",
+        decoder_conf={**DECODER_CONF, "num_blocks": 2},
+        model="espnet",
+        model_conf=dict(ctc_weight=0.3, lsm_weight=0.1, length_normalized_loss=False, sym_na="<na>"),
+        ctc_conf=dict(dropout_rate=0.0, ctc_type="builtin", reduce=True, zero_infinity=True),
+        preprocessor="s2t",
+        preprocessor_conf=dict(
+            text_prev_name="text_prev",
+            text_ctc_name="text_ctc",
+            fs=16000,
+            na_symbol="<na>",
+            speech_length=2,
+            speech_resolution=1.0,
+            speech_init_silence=1,
+            text_prev_apply_prob=0.5,
+            time_apply_prob=0.5,
+            notime_symbol="<notimestamps>",
+            first_time_symbol="<0.00>",
+            last_time_symbol="<30.00>",
+        ),
+        output_dir=EXP,
+        init=None,
+        optim="adamw",
+        version="202310",
+    )
+    for key, value in settings.items():
+        setattr(args, key, value)
+    cwd = os.getcwd()
+    os.chdir(root)  # the recorded paths are relative to the model directory
+    try:
+        torch.manual_seed(0)
+        model = S2TTask.build_model(args)
+    finally:
+        os.chdir(cwd)
+    with torch.no_grad():  # a model whose outputs are far from uniform, so that decoding is not trivial
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    (root / EXP).mkdir(parents=True)
+    torch.save(model.state_dict(), root / EXP / MODEL)
+    with open(root / EXP / "config.yaml", "w") as f:
+        yaml_no_alias_safe_dump(vars(args), f, indent=4, sort_keys=False)
+    (root / "README.md").write_text("tiny OWSM-layout model for tests\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def owsm(tmp_path_factory):
+    return make_owsm_dir(tmp_path_factory.mktemp("hub") / "owsm_v3.1_tiny")
+
+
+@pytest.fixture(scope="module")
+def converted(owsm, tmp_path_factory):
+    out = tmp_path_factory.mktemp("init") / "init_owsm"
+    init_from(owsm, out)
+    return out
+
+
+def speech(seconds: float, seed: int) -> np.ndarray:
+    g = np.random.default_rng(seed)
+    t = np.arange(int(16000 * seconds)) / 16000
+    return (0.2 * np.sin(2 * np.pi * g.uniform(150, 400) * t) + 0.05 * g.standard_normal(t.size)).astype(np.float32)
+
+
+def dense_speech2text(owsm: Path, **kwargs) -> Speech2Text:
+    cwd = os.getcwd()
+    os.chdir(owsm)  # as ESPnet resolves a packed model's relative paths
+    try:
+        return Speech2Text(
+            s2t_train_config=f"{EXP}/config.yaml", s2t_model_file=f"{EXP}/{MODEL}", bpemodel=str(owsm / BPE), **kwargs
+        )
+    finally:
+        os.chdir(cwd)
+
+
+DECODE = dict(beam_size=3, ctc_weight=0.3, maxlenratio=0.5, lang_sym="<deu>", task_sym="<asr>", nbest=1)
+
+
+def test_located_files_of_the_hub_layout(owsm):
+    pre = locate(owsm)
+    assert pre.config_file == owsm / EXP / "config.yaml"  # not the collect_stats config
+    assert pre.model_file == owsm / EXP / MODEL
+    assert pre.bpemodel == owsm / BPE and pre.stats_file == owsm / STATS
+    assert pre.token_list[:4] == ["<blank>", "<unk>", "<na>", "<nolang>"] and pre.token_list[-3:] == [
+        "<sos>",
+        "<eos>",
+        "<sop>",
+    ]
+
+
+def test_init_from_decodes_like_the_dense_model(owsm, converted):
+    files = sorted(p.name for p in converted.iterdir())
+    assert files == sorted(
+        ["bpe.model", "config.yaml", "feats_stats.npz", "init.pth", "init_from.yaml", "tokens.txt", "train.yaml"]
+    )
+    config = yaml.safe_load((converted / "train.yaml").read_text())
+    assert (config["encoder"], config["decoder"], config["model"]) == (
+        "gated_e_branchformer",
+        "gated_transformer",
+        "gated_espnet",
+    )
+    assert config["encoder_conf"]["output_size"] == ENCODER_CONF["output_size"]
+    assert config["normalize_conf"]["stats_file"] == str(converted / "feats_stats.npz")
+    assert (converted / "bpe.model").read_bytes() == (owsm / BPE).read_bytes()
+    assert (converted / "tokens.txt").read_text().split() == locate(owsm).token_list
+
+    dense = dense_speech2text(owsm, **DECODE)
+    for gate_mode in ("all_open", "predicted"):  # a fresh gate predictor keeps every module
+        gated = GatedSpeech2Text(
+            s2t_train_config=converted / "config.yaml",
+            s2t_model_file=converted / "init.pth",
+            gate_mode=gate_mode,
+            **DECODE,
+        )
+        for seed, seconds in enumerate((1.0, 1.6, 2.5)):
+            x = speech(seconds, seed)
+            want, got = dense(x), gated(x)
+            assert [h[:4] for h in got] == [h[:4] for h in want]  # text, tokens, ids, text without specials
+            assert len(want[0][2]) > 3, "the test model should say something"
+            torch.testing.assert_close(got[0][4].score, want[0][4].score)
+            assert all(bool(m.all()) for m in gated.last_mask)
+
+
+def test_fine_tune_with_espnets_trainer_from_the_init_checkpoint(owsm, tmp_path):
+    recipe = dict(
+        encoder_conf=dict(output_size=999, dropout_rate=0.1),  # the size is ignored, the dropout applies
+        model_conf=dict(gate_conf=dict(hidden_size=16, context_dim=8), sparsity_conf=dict(decoder_target=0.5)),
+        preprocessor_conf=dict(speech_length=None, time_apply_prob=1.0, text_prev_apply_prob=0.0),
+        optim="adam",
+        optim_conf=dict(lr=0.01),
+        batch_type="unsorted",
+        batch_size=3,
+        max_epoch=1,
+        num_workers=0,
+        seed=0,
+    )
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "init"
+    assert (
+        init_from_main(
+            [
+                *("--src", str(owsm), "--out", str(out), "--train_config", str(tmp_path / "train.yaml")),
+                *("--add_langs", "xyz", "--freeze_backbone", "true"),
+            ]
+        )
+        == 0
+    )
+    config = yaml.safe_load((out / "train.yaml").read_text())
+    assert config["encoder_conf"]["dropout_rate"] == 0.1 and config["encoder_conf"]["output_size"] == 32
+    assert config["preprocessor_conf"]["speech_length"] is None
+    assert config["preprocessor_conf"]["first_time_symbol"] == "<0.00>"  # the rest is OWSM's
+    assert config["model_conf"]["sym_na"] == "<na>" and config["model_conf"]["sparsity_conf"]["decoder_target"] == 0.5
+    record = yaml.safe_load((out / "init_from.yaml").read_text())
+    assert record["ignored_recipe_keys"] == ["encoder_conf.output_size=999 (pretrained: 32)"]
+    assert record["added_tokens"] == ["<xyz>"]
+    assert "gate_predictor" not in config["freeze_param"] and {"encoder", "decoder", "ctc"} <= set(
+        config["freeze_param"]
+    )
+
+    rng = random.Random(1)
+    pairs = [("xyz", "asr"), ("deu", "asr"), ("fra", "st_eng")]
+    data = tmp_path / "data"
+    write_data_dir(data, [(f"utt{i}", *pairs[i % 3], random_sentence(rng, 3)) for i in range(6)])
+    data_args = []
+    for split in ("train", "valid"):
+        for name, dtype, f in (
+            ("speech", "sound", "wav.scp"),
+            ("text", "text", "text"),
+            ("text_prev", "text", "text.prev"),
+            ("text_ctc", "text", "text.ctc"),
+        ):
+            data_args += [f"--{split}_data_path_and_name_and_type", f"{data / f},{name},{dtype}"]
+        data_args += [f"--{split}_shape_file", str(data / "wav.scp")]  # unsorted batches: only the keys
+    exp = tmp_path / "exp"
+    GatedS2TTask.main(
+        cmd=[
+            *("--config", str(out / "train.yaml"), "--init_param", str(out / "init.pth")),
+            *("--token_list", str(out / "tokens.txt"), "--bpemodel", str(out / "bpe.model")),
+            *data_args,
+            *("--output_dir", str(exp), "--ngpu", "0"),
+        ]
+    )
+    init = torch.load(out / "init.pth")
+    tuned = torch.load(exp / "1epoch.pth")
+    assert set(tuned) == set(init)
+    changed = {k for k in init if not torch.equal(init[k].to(tuned[k].dtype), tuned[k])}  # the trainer casts to fp32
+    assert changed and all(k.startswith("gate_predictor.") for k in changed)  # only the predictor trained
+    saved = yaml.safe_load((exp / "config.yaml").read_text())
+    assert saved["model"] == "gated_espnet" and "<xyz>" in saved["token_list"]
+
+
+def _old_ids(old, new):
+    return torch.tensor([new.index(t) for t in old])
+
+
+def test_new_language_keeps_every_old_weight_and_output(owsm, tmp_path):
+    out = tmp_path / "init"
+    init_from(owsm, out, add_langs=["xyz", "fin=deu"], add_tasks=["st_xyz"])
+    old = locate(owsm).token_list
+    new = (out / "tokens.txt").read_text().split()
+    langs = [t for t in new if t in {"<deu>", "<eng>", "<fin>", "<fra>", "<ita>", "<spa>", "<xyz>"}]
+    block = new.index("<deu>")
+    assert new[block : block + 7] == langs == ["<deu>", "<eng>", "<fin>", "<fra>", "<ita>", "<spa>", "<xyz>"]
+    assert new[new.index("<st_fra>") + 1] == "<st_xyz>" and new[-3:] == ["<sos>", "<eos>", "<sop>"]
+    assert [t for t in new if t not in {"<fin>", "<xyz>", "<st_xyz>"}] == old
+
+    dense_state = torch.load(owsm / EXP / MODEL)
+    state = torch.load(out / "init.pth")
+    ids = _old_ids(old, new)
+    vocab_keys = {"decoder.embed.0.weight", "decoder.output_layer.weight", "decoder.output_layer.bias"}
+    vocab_keys |= {"ctc.ctc_lo.weight", "ctc.ctc_lo.bias"}
+    for key, value in dense_state.items():
+        if key in vocab_keys:
+            assert state[key].shape[0] == len(new)
+            assert torch.equal(state[key][ids], value), key
+            assert torch.equal(state[key][new.index("<fin>")], value[old.index("<deu>")]), key
+            lang_rows = value[[old.index(f"<{x}>") for x in OWSM_LANGS]]
+            torch.testing.assert_close(state[key][new.index("<xyz>")], lang_rows.mean(0))
+        else:
+            assert torch.equal(state[key], value), key
+
+    # outputs for old tokens: same decoder and CTC logits, with the old tokens' ids mapped
+    cwd = os.getcwd()
+    os.chdir(owsm)
+    try:
+        dense, _ = S2TTask.build_model_from_file(f"{EXP}/config.yaml", f"{EXP}/{MODEL}")
+    finally:
+        os.chdir(cwd)
+    gated, _ = S2TTask.build_model_from_file(out / "config.yaml", out / "init.pth")
+    dense.eval(), gated.eval()
+    x = torch.from_numpy(speech(1.2, 3))[None]
+    lengths = torch.tensor([x.size(1)])
+    prefix = ["<deu>", "<asr>", "<notimestamps>", "▁hallo", "▁welt"]
+    with torch.no_grad():
+        enc, enc_lens = dense.encode(x, lengths)
+        with gated.forced_gates(torch.ones(2, 4), torch.ones(2, 3)):
+            genc, _ = gated.encode(x, lengths)
+        torch.testing.assert_close(genc, enc, rtol=0, atol=0)
+        ys = torch.tensor([[old.index(t) for t in ["<sos>", *prefix]]])
+        gys = torch.tensor([[new.index(t) for t in ["<sos>", *prefix]]])
+        want, _ = dense.decoder(enc, enc_lens, ys, torch.tensor([ys.size(1)]))
+        got, _ = gated.decoder(enc, enc_lens, gys, torch.tensor([ys.size(1)]))
+        torch.testing.assert_close(got[..., ids], want, rtol=0, atol=1e-6)
+        torch.testing.assert_close(gated.ctc.ctc_lo(enc)[..., ids], dense.ctc.ctc_lo(enc), rtol=0, atol=1e-6)
+
+    # the new tokens are single sentencepiece pieces; old text tokenizes as before
+    tok_old = build_tokenizer("bpe", bpemodel=str(owsm / BPE))
+    tok_new = build_tokenizer("bpe", bpemodel=str(out / "bpe.model"))
+    ids_new = TokenIDConverter(new).tokens2ids(tok_new.text2tokens("<xyz><st_xyz><notimestamps> hallo welt"))
+    assert ids_new[1:4] == [new.index("<xyz>"), new.index("<st_xyz>"), new.index("<notimestamps>")]
+    sentence = "<fra><asr><notimestamps> " + " ".join(WORDS[:8])
+    assert tok_new.text2tokens(sentence) == tok_old.text2tokens(sentence)
+
+
+def test_mismatched_model_dir_names_the_bad_keys(owsm, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(owsm, bad)
+    state = torch.load(bad / EXP / MODEL)
+    del state["encoder.encoders.1.attn.linear_q.weight"]
+    state["encoder.extra_adapter.weight"] = torch.zeros(3)
+    state["decoder.output_layer.bias"] = torch.zeros(7)
+    torch.save(state, bad / EXP / MODEL)
+    out = tmp_path / "out"
+    with pytest.raises(PretrainedError) as err:
+        init_from(bad, out)
+    message = str(err.value)
+    assert str(bad / EXP / MODEL) in message and str(bad / EXP / "config.yaml") in message
+    assert "missing keys (1): encoder.encoders.1.attn.linear_q.weight" in message
+    assert "unexpected keys (1): encoder.extra_adapter.weight" in message
+    assert "decoder.output_layer.bias (7,) vs (" in message
+    assert "gate_predictor" not in message
+    assert not (out / "init.pth").exists() and not (out / "init_from.yaml").exists()
+
+    config = yaml.safe_load((owsm / EXP / "config.yaml").read_text())
+    config["encoder_conf"]["num_blocks"] = 3  # the config says 3 layers, the weights have 2
+    (bad / EXP / "config.yaml").write_text(yaml.safe_dump(config))
+    shutil.copy(owsm / EXP / MODEL, bad / EXP / MODEL)
+    with pytest.raises(PretrainedError, match=r"missing keys \(\d+\): encoder\.encoders\.2\."):
+        init_from(bad, out)
+
+
+def test_recorded_paths_elsewhere_are_found_in_the_dir_and_ambiguity_is_named(owsm, tmp_path):
+    moved = tmp_path / "snapshot"
+    shutil.copytree(owsm, moved)
+    config = yaml.safe_load((moved / EXP / "config.yaml").read_text())
+    (moved / "tokens.txt").write_text("".join(f"{t}\n" for t in config["token_list"]))
+    config["token_list"] = "/home/owsm/espnet/egs2/owsm_v3.1/s2t1/data/token_list/tokens.txt"
+    config["bpemodel"] = f"/home/owsm/espnet/egs2/owsm_v3.1/s2t1/{BPE}"
+    config["normalize_conf"]["stats_file"] = f"/home/owsm/espnet/egs2/owsm_v3.1/s2t1/{STATS}"
+    (moved / EXP / "config.yaml").write_text(yaml.safe_dump(config))
+    pre = locate(moved)
+    assert (pre.bpemodel, pre.stats_file) == (moved / BPE, moved / STATS)
+    assert pre.token_list == locate(owsm).token_list
+
+    shutil.copy(moved / EXP / MODEL, moved / EXP / "valid.acc.best.pth")
+    with pytest.raises(PretrainedError, match=r"several model \.pth files .*valid.acc.best.pth.*--model_file"):
+        locate(moved)
+    assert locate(moved, model_file=moved / EXP / MODEL).model_file == moved / EXP / MODEL
+    (moved / "meta.yaml").write_text(
+        yaml.safe_dump(
+            {"files": {"s2t_model_file": f"{EXP}/{MODEL}"}, "yaml_files": {"s2t_train_config": f"{EXP}/config.yaml"}}
+        )
+    )
+    assert locate(moved).model_file == moved / EXP / MODEL  # ESPnet's packing names it
+    (moved / BPE).unlink()
+    with pytest.raises(PretrainedError, match=r"config.yaml: bpemodel '/home/owsm/.*bpe.model' not found"):
+        locate(moved)
+
+
+def test_hub_name_offline_says_how_to_pass_a_local_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(PretrainedError) as err:
+        fetch("espnet/owsm_v3.1_ebf", cache_dir=tmp_path / "hf")
+    message = str(err.value)
+    assert "espnet/owsm_v3.1_ebf" in message and "--init_from DIR" in message
+    assert "git clone https://huggingface.co/espnet/owsm_v3.1_ebf" in message
+    with pytest.raises(PretrainedError, match="no such model directory"):
+        fetch(tmp_path / "missing")
+
+
+def test_unknown_architecture_is_refused(owsm, tmp_path):
+    other = tmp_path / "conformer"
+    shutil.copytree(owsm, other)
+    config = yaml.safe_load((other / EXP / "config.yaml").read_text())
+    config["encoder"] = "conformer"
+    (other / EXP / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(PretrainedError, match="encoder 'conformer' cannot be gated"):
+        locate(other)
+
+
+def test_backbone_modules_cover_everything_but_the_gate_predictor(converted):
+    model, _ = S2TTask.build_model_from_file(converted / "config.yaml", converted / "init.pth")
+    frozen = backbone_modules(model)
+    assert set(frozen) <= {"frontend", "normalize", "encoder", "decoder", "ctc"}  # what s2t.sh freezes
+    assert {k.split(".")[0] for k, _ in model.named_parameters()} == set(frozen) | {"gate_predictor"}
+
+
+@pytest.mark.slow
+def test_engine_stage5_prepares_the_init_dir(owsm, tmp_path):
+    recipe = tmp_path / "recipe"
+    (recipe / "local").mkdir(parents=True)
+    (recipe / "conf").mkdir()
+    (recipe / "data").mkdir()  # as stages 1 and 4 leave them
+    (recipe / "dump/raw").mkdir(parents=True)
+    (recipe / "dump/raw/test_sets.txt").write_text("")
+    (recipe / "local/data.sh").write_text("#!/usr/bin/env bash\nexit 0\n")
+    (recipe / "local/data.sh").chmod(0o755)
+    (recipe / "conf/train.yaml").write_text(yaml.safe_dump({"max_epoch": 1, "optim": "adam"}))
+    (recipe / "conf/decode.yaml").write_text("beam_size: 2\n")
+    (recipe / "conf/sweep.yaml").write_text("max_epoch: 1\n")
+    engine = Path(__file__).resolve().parents[1] / "egs2/TEMPLATE/s2t1/s2t.sh"
+    proc = subprocess.run(
+        [str(engine), "--stage", "5", "--stop_stage", "5", "--python", sys.executable, "--init_from", str(owsm)]
+        + ["--add_langs", "xyz"],
+        cwd=recipe,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    init_dir = recipe / "exp" / f"init_{owsm.name}"
+    assert (init_dir / ".stage5.done").is_file() and (init_dir / "init.pth").is_file()
+    assert "<xyz>" in (init_dir / "tokens.txt").read_text().split()
+    assert yaml.safe_load((init_dir / "train.yaml").read_text())["max_epoch"] == 1
+
+
+def test_a_gated_model_dir_can_be_extended_too(converted, tmp_path):
+    """A gated model (here: init_from's own output) keeps its gate predictor, re-indexed by context token."""
+    init_from(converted, tmp_path / "more", add_langs=["xyz"])
+    old = (converted / "tokens.txt").read_text().split()
+    new = (tmp_path / "more/tokens.txt").read_text().split()
+    before, after = torch.load(converted / "init.pth"), torch.load(tmp_path / "more/init.pth")
+    assert set(before) == set(after)
+    ctx_old, ctx_new = [t for t in old if CONTEXT_TOKEN.match(t)], [t for t in new if CONTEXT_TOKEN.match(t)]
+    rows = torch.tensor([0] + [ctx_new.index(t) + 1 for t in ctx_old])
+    for key in ("gate_predictor.lang_embed.weight", "gate_predictor.task_embed.weight"):
+        assert after[key].shape[0] == before[key].shape[0] + 1
+        assert torch.equal(after[key][rows], before[key]), key
+    per_token = ("decoder.embed", "decoder.output_layer", "ctc.", "gate_predictor.lang_", "gate_predictor.task_")
+    for key, value in before.items():
+        if not key.startswith(per_token):
+            assert torch.equal(after[key], value), key

@@ -1,0 +1,146 @@
+"""The default recipe (run.sh and the stage engine): options, errors, progress, and a reduced run end to end."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from espnet_gated.bin.train_progress import Progress
+from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES
+
+REPO = Path(__file__).resolve().parents[1]
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+
+
+def make_recipe(root: Path) -> Path:
+    """A copy of the default recipe (run.sh, conf/, local/) whose engine is the repository's."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "run.sh", root / "run.sh")
+    shutil.copytree(REPO / "conf", root / "conf")
+    shutil.copytree(REPO / "local", root / "local")
+    (root / "egs2").symlink_to(REPO / "egs2")
+    return root
+
+
+def run_recipe(root: Path, *args, timeout=1200):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(
+        ["bash", str(root / "run.sh"), "--python", sys.executable, *args],
+        cwd=root, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def test_help_documents_every_option(tmp_path):
+    proc = run_recipe(make_recipe(tmp_path / "r"), "--help")
+    assert proc.returncode == 0, proc.stderr
+    for option in ("stage", "stop_stage", "nj", "ngpu", "num_nodes", "langs", "tasks", "train_config",
+                   "decode_config", "tag", "init_from", "sweep_targets"):  # fmt: skip
+        assert f"  --{option} [" in proc.stdout, option
+    for stage in ("1 ", "3 ", "4 ", "5 ", "10 ", "11 ", "12 ", "13 ", "14 "):
+        assert f"\n  {stage}" in proc.stdout, stage
+    assert "help_message" not in proc.stdout
+
+
+def test_unknown_option_and_missing_config_are_named(tmp_path):
+    recipe = make_recipe(tmp_path / "r")
+    proc = run_recipe(recipe, "--stgae", "3")
+    assert proc.returncode == 2 and "unknown option --stgae" in proc.stderr
+    proc = run_recipe(recipe, "--train_config", "conf/missing.yaml")
+    assert proc.returncode != 0 and "training config conf/missing.yaml not found" in proc.stderr
+
+
+def test_missing_data_dir_is_named_and_leaves_no_marker(tmp_path):
+    recipe = make_recipe(tmp_path / "r")
+    (recipe / "data").mkdir()
+    proc = run_recipe(recipe, "--stage", "3", "--stop_stage", "3")
+    assert proc.returncode != 0
+    assert "data/train" in proc.stderr
+    assert not (recipe / "dump" / "raw" / ".stage3.done").exists()
+
+
+def test_training_progress_reports_rate_and_eta():
+    progress = Progress(max_epoch=3, iters_per_epoch=0)
+    assert progress.line("[train] mini-batch sizes summary: N-batch=100, mean=20.0, min=2, max=40") is None
+    text = "1epoch:train:1-50batch: iter_time=0.01, loss=42.5, acc=0.25, sparsity_dec=0.125, train_time=2.0"
+    shown = progress.line(f"[host] 2026-11-23 10:00:00,000 (trainer:811) INFO: {text}")
+    assert shown.startswith("epoch 1/3 step 50/300 (17%) 2.00 s/step ETA 8m20s")
+    assert "loss=42.5" in shown and "acc=0.25" in shown and "sparsity_dec=0.125" in shown
+    shown = progress.line("2epoch:train:51-100batch: loss=30.0, train_time=2.0")
+    assert shown.startswith("epoch 2/3 step 200/300 (67%)"), shown
+
+
+@pytest.mark.slow
+@needs_espeak
+def test_reduced_recipe_end_to_end_then_skips_finished_stages(tmp_path):
+    recipe = make_recipe(tmp_path / "recipe")
+    corpus = yaml.safe_load((recipe / "conf" / "corpus.yaml").read_text())
+    corpus["languages"] = [lang for lang in corpus["languages"] if lang["code"] in ("deu", "eng")]
+    corpus["sentences"] = {"train": 60, "dev": 6, "test": 5}
+    (recipe / "conf" / "corpus.yaml").write_text(yaml.safe_dump(corpus))
+    train = yaml.safe_load((recipe / "conf" / "train.yaml").read_text())
+    train.update(max_epoch=2, num_iters_per_epoch=6, batch_bins=300000, keep_nbest_models=2)
+    train["model_conf"]["gate_conf"].update(warmup_steps=4, tau_anneal_steps=4)
+    (recipe / "conf" / "train.yaml").write_text(yaml.safe_dump(train))
+    decode = yaml.safe_load((recipe / "conf" / "decode.yaml").read_text())
+    decode.update(beam_size=2, maxlenratio=0.3)
+    (recipe / "conf" / "decode.yaml").write_text(yaml.safe_dump(decode))
+
+    proc = run_recipe(recipe, "--nbpe", "60", "--nj", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ETA" in proc.stderr  # training progress
+
+    results = recipe / "exp" / "s2t_train" / "results"
+    test_sets = (recipe / "dump" / "raw" / "test_sets.txt").read_text().split()
+    assert sorted(test_sets) == ["test_deu_asr", "test_deu_st_eng", "test_eng_asr"]
+    scores = json.loads((results / "scores.json").read_text())
+    for row in scores:
+        assert set(row) == {"test_set", "lang", "task", "metric", "value", "n_utts"}
+        if row["metric"] in ("bleu", "chrf"):
+            assert 0 <= row["value"] <= 100
+        else:
+            assert row["metric"] in ("wer", "cer") and row["value"] >= 0
+    per_set = {(r["test_set"], r["metric"]): r for r in scores}
+    assert per_set[("test_deu_asr", "wer")]["n_utts"] == 5 and per_set[("test_eng_asr", "wer")]["lang"] == "eng"
+    assert ("test_deu_st_eng", "bleu") in per_set and ("test_deu_st_eng", "chrf") in per_set
+
+    lines = (results / "usage.tsv").read_text().splitlines()
+    assert lines[0].split("\t") == ["lang", "task", "side", "layer", "module", "keep_rate", "n_utts"]
+    rows = [line.split("\t") for line in lines[1:]]
+    n_enc, n_dec = train["encoder_conf"]["num_blocks"], train["decoder_conf"]["num_blocks"]
+    for lang, task in (("deu", "asr"), ("deu", "st_eng"), ("eng", "asr")):
+        mine = [r for r in rows if r[:2] == [lang, task]]
+        assert len(mine) == n_enc * len(ENCODER_MODULES) + n_dec * len(DECODER_MODULES)
+        assert all(0.0 <= float(r[5]) <= 1.0 and int(r[6]) == 5 for r in mine)
+        assert (results / f"usage_{lang}_{task}.png").stat().st_size > 0
+    report = (results / "RESULTS.md").read_text()
+    assert "WER" in report and "BLEU" in report and "FLOPs" in report
+    gates = (recipe / "exp" / "s2t_train" / "decode" / "test_deu_asr" / "1best_recog" / "gates").read_text()
+    assert len(gates.splitlines()) == 5 and "enc=" in gates and "dec=" in gates
+
+    marker_times = {p: p.stat().st_mtime for p in recipe.rglob(".stage*.done")}
+    assert len(marker_times) == 8  # stages 1, 3, 4, 5, 10, 11, 12, 13
+    proc = run_recipe(recipe, "--nbpe", "60", "--nj", "2", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("already done") == 8
+    assert {p: p.stat().st_mtime for p in recipe.rglob(".stage*.done")} == marker_times
+
+    # stage 14 at one target: a fine-tune from the trained model, decoded and compared with all gates open
+    sweep = yaml.safe_load((recipe / "conf" / "sweep.yaml").read_text())
+    sweep.update(max_epoch=1, num_iters_per_epoch=4)
+    (recipe / "conf" / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    proc = run_recipe(
+        recipe, "--nbpe", "60", "--nj", "2", "--stage", "14", "--stop_stage", "14", "--sweep_targets", "0.5"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep_dir = recipe / "exp" / "s2t_train_sweep_dec"
+    runs = json.loads((sweep_dir / "sweep.json").read_text())["runs"]
+    assert [r["run"] for r in runs] == ["all_open", "dec0.5"]
+    assert (sweep_dir / "sweep.png").stat().st_size > 0 and "dec0.5" in (sweep_dir / "sweep.md").read_text()
+    fine_tuned = torch.load(sweep_dir / "target0.5" / "valid.acc.ave.pth", map_location="cpu")
+    assert int(fine_tuned["gate_predictor.train_steps"]) == 4  # restarted, not continued from stage 11
