@@ -45,8 +45,6 @@ def _count_keys(path: str) -> int:
 
 
 def check_supported(args) -> None:
-    if args.batch_size > 1:
-        raise NotImplementedError("batch decoding: use --batch_size 1")
     if args.ngpu > 1:
         raise NotImplementedError("only single-GPU decoding is supported; split the data with --nj")
     if getattr(args, "word_lm_train_config", None) is not None:
@@ -75,9 +73,13 @@ def decode_to_dir(
     nbest: int = 1,
     dtype: str = "float32",
     num_workers: int = 0,
+    batch_size: int = 1,
 ) -> Dict[str, float]:
     """Decode the utterances of ``wav_scp`` (those in ``key_file`` if given) into
-    ESPnet's ``<output_dir>/<n>best_recog/`` files plus our ``gates``; returns timing."""
+    ESPnet's ``<output_dir>/<n>best_recog/`` files plus our ``gates``; returns timing.
+
+    ``batch_size > 1`` decodes that many utterances at once (``GatedSpeech2Text.decode_batch``:
+    the same hypotheses as one at a time)."""
     loader = GatedS2TTask.build_streaming_iterator(
         [(wav_scp, "speech", "sound")],
         dtype=dtype,
@@ -90,36 +92,55 @@ def decode_to_dir(
     )
     timing = {"n_utts": 0, "wall_s": 0.0, "encoder_s": 0.0, "decoder_s": 0.0}
     progress = Progress(_count_keys(key_file or wav_scp))
+
+    def decode(pending):
+        """[(key, n-best results, mask or None)] for [(key, speech)]; timing accumulated."""
+        start = time.perf_counter()
+        try:
+            if len(pending) == 1:
+                decoded = [(pending[0][0], speech2text(speech=pending[0][1]), speech2text.last_mask)]
+            else:
+                nbests = speech2text.decode_batch([speech for _, speech in pending])
+                decoded = [(key, r, m) for (key, _), r, m in zip(pending, nbests, speech2text.last_masks, strict=True)]
+        except TooShortUttError as e:
+            if len(pending) > 1:  # find the short one: one at a time
+                return [d for p in pending for d in decode([p])]
+            logging.warning(f"Utterance {pending[0][0]} {e}")
+            hyp = Hypothesis(score=0.0, scores={}, states={}, yseq=[])
+            return [(pending[0][0], [[" ", ["<space>"], [2], " ", hyp]] * nbest, None)]
+        timing["wall_s"] += time.perf_counter() - start
+        timing["encoder_s"] += speech2text.last_timing["encoder_s"]
+        timing["decoder_s"] += speech2text.last_timing["decoder_s"]
+        return decoded
+
     with DatadirWriter(output_dir) as writer:
+
+        def write(decoded):
+            for key, results, mask in decoded:
+                timing["n_utts"] += 1
+                if mask is not None:
+                    writer["1best_recog"]["gates"][key] = format_mask(*mask)
+                if isinstance(results, tuple):  # intermediate CTC outputs are not written
+                    results = results[0]
+                for n, (text, token, token_int, text_nospecial, hyp) in enumerate(results[:nbest], 1):
+                    best = writer[f"{n}best_recog"]
+                    best["token"][key] = " ".join(token)
+                    best["token_int"][key] = " ".join(map(str, token_int))
+                    best["score"][key] = str(hyp.score)
+                    if text is not None:
+                        best["text"][key] = text
+                    if text_nospecial is not None:
+                        best["text_nospecial"][key] = text_nospecial
+                progress.update()
+
+        pending = []
         for keys, batch in loader:
-            key = keys[0]
-            batch = {k: v[0] for k, v in batch.items() if not k.endswith("_lengths")}
-            start = time.perf_counter()
-            try:
-                results = speech2text(**batch)
-                mask = speech2text.last_mask
-            except TooShortUttError as e:
-                logging.warning(f"Utterance {key} {e}")
-                hyp = Hypothesis(score=0.0, scores={}, states={}, yseq=[])
-                results, mask = [[" ", ["<space>"], [2], " ", hyp]] * nbest, None
-            timing["wall_s"] += time.perf_counter() - start
-            timing["n_utts"] += 1
-            if mask is not None:
-                timing["encoder_s"] += speech2text.last_timing["encoder_s"]
-                timing["decoder_s"] += speech2text.last_timing["decoder_s"]
-                writer["1best_recog"]["gates"][key] = format_mask(*mask)
-            if isinstance(results, tuple):  # intermediate CTC outputs are not written
-                results = results[0]
-            for n, (text, token, token_int, text_nospecial, hyp) in enumerate(results[:nbest], 1):
-                best = writer[f"{n}best_recog"]
-                best["token"][key] = " ".join(token)
-                best["token_int"][key] = " ".join(map(str, token_int))
-                best["score"][key] = str(hyp.score)
-                if text is not None:
-                    best["text"][key] = text
-                if text_nospecial is not None:
-                    best["text_nospecial"][key] = text_nospecial
-            progress.update()
+            pending.append((keys[0], batch["speech"][0]))
+            if len(pending) == batch_size:
+                write(decode(pending))
+                pending = []
+        if pending:
+            write(decode(pending))
     progress.update(0, force=True)
     return timing
 
@@ -136,7 +157,7 @@ def inference(args) -> None:
     speech2text = build_speech2text(vars(args), args.lang_sym, args.task_sym)
     wav_scp = args.data_path_and_name_and_type[0][0]
     timing = decode_to_dir(
-        speech2text, wav_scp, args.output_dir, args.key_file, args.nbest, args.dtype, args.num_workers
+        speech2text, wav_scp, args.output_dir, args.key_file, args.nbest, args.dtype, args.num_workers, args.batch_size
     )
     atomic_write(Path(args.output_dir) / "timing.json", json.dumps(timing, indent=2))
 
