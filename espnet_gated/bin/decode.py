@@ -84,7 +84,11 @@ def _run_job(job: int, nj: int, options: Dict, data_root: str, sets: List[str], 
             speech2text.lang_sym, speech2text.task_sym = f"<{lang}>", f"<{task}>"
             logging.info(f"{name}: {len(keys)} utterances ({lang}, {task})")
             timing = decode_to_dir(
-                speech2text, str(set_dir / "wav.scp"), str(shard), str(shard / "keys"), options.get("nbest", 1),
+                speech2text,
+                str(set_dir / "wav.scp"),
+                str(shard),
+                str(shard / "keys"),
+                options.get("nbest", 1),
                 batch_size=options.get("batch_size", 1),
             )
         else:
