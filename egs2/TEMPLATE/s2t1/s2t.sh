@@ -6,7 +6,7 @@
 # finished stage whose options are unchanged and redoes a stage that was interrupted.
 set -euo pipefail
 
-engine_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+engine_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)  # -P: a recipe may link egs2/
 repo_root=$(cd "${engine_dir}/../../.." && pwd)
 
 # ---------------------------------------------------------------- options (--name value)
