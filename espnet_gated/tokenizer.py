@@ -67,6 +67,12 @@ def train_bpe(
         spm.SentencePieceTrainer.train(**options)
     except RuntimeError as e:  # "Vocabulary size too high (M). Please set it to a value <= N."
         message = str(e)
+        too_small = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", message)
+        if too_small:
+            raise ValueError(
+                f"{text_file}: a vocabulary of {vocab_size} cannot hold the {too_small.group(2)} characters and "
+                f"symbols of the text: use at least {too_small.group(2)} (--nbpe)"
+            ) from None
         if not re.search(r"Vocabulary size (is )?too high", message):
             raise
         limit = int(message.rstrip(".").split("<=")[-1])

@@ -82,3 +82,13 @@ def test_bpe_vocabulary_too_large_for_the_text_falls_back_to_sentencepieces_limi
     listed = tokens.read_text().split("\n")[:-1]
     assert bpe.is_file() and 10 < len(listed) < 500
     assert listed[:2] == ["<blank>", "<unk>"] and listed[-1] == "<sop>" and "<deu>" in listed
+
+
+def test_bpe_vocabulary_smaller_than_the_characters_is_a_clear_error(tmp_path):
+    from espnet_gated.tokenizer import prefix_symbols, train_bpe
+
+    text = tmp_path / "text"
+    text.write_text("abcdefghijklmnopqrstuvwxyz äöüß éèàç\n" * 20)
+    with pytest.raises(ValueError, match=r"text: a vocabulary of 20 cannot hold the \d+ characters .* use at least"):
+        train_bpe(text, tmp_path / "bpe", 20, prefix_symbols(["deu"], ["asr"]))
+    assert not (tmp_path / "bpe" / "bpe.model").exists()
