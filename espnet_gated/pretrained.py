@@ -56,7 +56,7 @@ import yaml
 from espnet_gated.bin.make_config import deep_merge
 from espnet_gated.gates import CONTEXT_TOKEN
 from espnet_gated.langs import to_iso3
-from espnet_gated.tasks import GatedS2TTask, preprocessor_defaults
+from espnet_gated.tasks import GatedS2TTask, preprocessor_defaults, read_token_list
 from espnet_gated.utils import PathLike, atomic_output, atomic_write
 
 #: dense -> gated class names
@@ -289,7 +289,7 @@ def locate(root: PathLike, config_file: Optional[PathLike] = None, model_file: O
         token_list = [str(t) for t in recorded]
     elif isinstance(recorded, str):
         path = resolve_recorded(recorded, root, config_file, "token_list")
-        token_list = [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines()]
+        token_list = read_token_list(path)
     else:
         raise PretrainedError(f"{config_file}: no token_list")
     check_token_list(token_list, config_file)

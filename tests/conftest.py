@@ -110,3 +110,17 @@ def context_ids(model, pairs):
     """(B, 2) ids for [("deu", "asr"), ...]."""
     tl = model.token_list
     return torch.tensor([[tl.index(f"<{lang}>"), tl.index(f"<{task}>")] for lang, task in pairs])
+
+
+def data_path_args(data: Path, splits=("train", "valid")) -> list:
+    """ESPnet's --<split>_data_path_and_name_and_type options for a data dir made by write_data_dir."""
+    args = []
+    for split in splits:
+        for name, dtype, f in (
+            ("speech", "sound", "wav.scp"),
+            ("text", "text", "text"),
+            ("text_prev", "text", "text.prev"),
+            ("text_ctc", "text", "text.ctc"),
+        ):
+            args += [f"--{split}_data_path_and_name_and_type", f"{data / f},{name},{dtype}"]
+    return args

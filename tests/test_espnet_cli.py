@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 import yaml
-from conftest import DECODER_CONF, ENCODER_CONF, FRONTEND_CONF, random_sentence
+from conftest import DECODER_CONF, ENCODER_CONF, FRONTEND_CONF, data_path_args, random_sentence
 
 from espnet_gated.layout import parse_mask
 
@@ -73,15 +73,7 @@ def test_espnet_trainer_and_inference_run_the_gated_model(tmp_path, vocab):
     )
     conf = tmp_path / "train.yaml"
     conf.write_text(yaml.safe_dump(config))
-    data_args = []
-    for split in ("train", "valid"):
-        for name, dtype, f in (
-            ("speech", "sound", "wav.scp"),
-            ("text", "text", "text"),
-            ("text_prev", "text", "text.prev"),
-            ("text_ctc", "text", "text.ctc"),
-        ):
-            data_args += [f"--{split}_data_path_and_name_and_type", f"{data / f},{name},{dtype}"]
+    data_args = data_path_args(data)
     common = [
         "--config",
         conf,

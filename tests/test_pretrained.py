@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import DECODER_CONF, ENCODER_CONF, WORDS, random_sentence
+from conftest import DECODER_CONF, ENCODER_CONF, WORDS, data_path_args, random_sentence
 from espnet2.bin.s2t_inference import Speech2Text
 from espnet2.tasks.s2t import S2TTask
 from espnet2.text.build_tokenizer import build_tokenizer
@@ -242,15 +242,8 @@ def test_fine_tune_with_espnets_trainer_from_the_init_checkpoint(owsm, tmp_path)
     pairs = [("xyz", "asr"), ("deu", "asr"), ("fra", "st_eng")]
     data = tmp_path / "data"
     write_data_dir(data, [(f"utt{i}", *pairs[i % 3], random_sentence(rng, 3)) for i in range(6)])
-    data_args = []
+    data_args = data_path_args(data)
     for split in ("train", "valid"):
-        for name, dtype, f in (
-            ("speech", "sound", "wav.scp"),
-            ("text", "text", "text"),
-            ("text_prev", "text", "text.prev"),
-            ("text_ctc", "text", "text.ctc"),
-        ):
-            data_args += [f"--{split}_data_path_and_name_and_type", f"{data / f},{name},{dtype}"]
         data_args += [f"--{split}_shape_file", str(data / "wav.scp")]  # unsorted batches: only the keys
     exp = tmp_path / "exp"
     GatedS2TTask.main(
