@@ -11,6 +11,6 @@ exec egs2/TEMPLATE/s2t1/s2t.sh \
     --train_config conf/train.yaml \
     --decode_config conf/decode.yaml \
     --sweep_config conf/sweep.yaml \
-    --nbpe 300 \
+    --nbpe 1000 \
     --score_opts "--normalizers conf/corpus.yaml" \
     "$@"

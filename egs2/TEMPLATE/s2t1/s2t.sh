@@ -255,9 +255,6 @@ train_model() {  # train_model OUTPUT_DIR CONFIG [extra options...]
     local freeze_opts=()  # every module but the gate predictor (espnet_gated.pretrained.backbone_modules)
     [ "${freeze_backbone}" = false ] || freeze_opts=(--freeze_param frontend normalize encoder decoder ctc)
     log "training ${out} (log: ${out}/train.log)"
-    # on CPU one intra-op thread per process is faster than the default (one per core) beside the
-    # data-loader worker (conf/train.yaml on 2 cores: about 0.7 against 0.8-0.9 s/step)
-    [ "${ngpu}" -gt 0 ] || export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
     # shellcheck disable=SC2086
     "${launcher[@]}" "${python}" -m espnet_gated.bin.s2t_train --config "${config}" "${token_opts[@]}" \
         "${train_data_opts[@]}" "${shape_opts[@]}" --output_dir "${out}" --ngpu "${ngpu}" --resume true "${dist_opts[@]}" \
