@@ -370,11 +370,15 @@ def test_decoding_with_two_jobs_or_batches_gives_the_same_bytes_as_one_at_a_time
         config = tmp_path / f"decode_b{batch_size}.yaml"
         config.write_text(yaml.safe_dump(dict(beam_size=2, maxlenratio=-5, ctc_weight=0.0, batch_size=batch_size)))
         out = tmp_path / f"decode_nj{nj}_b{batch_size}"
-        run_ok(
+        proc = run_ok(
             [sys.executable, "-m", "espnet_gated.bin.decode", "--s2t_train_config", str(exp / "config.yaml"),
              "--s2t_model_file", str(exp / "3epoch.pth"), "--decode_config", str(config),
              "--data_root", str(tmp_path / "dump"), "--sets", " ".join(sets), "--out_dir", str(out), "--nj", str(nj)]
         )  # fmt: skip
+        # the console shows progress; ESPnet's per-hypothesis beam-search lines go to one log per job
+        assert "utts (" in proc.stderr and "total log probability" not in proc.stderr
+        for job in range(1, nj + 1):
+            assert "total log probability" in (out / "logs" / f"decode.{job}.log").read_text()
         outputs[nj, batch_size] = {
             str(p.relative_to(out)): p.read_bytes() for name in sets for p in (out / name / "1best_recog").iterdir()
         }

@@ -5,7 +5,8 @@ Each job loads the model once and decodes its shard (every nj-th utterance in ke
 of every test set with the set's own language and task (from utt2lang/utt2task). Shards
 are written under ``<out_dir>/<set>/split<nj>/<job>/`` and marked done; the merged
 ``<out_dir>/<set>/1best_recog/*`` and ``<out_dir>/<set>/timing.json`` are written atomically
-once every shard is done. A killed run redoes only the unfinished shards.
+once every shard is done. A killed run redoes only the unfinished shards. The console shows
+progress (rate, ETA) and warnings; ESPnet's beam-search log goes to ``<out_dir>/logs/decode.<job>.log``.
 
 Usage:
     python -m espnet_gated.bin.decode --s2t_train_config exp/s2t/config.yaml \
@@ -28,6 +29,7 @@ from espnet_gated.datadir import validate_data_dir
 from espnet_gated.utils import atomic_write, read_kaldi_map
 
 DONE = ".done"
+PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
 
 
 def _context(set_dir: Path):
@@ -60,6 +62,19 @@ def _shard_dir(out_dir: Path, name: str, nj: int, job: int) -> Path:
     return out_dir / name / f"split{nj}" / str(job)
 
 
+def _log_job(out_dir: Path, job: int, nj: int) -> None:
+    """Everything, ESPnet's per-hypothesis beam search lines included, to ``<out_dir>/logs/decode.<job>.log``;
+    on the console only this package's lines (progress with rate and ETA) and warnings."""
+    log_file = out_dir / "logs" / f"decode.{job + 1}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    to_file, to_console = logging.FileHandler(log_file), logging.StreamHandler()
+    to_console.addFilter(lambda record: record.levelno >= logging.WARNING or record.pathname.startswith(PACKAGE_DIR))
+    for handler in (to_file, to_console):
+        handler.setFormatter(logging.Formatter(f"%(asctime)s (job {job + 1}/{nj}) %(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[to_file, to_console], force=True)
+    logging.info(f"ESPnet's decoding log: {log_file}")
+
+
 def _run_job(job: int, nj: int, options: Dict, data_root: str, sets: List[str], out_dir: str, threads: int) -> None:
     """Decode shard ``job`` of every set (runs in its own process when nj > 1)."""
     import torch
@@ -67,7 +82,7 @@ def _run_job(job: int, nj: int, options: Dict, data_root: str, sets: List[str], 
     from espnet_gated.bin.s2t_inference import build_speech2text, decode_to_dir
 
     torch.set_num_threads(threads)
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s (job {job + 1}/{nj}) %(levelname)s: %(message)s")
+    _log_job(Path(out_dir), job, nj)
     speech2text = None
     for name in sets:
         shard = _shard_dir(Path(out_dir), name, nj, job)
