@@ -112,7 +112,7 @@ ADJECTIVES: Dict[str, Set[str]] = {
 PLACES = ("garden", "kitchen", "market", "park", "school", "home", "city", "station", "shop", "work")
 TIMES = ("today", "tomorrow", "every_day", "morning", "evening", "sunday", "saturday", "tonight", "next_week", "noon")
 
-#: how often each optional part of a frame is present (tuned for ~3-9 word sentences)
+#: how often each optional part of a frame is present (tuned for ~4-9 word sentences)
 P_PRONOUN_SUBJECT = 0.35
 P_PLURAL = 0.3
 P_DEFINITE = 0.6
