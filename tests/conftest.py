@@ -112,8 +112,9 @@ def context_ids(model, pairs):
     return torch.tensor([[tl.index(f"<{lang}>"), tl.index(f"<{task}>")] for lang, task in pairs])
 
 
-def data_path_args(data: Path, splits=("train", "valid")) -> list:
-    """ESPnet's --<split>_data_path_and_name_and_type options for a data dir made by write_data_dir."""
+def data_path_args(data: Path, splits=("train", "valid"), shape_files: bool = False) -> list:
+    """ESPnet's --<split>_data_path_and_name_and_type options for a data dir made by write_data_dir;
+    with ``shape_files``, wav.scp as each split's shape file too (unsorted batches read only the keys)."""
     args = []
     for split in splits:
         for name, dtype, f in (
@@ -123,4 +124,6 @@ def data_path_args(data: Path, splits=("train", "valid")) -> list:
             ("text_ctc", "text", "text.ctc"),
         ):
             args += [f"--{split}_data_path_and_name_and_type", f"{data / f},{name},{dtype}"]
+        if shape_files:
+            args += [f"--{split}_shape_file", str(data / "wav.scp")]
     return args

@@ -242,9 +242,7 @@ def test_fine_tune_with_espnets_trainer_from_the_init_checkpoint(owsm, tmp_path)
     pairs = [("xyz", "asr"), ("deu", "asr"), ("fra", "st_eng")]
     data = tmp_path / "data"
     write_data_dir(data, [(f"utt{i}", *pairs[i % 3], random_sentence(rng, 3)) for i in range(6)])
-    data_args = data_path_args(data)
-    for split in ("train", "valid"):
-        data_args += [f"--{split}_shape_file", str(data / "wav.scp")]  # unsorted batches: only the keys
+    data_args = data_path_args(data, shape_files=True)
     exp = tmp_path / "exp"
     GatedS2TTask.main(
         cmd=[

@@ -17,7 +17,16 @@ import soundfile
 import torch
 import torch.distributed as dist
 import yaml
-from conftest import DECODER_CONF, ENCODER_CONF, FRONTEND_CONF, build, context_ids, random_sentence, speech_batch
+from conftest import (
+    DECODER_CONF,
+    ENCODER_CONF,
+    FRONTEND_CONF,
+    build,
+    context_ids,
+    data_path_args,
+    random_sentence,
+    speech_batch,
+)
 from espnet2.torch_utils.recursive_op import recursive_average
 
 from espnet_gated.datadir import Utterance, write_data_dir
@@ -84,11 +93,7 @@ def train_config(path: Path, max_epoch: int = 3) -> Path:
 def train_cmd(config: Path, data: Path, vocab, out: Path):
     cmd = [sys.executable, "-m", "espnet_gated.bin.s2t_train", "--config", str(config)]
     cmd += ["--token_list", str(vocab["token_list"]), "--bpemodel", str(vocab["bpemodel"]), "--token_type", "bpe"]
-    for split in ("train", "valid"):
-        for f, name in (("wav.scp", "speech,sound"), ("text", "text,text"), ("text.prev", "text_prev,text")):
-            cmd += [f"--{split}_data_path_and_name_and_type", f"{data / f},{name}"]
-        cmd += [f"--{split}_data_path_and_name_and_type", f"{data / 'text.ctc'},text_ctc,text"]
-        cmd += [f"--{split}_shape_file", str(data / "wav.scp")]  # unsorted batches only read the keys
+    cmd += data_path_args(data, shape_files=True)
     return cmd + ["--output_dir", str(out), "--ngpu", "0", "--resume", "true"]
 
 
