@@ -46,6 +46,18 @@ def _length_limits(maxlenratio: float, minlenratio: float, n_frames: int) -> Tup
     return maxlen, minlen
 
 
+def ctc_safe_maxlenratio(maxlenratio: float, n_frames: int, primer_len: int) -> float:
+    """``maxlenratio``, or the (negative, absolute) longest search ESPnet's CTC prefix scorer can follow.
+
+    The scorer counts the primer's tokens after ``<sos>`` (``<lang><task><notimestamps>``) as
+    output and fails with an IndexError once the output outgrows the encoder frames; with
+    ``maxlenratio: 0`` (search as long as there are frames) a short utterance gets there.
+    The search here caps the length and keeps ``maxlenratio: 0``'s end detection.
+    """
+    cap = max(1, n_frames - (primer_len - 1))
+    return maxlenratio if _length_limits(maxlenratio, 0.0, n_frames)[0] <= cap else float(-cap)
+
+
 class MultiUtteranceBeamSearch:
     """Decode several utterances together with the scorers of an ESPnet beam search.
 
@@ -141,7 +153,11 @@ class MultiUtteranceBeamSearch:
         n_utt = len(utts)
         device, dtype = encs[0].device, encs[0].dtype
         lengths = [e.size(0) for e in encs]
-        limits = [_length_limits(maxlenratio, minlenratio, n) for n in lengths]
+        if self.ctc is not None:
+            ratios = [ctc_safe_maxlenratio(maxlenratio, n, len(primers[0])) for n in lengths]
+        else:
+            ratios = [maxlenratio] * n_utt
+        limits = [_length_limits(r, minlenratio, n) for r, n in zip(ratios, lengths, strict=True)]
         memory = encs[0].new_zeros(n_utt, max(lengths), encs[0].size(1))
         for j, e in enumerate(encs):
             memory[j, : e.size(0)] = e

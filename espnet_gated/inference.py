@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from espnet2.bin.s2t_inference import Speech2Text
 
-from espnet_gated.batch_beam_search import MultiUtteranceBeamSearch
+from espnet_gated.batch_beam_search import MultiUtteranceBeamSearch, ctc_safe_maxlenratio
 from espnet_gated.decoder import GatedTransformerDecoder
 from espnet_gated.encoder import GatedEBranchformerEncoder
 from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES
@@ -191,8 +191,17 @@ class GatedSpeech2Text(Speech2Text):
     def _decode_single_sample(self, enc: torch.Tensor):
         start = time.perf_counter()
         gates = None if self.exported else self.s2t_model.current_gates.dec[:1]
-        with nullcontext() if gates is None else self.s2t_model.decoder.installed_gates(gates):
-            results = super()._decode_single_sample(enc)
+        primer = self.beam_search.hyp_primer
+        if "ctc" in self.beam_search.part_scorers and (
+            ctc_safe_maxlenratio(self.maxlenratio, enc.size(0), len(primer)) != self.maxlenratio
+        ):
+            # ESPnet's search would outrun the CTC prefix scorer (IndexError); ours caps the length
+            search = MultiUtteranceBeamSearch(self.beam_search)
+            nbest = search([enc], [primer], gates, maxlenratio=self.maxlenratio, minlenratio=self.minlenratio)[0]
+            results = self._results(nbest)
+        else:
+            with nullcontext() if gates is None else self.s2t_model.decoder.installed_gates(gates):
+                results = super()._decode_single_sample(enc)
         self.last_timing["decoder_s"] = time.perf_counter() - start
         return results
 

@@ -87,6 +87,25 @@ def check_training_data(args: argparse.Namespace) -> None:
                     logging.warning(report.summary(f"{path} (--bpemodel {bpemodel})"))
 
 
+def schedule_mismatch(args: argparse.Namespace) -> Optional[str]:
+    """Why a linear LR schedule does not end where training does, or None.
+
+    ``piecewiselinearwarmuplr`` holds its last rate after the last listed step, so a run
+    longer than the list trains its tail at the final (near-zero) rate, and a shorter one
+    stops before the rate has decayed. Only checkable with a fixed ``num_iters_per_epoch``.
+    """
+    if getattr(args, "scheduler", None) != "piecewiselinearwarmuplr" or not getattr(args, "num_iters_per_epoch", None):
+        return None
+    steps = (getattr(args, "scheduler_conf", None) or {}).get("warmup_steps_list")
+    total = args.max_epoch * args.num_iters_per_epoch
+    if not steps or steps[-1] == total:
+        return None
+    return (
+        f"scheduler_conf.warmup_steps_list ends at step {steps[-1]} but training runs "
+        f"max_epoch x num_iters_per_epoch = {args.max_epoch} x {args.num_iters_per_epoch} = {total} steps"
+    )
+
+
 def check_model_file(config_file: Union[str, Path], model_file: Union[str, Path]) -> None:
     """Raise ValueError if ``model_file`` was not trained with ``config_file``'s token list.
 
@@ -157,6 +176,9 @@ class GatedS2TTask(S2TTask):
                 check_training_data(args)
             except ValueError as e:
                 sys.exit(f"s2t_train: error: {e}")
+            mismatch = schedule_mismatch(args)
+            if mismatch:
+                print(f"WARNING: s2t_train: {mismatch}; change them together (--config {args.config})", file=sys.stderr)
         if getattr(args, "preprocessor", None) == "s2t":
             args.preprocessor_conf = {**preprocessor_defaults(), **(args.preprocessor_conf or {})}
         super().main(args=args)

@@ -2,6 +2,7 @@
 a deep stack trace or a half-written output."""
 
 import logging
+import re
 import string
 
 import numpy as np
@@ -27,7 +28,7 @@ from espnet_gated.datadir import (
     validate_data_dir,
     write_data_dir,
 )
-from espnet_gated.tasks import GatedS2TTask, check_model_file, check_training_data
+from espnet_gated.tasks import GatedS2TTask, check_model_file, check_training_data, schedule_mismatch
 from espnet_gated.tokenizer import unk_report
 from espnet_gated.utils import read_kaldi_map
 
@@ -342,3 +343,19 @@ def test_missing_training_text_is_named(tmp_path, vocab):
     args = GatedS2TTask.get_parser().parse_args(["--token_list", str(vocab["token_list"]), *data])
     with pytest.raises(ValueError, match=r"--train_data_path_and_name_and_type .*no: file not found"):
         check_training_data(args)
+
+
+@pytest.mark.parametrize(
+    "epochs, iters, last_step, expected",
+    [(6, 500, 3000, None), (4, 500, 3000, "ends at step 3000 but training runs .* = 2000 steps"), (6, None, 3000, None)],
+)
+def test_a_linear_schedule_that_ends_elsewhere_than_training_is_reported(epochs, iters, last_step, expected):
+    options = ["--max_epoch", str(epochs), "--scheduler", "piecewiselinearwarmuplr",
+               "--scheduler_conf", f"{{warmup_steps_list: [0, 100, {last_step}], warmup_lr_list: [0, 0.002, 0]}}"]
+    if iters:
+        options += ["--num_iters_per_epoch", str(iters)]
+    message = schedule_mismatch(GatedS2TTask.get_parser().parse_args(options))
+    if expected is None:
+        assert message is None
+    else:
+        assert re.search(expected, message)

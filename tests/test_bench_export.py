@@ -121,7 +121,7 @@ def test_export_errors_are_clear(gated_dir, tmp_path, vocab):
         GatedSpeech2Text(str(config), summary["model_file"], **DECODE)
 
 
-@pytest.mark.parametrize("ctc_weight, maxlenratio", [(0.0, 0.0), (0.3, -8.0), (0.5, 0.5)])
+@pytest.mark.parametrize("ctc_weight, maxlenratio", [(0.0, 0.0), (0.3, -8.0), (0.5, 0.5), (0.3, 0.0), (0.3, 1.0)])
 def test_batched_decoding_equals_per_utterance_decoding(gated_dir, ctc_weight, maxlenratio):
     """Mixed masks (the random predictor reads audio and context), unequal lengths, CTC,
     per-utterance length limits and end detection."""

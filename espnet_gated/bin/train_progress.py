@@ -23,7 +23,7 @@ import yaml
 REPORT = re.compile(r"(\d+)epoch:train:(\d+)-(\d+)batch: (.*)")
 N_BATCH = re.compile(r"\[train\] mini-batch sizes summary: N-batch=(\d+)")
 SHOWN = ("loss", "acc", "sparsity_enc", "sparsity_dec")
-PASSED = ("epoch results", "training was finished", "Error", "error", "Traceback", "Killed")
+PASSED = ("WARNING", "epoch results", "training was finished", "Error", "error", "Traceback", "Killed")
 
 
 def _fields(text: str) -> dict:
