@@ -1,13 +1,11 @@
 """espnet-gated: context-aware dynamic pruning for OWSM-style speech models in ESPnet.
 
-Importing the package registers the gated components in ESPnet's S2T task
-(``encoder: gated_e_branchformer``, ``decoder: gated_transformer``,
-``model: gated_espnet``), so ESPnet's own ``S2TTask`` can build and load gated models.
-Every module of the package imports this first, so spawned DDP workers register too.
+The modules that build models through ESPnet's S2T task (``espnet_gated.tasks`` and
+``espnet_gated.inference``, and every tool that uses them) register the gated components
+on import (``encoder: gated_e_branchformer``, ``decoder: gated_transformer``,
+``model: gated_espnet``; see ``espnet_gated.registry``); spawned DDP workers import
+``espnet_gated.tasks`` and register too. The data, scoring and report tools do not import
+ESPnet, which takes ~15 s to import.
 """
 
-from espnet_gated.registry import register
-
 __version__ = "0.1.0"
-
-register()

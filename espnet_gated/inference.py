@@ -34,6 +34,9 @@ from espnet_gated.decoder import GatedTransformerDecoder
 from espnet_gated.encoder import GatedEBranchformerEncoder
 from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES
 from espnet_gated.model import GatedESPnetS2TModel
+from espnet_gated.registry import register
+
+register()  # ESPnet's Speech2Text builds the model through S2TTask's class choices
 
 #: gate_mode values: the gate predictor's masks, or every module kept (the dense model
 #: computed by the gated code, e.g. the reference of a sparsity sweep)

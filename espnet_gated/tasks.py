@@ -26,8 +26,11 @@ from espnet2.train.trainer import Trainer
 
 from espnet_gated.datadir import check_context_tokens, read_entries
 from espnet_gated.preprocessor import NaturalLengthS2TPreprocessor, natural_length, without_speech_length
+from espnet_gated.registry import register
 from espnet_gated.tokenizer import unk_report
 from espnet_gated.utils import atomic_output
+
+register()  # ESPnet's S2TTask (and so GatedS2TTask and DDP workers) finds the gated classes by name
 
 #: state-dict entries whose first dimension is the vocabulary size
 VOCAB_SIZED = ("decoder.output_layer.weight", "decoder.embed.0.weight", "ctc.ctc_lo.weight")
