@@ -38,4 +38,4 @@ if [ ! -f "${stamp}" ] || [ setup.py -nt "${stamp}" ]; then
     .venv/bin/python -m pip install -q -e ".[test]"
     touch "${stamp}"
 fi
-.venv/bin/python -c "import espnet_gated; print('espnet_gated', espnet_gated.__version__, 'ready')" 2>&1 | grep ready
+.venv/bin/python -c "import espnet_gated, espnet_gated.tasks; print('espnet_gated', espnet_gated.__version__, 'ready')" 2>&1 | grep ready  # ESPnet imports, the gated classes register
