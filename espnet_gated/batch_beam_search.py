@@ -34,28 +34,35 @@ from espnet_gated.rows import build_plan
 logger = logging.getLogger(__name__)
 
 
-def _length_limits(maxlenratio: float, minlenratio: float, n_frames: int) -> Tuple[int, int]:
-    """ESPnet's ``BeamSearch.forward`` rules for the search length of one utterance."""
+def _length_limits(maxlenratio: float, minlenratio: float, n_frames: int, cap: Optional[int] = None) -> Tuple[int, int]:
+    """ESPnet's ``BeamSearch.forward`` rules for the search length of one utterance; ``cap``
+    bounds the maximum (``ctc_length_cap``)."""
     if maxlenratio == 0:
         maxlen = n_frames
     elif maxlenratio < 0:
         maxlen = -1 * int(maxlenratio)
     else:
         maxlen = max(1, int(maxlenratio * n_frames))
+    if cap is not None:
+        maxlen = min(maxlen, cap)
     minlen = -1 * int(minlenratio) if minlenratio < 0 else int(minlenratio * n_frames)
     return maxlen, minlen
 
 
-def ctc_safe_maxlenratio(maxlenratio: float, n_frames: int, primer_len: int) -> float:
-    """``maxlenratio``, or the (negative, absolute) longest search ESPnet's CTC prefix scorer can follow.
+def ctc_length_cap(n_frames: int, primer_len: int) -> int:
+    """The longest search ESPnet's CTC prefix scorer can follow.
 
     The scorer counts the primer's tokens after ``<sos>`` (``<lang><task><notimestamps>``) as
     output and fails with an IndexError once the output outgrows the encoder frames; with
     ``maxlenratio: 0`` (search as long as there are frames) a short utterance gets there.
-    The search here caps the length and keeps ``maxlenratio: 0``'s end detection.
+    The search here stops at the cap and keeps ``maxlenratio: 0``'s end detection.
     """
-    cap = max(1, n_frames - (primer_len - 1))
-    return maxlenratio if _length_limits(maxlenratio, 0.0, n_frames)[0] <= cap else float(-cap)
+    return max(1, n_frames - (primer_len - 1))
+
+
+def outruns_ctc(maxlenratio: float, n_frames: int, primer_len: int) -> bool:
+    """Whether ESPnet's search with ``maxlenratio`` would go past ``ctc_length_cap``."""
+    return _length_limits(maxlenratio, 0.0, n_frames)[0] > ctc_length_cap(n_frames, primer_len)
 
 
 class MultiUtteranceBeamSearch:
@@ -153,11 +160,8 @@ class MultiUtteranceBeamSearch:
         n_utt = len(utts)
         device, dtype = encs[0].device, encs[0].dtype
         lengths = [e.size(0) for e in encs]
-        if self.ctc is not None:
-            ratios = [ctc_safe_maxlenratio(maxlenratio, n, len(primers[0])) for n in lengths]
-        else:
-            ratios = [maxlenratio] * n_utt
-        limits = [_length_limits(r, minlenratio, n) for r, n in zip(ratios, lengths, strict=True)]
+        caps = [ctc_length_cap(n, len(primers[0])) if self.ctc is not None else None for n in lengths]
+        limits = [_length_limits(maxlenratio, minlenratio, n, cap) for n, cap in zip(lengths, caps, strict=True)]
         memory = encs[0].new_zeros(n_utt, max(lengths), encs[0].size(1))
         for j, e in enumerate(encs):
             memory[j, : e.size(0)] = e

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from espnet2.bin.s2t_inference import Speech2Text
 
-from espnet_gated.batch_beam_search import MultiUtteranceBeamSearch, ctc_safe_maxlenratio
+from espnet_gated.batch_beam_search import MultiUtteranceBeamSearch, outruns_ctc
 from espnet_gated.decoder import GatedTransformerDecoder
 from espnet_gated.encoder import GatedEBranchformerEncoder
 from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES
@@ -195,9 +195,7 @@ class GatedSpeech2Text(Speech2Text):
         start = time.perf_counter()
         gates = None if self.exported else self.s2t_model.current_gates.dec[:1]
         primer = self.beam_search.hyp_primer
-        if "ctc" in self.beam_search.part_scorers and (
-            ctc_safe_maxlenratio(self.maxlenratio, enc.size(0), len(primer)) != self.maxlenratio
-        ):
+        if "ctc" in self.beam_search.part_scorers and outruns_ctc(self.maxlenratio, enc.size(0), len(primer)):
             # ESPnet's search would outrun the CTC prefix scorer (IndexError); ours caps the length
             search = MultiUtteranceBeamSearch(self.beam_search)
             nbest = search([enc], [primer], gates, maxlenratio=self.maxlenratio, minlenratio=self.minlenratio)[0]
