@@ -7,7 +7,8 @@ into one decoder call, each utterance's hypotheses forming a contiguous block of
 Each utterance keeps its own gate mask: the decoder runs a module only on the blocks of
 the utterances that keep it (``rows.build_plan``), and cross-attention attends each block
 to its own utterance's cached keys/values. CTC prefix scoring uses ESPnet's
-``CTCPrefixScoreTH``, which scores the hypotheses of several utterances at once.
+``CTCPrefixScoreTH``, which scores the hypotheses of several utterances at once, on the
+tokens after the prompt (as :class:`espnet_gated.scorers.PromptCTCPrefixScorer` does).
 
 A block has as many rows as the utterance with the most running hypotheses; shorter
 blocks are padded with copies that are never selected. Utterances that finish leave the
@@ -49,20 +50,16 @@ def _length_limits(maxlenratio: float, minlenratio: float, n_frames: int, cap: O
     return maxlen, minlen
 
 
-def ctc_length_cap(n_frames: int, primer_len: int) -> int:
-    """The longest search ESPnet's CTC prefix scorer can follow.
-
-    The scorer counts the primer's tokens after ``<sos>`` (``<lang><task><notimestamps>``) as
-    output and fails with an IndexError once the output outgrows the encoder frames; with
-    ``maxlenratio: 0`` (search as long as there are frames) a short utterance gets there.
-    The search here stops at the cap and keeps ``maxlenratio: 0``'s end detection.
-    """
-    return max(1, n_frames - (primer_len - 1))
+def ctc_length_cap(n_frames: int) -> int:
+    """The longest search the CTC prefix scorer can follow: one output token per encoder frame
+    (past it, ESPnet's ``CTCPrefixScoreTH`` fails with an IndexError). ``maxlenratio: 0`` stops
+    there; a ratio above 1 or a fixed length (``maxlenratio < 0``) can go beyond."""
+    return n_frames
 
 
-def outruns_ctc(maxlenratio: float, n_frames: int, primer_len: int) -> bool:
+def outruns_ctc(maxlenratio: float, n_frames: int) -> bool:
     """Whether ESPnet's search with ``maxlenratio`` would go past ``ctc_length_cap``."""
-    return _length_limits(maxlenratio, 0.0, n_frames)[0] > ctc_length_cap(n_frames, primer_len)
+    return _length_limits(maxlenratio, 0.0, n_frames)[0] > ctc_length_cap(n_frames)
 
 
 class MultiUtteranceBeamSearch:
@@ -160,7 +157,7 @@ class MultiUtteranceBeamSearch:
         n_utt = len(utts)
         device, dtype = encs[0].device, encs[0].dtype
         lengths = [e.size(0) for e in encs]
-        caps = [ctc_length_cap(n, len(primers[0])) if self.ctc is not None else None for n in lengths]
+        caps = [ctc_length_cap(n) if self.ctc is not None else None for n in lengths]
         limits = [_length_limits(maxlenratio, minlenratio, n, cap) for n, cap in zip(lengths, caps, strict=True)]
         memory = encs[0].new_zeros(n_utt, max(lengths), encs[0].size(1))
         for j, e in enumerate(encs):
@@ -224,7 +221,8 @@ class MultiUtteranceBeamSearch:
                 part_ids = torch.topk(pre, bs.pre_beam_size, dim=-1)[1]
             part_state = None
             if self.ctc is not None:
-                scores["ctc"], part_state = ctc_impl(yseq, ctc_state, part_ids)
+                # the primer's last token stands for <sos>: CTC scores only what follows the prompt
+                scores["ctc"], part_state = ctc_impl(yseq[:, len(primers[0]) - 1 :], ctc_state, part_ids)
                 weighted += bs.weights["ctc"] * scores["ctc"]
             weighted += score.to(dtype=dtype, device=device).unsqueeze(1)
             # ---- top-k per utterance among its live rows

@@ -8,6 +8,8 @@
 * ``speech_length: null`` in the training config disables the padding to a fixed length;
 * exported models (``espnet_gated.bin.export``: ESPnet's plain S2T model whose encoder
   and decoder carry a static mask, no gate predictor) decode with that mask;
+* CTC prefix scoring (``ctc_weight > 0``) leaves out the ``<lang><task><notimestamps>``
+  prompt (:mod:`espnet_gated.scorers`; ESPnet's scorer counts it as CTC output);
 * the weights file must match the model the config builds (ESPnet loads with
   ``strict=False`` and would silently keep random weights): unexpected or missing keys
   raise, except a missing gate predictor (a dense checkpoint: all gates open, warned);
@@ -35,6 +37,7 @@ from espnet_gated.encoder import GatedEBranchformerEncoder
 from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES
 from espnet_gated.model import GatedESPnetS2TModel
 from espnet_gated.registry import register
+from espnet_gated.scorers import use_prompt_ctc
 
 register()  # ESPnet's Speech2Text builds the model through S2TTask's class choices
 
@@ -98,6 +101,7 @@ class GatedSpeech2Text(Speech2Text):
                 f"(an exported model must be decoded with its own config.yaml): {str(e)[:500]}"
             ) from e
         self.gate_mode = gate_mode
+        use_prompt_ctc(self.beam_search)
         model = self.s2t_model
         self.exported = is_exported(model)
         if not isinstance(model, GatedESPnetS2TModel) and not self.exported:
@@ -195,7 +199,7 @@ class GatedSpeech2Text(Speech2Text):
         start = time.perf_counter()
         gates = None if self.exported else self.s2t_model.current_gates.dec[:1]
         primer = self.beam_search.hyp_primer
-        if "ctc" in self.beam_search.part_scorers and outruns_ctc(self.maxlenratio, enc.size(0), len(primer)):
+        if "ctc" in self.beam_search.part_scorers and outruns_ctc(self.maxlenratio, enc.size(0)):
             # ESPnet's search would outrun the CTC prefix scorer (IndexError); ours caps the length
             search = MultiUtteranceBeamSearch(self.beam_search)
             nbest = search([enc], [primer], gates, maxlenratio=self.maxlenratio, minlenratio=self.minlenratio)[0]

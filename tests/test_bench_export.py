@@ -5,12 +5,15 @@ import json
 import pytest
 import torch
 from conftest import model_args, speech_batch
+from espnet.nets.scorers.ctc import CTCPrefixScorer
+from espnet2.asr.ctc import CTC
 
 from espnet_gated.bin import bench
 from espnet_gated.bin.export import build_from_config, export, save_model_dir
 from espnet_gated.flops import encoder_macs, input_layer_macs, search_macs
 from espnet_gated.inference import GatedSpeech2Text
 from espnet_gated.layout import format_mask, parse_mask
+from espnet_gated.scorers import PromptCTCPrefixScorer
 from espnet_gated.tasks import preprocessor_defaults
 
 #: enc layer 0: attn closed (merge keeps the cgmlp half), layer 1: cgmlp closed, layer 2: macaron FFN and both
@@ -121,7 +124,9 @@ def test_export_errors_are_clear(gated_dir, tmp_path, vocab):
         GatedSpeech2Text(str(config), summary["model_file"], **DECODE)
 
 
-@pytest.mark.parametrize("ctc_weight, maxlenratio", [(0.0, 0.0), (0.3, -8.0), (0.5, 0.5), (0.3, 0.0), (0.3, 1.0)])
+@pytest.mark.parametrize(
+    "ctc_weight, maxlenratio", [(0.0, 0.0), (0.3, -8.0), (0.5, 0.5), (0.3, 0.0), (0.3, 1.0), (0.3, 1.5)]
+)
 def test_batched_decoding_equals_per_utterance_decoding(gated_dir, ctc_weight, maxlenratio):
     """Mixed masks (the random predictor reads audio and context), unequal lengths, CTC,
     per-utterance length limits and end detection."""
@@ -139,6 +144,43 @@ def test_batched_decoding_equals_per_utterance_decoding(gated_dir, ctc_weight, m
     batched = s2t.decode_batch(speeches, langs, tasks)
     _same(_hyps(batched), _hyps(single))
     assert [format_mask(*m) for m in s2t.last_masks] == masks
+
+
+def test_ctc_prefix_scores_leave_out_the_prompt():
+    """Scoring <sos><lang><task><notimestamps> a b gives what ESPnet's scorer gives <sos> a b."""
+    torch.manual_seed(0)
+    vocab_size, eos = 12, 11
+    ctc = CTC(odim=vocab_size, encoder_output_size=8)
+    x = torch.randn(6, 8)
+    prompt, tokens = [eos, 3, 4, 5], [7, 2]
+    plain, prompted = CTCPrefixScorer(ctc, eos), PromptCTCPrefixScorer(ctc, eos)
+
+    def prefix_scores(scorer, primer):
+        """The scorer's scores of every token after primer, primer + tokens[:1], ... (batch search calls)."""
+        state = [scorer.batch_init_state(x)]
+        y, out = list(primer), []
+        for token in [*tokens, None]:
+            scores, states = scorer.batch_score_partial(torch.tensor([y]), None, state, x)
+            out.append(scores[0])
+            if token is not None:
+                state = [scorer.select_state(states, 0, token)]
+                y.append(token)
+        return torch.stack(out)
+
+    reference = prefix_scores(plain, [eos])
+    assert torch.allclose(prefix_scores(prompted, prompt), reference, atol=1e-5)
+    # ESPnet's own scorer counts the prompt as CTC output: other scores
+    assert not torch.allclose(prefix_scores(plain, prompt), reference, atol=1e-2)
+    # the primer's length is learnt per search: a shorter one afterwards
+    assert torch.allclose(prefix_scores(prompted, [eos, 3]), prefix_scores(plain, [eos]), atol=1e-5)
+
+
+def test_gated_decoding_uses_the_prompt_ctc_scorer(gated_dir):
+    config, model_file = gated_dir
+    s2t = GatedSpeech2Text(str(config), str(model_file), ctc_weight=0.3, **DECODE)
+    assert type(s2t.beam_search.part_scorers["ctc"]) is PromptCTCPrefixScorer
+    assert s2t.beam_search.scorers["ctc"] is s2t.beam_search.part_scorers["ctc"]
+    assert s2t.beam_search.weights["ctc"] == 0.3
 
 
 def test_bench_runs_end_to_end_and_reports_consistent_numbers(tmp_path):

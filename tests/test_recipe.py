@@ -1,5 +1,6 @@
 """The default recipe (run.sh and the stage engine): options, errors, progress, and a reduced run end to end."""
 
+import ast
 import json
 import os
 import shutil
@@ -45,6 +46,15 @@ def test_help_documents_every_option(tmp_path):
     for stage in ("1 ", "3 ", "4 ", "5 ", "10 ", "11 ", "12 ", "13 ", "14 "):
         assert f"\n  {stage}" in proc.stdout, stage
     assert "help_message" not in proc.stdout
+
+
+def test_entry_point_usage_keeps_its_line_continuations():
+    """`--help` prints the module docstring: a usage command split over lines keeps its backslashes
+    (in a plain string literal Python would join the lines)."""
+    for path in sorted((REPO / "espnet_gated" / "bin").glob("*.py")):
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")), clean=False) or ""
+        for line in doc.splitlines():
+            assert not ("python -m" in line and "   --" in line), f"{path.name}: {line.strip()}"
 
 
 def test_unknown_option_and_missing_config_are_named(tmp_path):

@@ -370,18 +370,25 @@ def test_decoding_with_two_jobs_or_batches_gives_the_same_bytes_as_one_at_a_time
         utts = [Utterance(f"{name}_{i}", "s", lang, task, "hallo", "hallo", str(w)) for i, w in enumerate(wavs)]
         write_data_dir(tmp_path / "dump" / name, utts)
         sets.append(name)
-    outputs = {}
-    for nj, batch_size in ((1, 1), (2, 1), (1, 3)):
-        config = tmp_path / f"decode_b{batch_size}.yaml"
-        config.write_text(yaml.safe_dump(dict(beam_size=2, maxlenratio=-5, ctc_weight=0.0, batch_size=batch_size)))
-        out = tmp_path / f"decode_nj{nj}_b{batch_size}"
-        proc = run_ok(
+
+    def decode(config, out, nj):
+        return run_ok(
             [sys.executable, "-m", "espnet_gated.bin.decode", "--s2t_train_config", str(exp / "config.yaml"),
              "--s2t_model_file", str(exp / "3epoch.pth"), "--decode_config", str(config),
              "--data_root", str(tmp_path / "dump"), "--sets", " ".join(sets), "--out_dir", str(out), "--nj", str(nj)]
         )  # fmt: skip
+
+    outputs = {}
+    for nj, batch_size in ((1, 1), (2, 1), (1, 3)):
+        config = tmp_path / f"decode_b{batch_size}.yaml"
+        config.write_text(yaml.safe_dump(dict(beam_size=2, maxlenratio=-5, ctc_weight=0.3, batch_size=batch_size)))
+        out = tmp_path / f"decode_nj{nj}_b{batch_size}"
+        proc = decode(config, out, nj)
         # the console shows progress; ESPnet's per-hypothesis beam-search lines (batch_size 1) go to one log per job
         assert "utts (" in proc.stderr and "total log probability" not in proc.stderr
+        # translation takes st_ctc_weight (default 0): its CTC learns the source transcript
+        assert "test_deu_asr: " in proc.stderr and "(deu, asr, ctc_weight 0.3)" in proc.stderr
+        assert "(fra, st_eng, ctc_weight 0.0)" in proc.stderr
         for job in range(1, nj + 1):
             log = (out / "logs" / f"decode.{job}.log").read_text()
             assert "utts (" in log and ("total log probability" in log) == (batch_size == 1)
@@ -397,6 +404,12 @@ def test_decoding_with_two_jobs_or_batches_gives_the_same_bytes_as_one_at_a_time
                 assert content == outputs[variant][key], (variant, key)
     gates = reference[f"{sets[0]}/1best_recog/gates"].decode().splitlines()
     assert [line.split()[0] for line in gates] == sorted(f"{sets[0]}_{i}" for i in range(5))
+    # a re-run skips the finished shards; a changed option redoes the sets it applies to
+    out, config = tmp_path / "decode_nj1_b1", tmp_path / "decode_b1.yaml"
+    assert "utterances (" not in decode(config, out, 1).stderr
+    config.write_text(yaml.safe_dump(dict(beam_size=2, maxlenratio=-5, ctc_weight=0.0, batch_size=1)))
+    proc = decode(config, out, 1)
+    assert "(deu, asr, ctc_weight 0.0)" in proc.stderr and "st_eng, ctc_weight" not in proc.stderr
 
 
 # ---------------------------------------------------------------- gates vs batching

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark: does skipped compute become real time? Dense ESPnet vs gated decoding.
+r"""Benchmark: does skipped compute become real time? Dense ESPnet vs gated decoding.
 
 Usage:
     # OWSM v3.1 base-sized random weights on CPU, beams 5 and 10, with and without CTC
@@ -78,6 +78,7 @@ from espnet_gated.bin.export import build_from_config, dense_config, export, loa
 from espnet_gated.flops import ctc_macs, encoder_macs, input_layer_macs, search_macs, weight_macs
 from espnet_gated.inference import GatedSpeech2Text, check_weights
 from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES, format_mask, parse_mask
+from espnet_gated.scorers import use_prompt_ctc
 from espnet_gated.tasks import preprocessor_defaults
 from espnet_gated.tokenizer import HEAD_SYMBOLS, TAIL_SYMBOLS, TIME_SYMBOLS
 from espnet_gated.utils import atomic_output, atomic_write
@@ -247,9 +248,14 @@ def _same_mask(v: Variant, masks) -> bool:
 
 # ---------------------------------------------------------------------------- decoding
 class TimedSpeech2Text(Speech2Text):
-    """ESPnet's Speech2Text, with the beam search's time kept in ``decoder_s``."""
+    """ESPnet's Speech2Text, with the beam search's time kept in ``decoder_s`` and CTC
+    scoring as the gated model's (``use_prompt_ctc``)."""
 
     decoder_s = 0.0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        use_prompt_ctc(self.beam_search)
 
     def _decode_single_sample(self, enc):
         start = time.perf_counter()

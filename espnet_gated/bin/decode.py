@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Stage 12 (decode): every test set, split over ``--nj`` parallel jobs, merged in key order.
+r"""Stage 12 (decode): every test set, split over ``--nj`` parallel jobs, merged in key order.
 
-Each job loads the model once and decodes its shard (every nj-th utterance in key order)
+Each job loads the model (once per ctc_weight) and decodes its shard (every nj-th utterance in key order)
 of every test set with the set's own language and task (from utt2lang/utt2task). Shards
-are written under ``<out_dir>/<set>/split<nj>/<job>/`` and marked done; the merged
-``<out_dir>/<set>/1best_recog/*`` and ``<out_dir>/<set>/timing.json`` are written atomically
-once every shard is done. A killed run redoes only the unfinished shards. The console shows
+are written under ``<out_dir>/<set>/split<nj>/<job>/`` and marked done with what they were
+decoded with (options, model file, wav.scp); the merged ``<out_dir>/<set>/1best_recog/*`` and
+``<out_dir>/<set>/timing.json`` are written atomically once every shard is done. A killed run
+redoes only the unfinished shards; a changed decode config or model redoes them all. The console shows
 progress (rate, ETA) and warnings; ESPnet's beam-search log goes to ``<out_dir>/logs/decode.<job>.log``.
+
+Translation sets (task ``st_*``) are decoded with the decode config's ``st_ctc_weight`` (default 0)
+as their ``ctc_weight``: the CTC learns the source transcript (``text.ctc``), not the translation.
 
 Usage:
     python -m espnet_gated.bin.decode --s2t_train_config exp/s2t/config.yaml \
@@ -15,6 +19,7 @@ Usage:
 """
 
 import argparse
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -58,6 +63,32 @@ def check_inputs(train_config: str, model_file: str, data_root: str, sets: List[
             raise ValueError(f"{set_dir}: the model's token list ({train_config}) has no {' '.join(missing)}")
 
 
+def is_translation(task: str) -> bool:
+    return task.startswith("st_")
+
+
+def options_for_task(options: Dict, task: str) -> Dict:
+    """The decoding options of one task: translation takes ``st_ctc_weight`` as its CTC weight
+    (the CTC learns the source transcript, ``text.ctc``; it cannot score a translation)."""
+    if is_translation(task):
+        return {**options, "ctc_weight": options["st_ctc_weight"]}
+    return options
+
+
+def decoded_with(options: Dict, wav_scp: Path) -> str:
+    """What a shard's outputs depend on (its done marker holds it): the decoding options, the
+    model file's size and time, and the set's wav.scp."""
+    model = Path(options["s2t_model_file"]).stat()
+    return json.dumps(
+        {
+            "options": options,
+            "model": [model.st_size, model.st_mtime_ns],
+            "wav.scp": hashlib.md5(wav_scp.read_bytes()).hexdigest(),
+        },
+        sort_keys=True,
+    )
+
+
 def _shard_dir(out_dir: Path, name: str, nj: int, job: int) -> Path:
     return out_dir / name / f"split{nj}" / str(job)
 
@@ -83,21 +114,28 @@ def _run_job(job: int, nj: int, options: Dict, data_root: str, sets: List[str], 
 
     torch.set_num_threads(threads)
     _log_job(Path(out_dir), job, nj)
-    speech2text = None
-    for name in sets:
+    contexts = {name: _context(Path(data_root) / name) for name in sets}
+    speech2text, built_with = None, None
+    # sets decoded with the same options follow each other: each option set loads the model once
+    for name in sorted(sets, key=lambda n: is_translation(contexts[n][1])):
         shard = _shard_dir(Path(out_dir), name, nj, job)
-        if (shard / DONE).exists():
-            continue
         set_dir = Path(data_root) / name
-        lang, task = _context(set_dir)
+        lang, task = contexts[name]
+        set_options = options_for_task(options, task)
+        fingerprint = decoded_with(set_options, set_dir / "wav.scp")
+        if (shard / DONE).exists() and (shard / DONE).read_text() == fingerprint:
+            continue
+        (shard / DONE).unlink(missing_ok=True)
         keys = sorted(read_kaldi_map(set_dir / "wav.scp"))[job::nj]
         shard.mkdir(parents=True, exist_ok=True)
         atomic_write(shard / "keys", "".join(f"{k}\n" for k in keys))
         if keys:
-            if speech2text is None:
-                speech2text = build_speech2text(options, lang, task)
+            if set_options != built_with:
+                speech2text = None  # one model in memory at a time
+                speech2text = build_speech2text(set_options, lang, task)
+                built_with = set_options
             speech2text.lang_sym, speech2text.task_sym = f"<{lang}>", f"<{task}>"
-            logging.info(f"{name}: {len(keys)} utterances ({lang}, {task})")
+            logging.info(f"{name}: {len(keys)} utterances ({lang}, {task}, ctc_weight {set_options['ctc_weight']})")
             timing = decode_to_dir(
                 speech2text,
                 str(set_dir / "wav.scp"),
@@ -109,7 +147,7 @@ def _run_job(job: int, nj: int, options: Dict, data_root: str, sets: List[str], 
         else:
             timing = {"n_utts": 0, "wall_s": 0.0, "encoder_s": 0.0, "decoder_s": 0.0}
         atomic_write(shard / "timing.json", json.dumps(timing))
-        atomic_write(shard / DONE, "")
+        atomic_write(shard / DONE, fingerprint)
 
 
 def merge_shards(out_dir: Path, name: str, nj: int) -> None:
@@ -133,7 +171,10 @@ def main(cmd=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--s2t_train_config", required=True)
     parser.add_argument("--s2t_model_file", required=True)
-    parser.add_argument("--decode_config", help="YAML with Speech2Text options (beam_size, ctc_weight, ...)")
+    parser.add_argument(
+        "--decode_config",
+        help="YAML with Speech2Text options (beam_size, ctc_weight, ...); st_ctc_weight: ctc_weight of translation",
+    )
     parser.add_argument("--data_root", required=True)
     parser.add_argument("--sets", required=True, help="space-separated test set names")
     parser.add_argument("--out_dir", type=Path, required=True)
@@ -141,7 +182,7 @@ def main(cmd=None):
     parser.add_argument("--ngpu", type=int, default=0)
     args = parser.parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (decode) %(levelname)s: %(message)s")
-    options = dict(beam_size=5, ctc_weight=0.0, maxlenratio=0.0, minlenratio=0.0, nbest=1)
+    options = dict(beam_size=5, ctc_weight=0.0, st_ctc_weight=0.0, maxlenratio=0.0, minlenratio=0.0, nbest=1)
     if args.decode_config:
         options.update(yaml.safe_load(Path(args.decode_config).read_text()) or {})
     options.update(s2t_train_config=args.s2t_train_config, s2t_model_file=args.s2t_model_file, ngpu=args.ngpu)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Export a gated model with one fixed mask as a smaller, predictor-free model directory.
+r"""Export a gated model with one fixed mask as a smaller, predictor-free model directory.
 
 For a context-only gate predictor (``gate_conf: {use_audio: false}``) the mask of a
 language-task pair is fixed, so the modules it closes can be dropped from the weights;

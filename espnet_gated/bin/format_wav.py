@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Stage 3 (format): every utterance as a checked 16 kHz mono wav, plus utt2num_samples.
+r"""Stage 3 (format): every utterance as a checked 16 kHz mono wav, plus utt2num_samples.
 
 Reads a data directory (wav.scp, optional segments), decodes each recording once
 (soundfile, or ffmpeg for m4a/mp3/...), downmixes (mean of the channels), resamples, cuts

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Prepare fine-tuning of a pretrained dense OWSM model as a gated model (what ``s2t.sh --init_from`` runs).
+r"""Prepare fine-tuning of a pretrained dense OWSM model as a gated model (what ``s2t.sh --init_from`` runs).
 
 SRC is an ESPnet S2T model directory (packed by ESPnet, a Hugging Face snapshot, or an ESPnet exp
 tree) or a hub name (fetched with huggingface_hub where the network allows). OUT receives

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write a training config: a base YAML, deep-merged with override YAMLs and ``key.path=value`` settings.
+r"""Write a training config: a base YAML, deep-merged with override YAMLs and ``key.path=value`` settings.
 
 ESPnet reads one ``--config``; recipes that fine-tune at several settings (the sparsity
 sweep, OWSM fine-tuning) derive each run's config from the base one with this tool.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Stage 1 of the default recipe: the embedded multilingual ASR/ST corpus, made offline.
+r"""Stage 1 of the default recipe: the embedded multilingual ASR/ST corpus, made offline.
 
 Sentences and their English translations come from the built-in grammars
 (espnet_gated/corpus/languages); espeak-ng speaks them with several voice variants,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Stage 5 (token list): a sentencepiece model and ESPnet token list from the training text.
+r"""Stage 5 (token list): a sentencepiece model and ESPnet token list from the training text.
 
 The model is trained on the targets and the transcripts (``text`` without its prefix,
 ``text.ctc``). The language and task tokens found in the data, ``<na>``,

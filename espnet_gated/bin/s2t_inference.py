@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Decode with a gated S2T model; same options as ``espnet2.bin.s2t_inference``.
+r"""Decode with a gated S2T model; same options as ``espnet2.bin.s2t_inference``.
 
 Writes ESPnet's ``<output_dir>/<n>best_recog/{text,token,token_int,score,text_nospecial}``,
 per utterance the gate mask it used in ``<output_dir>/1best_recog/gates``

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Train a gated S2T model with ESPnet's trainer (same options as ``espnet2.bin.s2t_train``).
+r"""Train a gated S2T model with ESPnet's trainer (same options as ``espnet2.bin.s2t_train``).
 
 Usage:
     python -m espnet_gated.bin.s2t_train --config conf/train.yaml \

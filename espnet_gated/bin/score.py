@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Stage 13 (score): quality, module usage, compute and decode time of decoded test sets.
+r"""Stage 13 (score): quality, module usage, compute and decode time of decoded test sets.
 
 Reads ``<ref_root>/<set>/{text,utt2lang,utt2task,utt2num_samples}`` and the decode's
 ``<decode_dir>/<set>/1best_recog/{text_nospecial,token,gates}`` and ``<decode_dir>/<set>/timing.json``;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Stage 4 (filter) and test-set selection: subsets of formatted data directories.
+r"""Stage 4 (filter) and test-set selection: subsets of formatted data directories.
 
 Keeps the utterances whose duration (from utt2num_samples), target length, language and
 task pass the filters. With ``--split_by_context`` a directory holding several

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Sparsity-sweep report: quality against speed over several scored runs.
+r"""Sparsity-sweep report: quality against speed over several scored runs.
 
 Each run is ``name=results_dir`` where ``results_dir`` was written by ``espnet_gated.bin.score``
 (its ``scores.json`` and ``summary.json`` are read). Writes ``sweep.md`` (measured encoder/decoder
