@@ -264,7 +264,7 @@ class MultiUtteranceBeamSearch:
                         remaining.append(c)
                 done = not remaining
                 if not done and maxlenratio == 0.0 and end_detect([h.asdict() for h in ended[u]], i):
-                    logger.info(f"utterance {utts[u]}: end detected at {i}")
+                    logger.debug(f"utterance {utts[u]}: end detected at {i}")
                     done = True
                 if done:
                     finished[u] = True
