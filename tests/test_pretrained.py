@@ -24,6 +24,7 @@ from espnet_gated.bin.init_from import main as init_from_main
 from espnet_gated.gates import CONTEXT_TOKEN
 from espnet_gated.inference import GatedSpeech2Text
 from espnet_gated.pretrained import PretrainedError, backbone_modules, fetch, init_from, locate
+from espnet_gated.scorers import use_prompt_ctc
 from espnet_gated.tasks import GatedS2TTask
 from espnet_gated.tokenizer import train_bpe
 
@@ -186,6 +187,7 @@ def test_init_from_decodes_like_the_dense_model(owsm, converted):
     assert (converted / "tokens.txt").read_text().split() == locate(owsm).token_list
 
     dense = dense_speech2text(owsm, **DECODE)
+    use_prompt_ctc(dense.beam_search)  # CTC scoring as ours: without the <deu><asr><notimestamps> prompt
     for gate_mode in ("all_open", "predicted"):  # a fresh gate predictor keeps every module
         gated = GatedSpeech2Text(
             s2t_train_config=converted / "config.yaml",
