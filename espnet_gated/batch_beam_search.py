@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 def _length_limits(maxlenratio: float, minlenratio: float, n_frames: int, cap: Optional[int] = None) -> Tuple[int, int]:
     """ESPnet's ``BeamSearch.forward`` rules for the search length of one utterance; ``cap``
-    bounds the maximum (``ctc_length_cap``)."""
+    bounds the maximum (the encoder frames, with CTC: ``outruns_ctc``)."""
     if maxlenratio == 0:
         maxlen = n_frames
     elif maxlenratio < 0:
@@ -50,16 +50,12 @@ def _length_limits(maxlenratio: float, minlenratio: float, n_frames: int, cap: O
     return maxlen, minlen
 
 
-def ctc_length_cap(n_frames: int) -> int:
-    """The longest search the CTC prefix scorer can follow: one output token per encoder frame
-    (past it, ESPnet's ``CTCPrefixScoreTH`` fails with an IndexError). ``maxlenratio: 0`` stops
-    there; a ratio above 1 or a fixed length (``maxlenratio < 0``) can go beyond."""
-    return n_frames
-
-
 def outruns_ctc(maxlenratio: float, n_frames: int) -> bool:
-    """Whether ESPnet's search with ``maxlenratio`` would go past ``ctc_length_cap``."""
-    return _length_limits(maxlenratio, 0.0, n_frames)[0] > ctc_length_cap(n_frames)
+    """Whether ESPnet's search with ``maxlenratio`` would emit more tokens than there are encoder
+    frames, past which ESPnet's ``CTCPrefixScoreTH`` fails with an IndexError (a ratio above 1 or
+    a fixed length, ``maxlenratio < 0``; ``maxlenratio: 0`` stops at the frames). The search here
+    caps the length at the frames when it scores with CTC."""
+    return _length_limits(maxlenratio, 0.0, n_frames)[0] > n_frames
 
 
 class MultiUtteranceBeamSearch:
@@ -157,7 +153,7 @@ class MultiUtteranceBeamSearch:
         n_utt = len(utts)
         device, dtype = encs[0].device, encs[0].dtype
         lengths = [e.size(0) for e in encs]
-        caps = [ctc_length_cap(n) if self.ctc is not None else None for n in lengths]
+        caps = [n if self.ctc is not None else None for n in lengths]  # CTC: one token per frame at most
         limits = [_length_limits(maxlenratio, minlenratio, n, cap) for n, cap in zip(lengths, caps, strict=True)]
         memory = encs[0].new_zeros(n_utt, max(lengths), encs[0].size(1))
         for j, e in enumerate(encs):

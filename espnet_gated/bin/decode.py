@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 r"""Stage 12 (decode): every test set, split over ``--nj`` parallel jobs, merged in key order.
 
-Each job loads the model (once per ctc_weight) and decodes its shard (every nj-th utterance in key order)
-of every test set with the set's own language and task (from utt2lang/utt2task). Shards
-are written under ``<out_dir>/<set>/split<nj>/<job>/`` and marked done with what they were
-decoded with (options, model file, wav.scp); the merged ``<out_dir>/<set>/1best_recog/*`` and
-``<out_dir>/<set>/timing.json`` are written atomically once every shard is done. A killed run
-redoes only the unfinished shards; a changed decode config or model redoes them all. The console shows
-progress (rate, ETA) and warnings; ESPnet's beam-search log goes to ``<out_dir>/logs/decode.<job>.log``.
+Each job loads the model (once per ctc_weight) and decodes its shard (every nj-th utterance
+in key order) of every test set with the set's own language and task (from utt2lang/utt2task).
+Shards are written under ``<out_dir>/<set>/split<nj>/<job>/`` and marked done with what they
+were decoded with (options, model file, wav.scp); the merged ``<out_dir>/<set>/1best_recog/*``
+and ``<out_dir>/<set>/timing.json`` are written atomically once every shard is done. A killed
+run redoes only the unfinished shards; a changed model, wav.scp or option that applies to a set
+redoes that set. The console shows progress (rate, ETA) and warnings; ESPnet's beam-search log
+goes to ``<out_dir>/logs/decode.<job>.log``.
 
 Translation sets (task ``st_*``) are decoded with the decode config's ``st_ctc_weight`` (default 0)
 as their ``ctc_weight``: the CTC learns the source transcript (``text.ctc``), not the translation.
