@@ -13,8 +13,8 @@ setup(
     install_requires=[
         # ESPnet's S2T task imports torchaudio; torchaudio's last release is 2.11 (CUDA build),
         # which needs torch 2.11 (see the README's "Installation notes").
-        "torch==2.11.*",
-        "torchaudio==2.11.*",
+        "torch==2.11.0",
+        "torchaudio==2.11.0",
         "espnet==202511",
         "einops",  # imported by espnet2.tasks.s2t but not declared by espnet
         "sentencepiece",
