@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 exec egs2/TEMPLATE/s2t1/s2t.sh \
     --train_config conf/train.yaml \
+    --pretrain_config conf/pretrain.yaml \
     --decode_config conf/decode.yaml \
     --sweep_config conf/sweep.yaml \
     --nbpe 1000 \

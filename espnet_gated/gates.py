@@ -5,11 +5,17 @@ encoder's subsampled input over time, concatenate learned embeddings of the lang
 task tokens, and map the result with a small MLP to (L, 2) logits. Training samples the
 gates with a straight-through Gumbel-Softmax; inference keeps a module iff its keep-logit
 beats its skip-logit.
+
+The predictor computes in float32 with float32 weights whatever the model's dtype or autocast:
+a keep decision is a comparison of two logits, and bf16 (8 bits of mantissa) would flip close ones.
+Its schedules (warm-up, temperature) count optimizer updates, not forward passes:
+:meth:`GatePredictor.count_update` is called after every optimizer step (the task
+registers it, see ``tasks.py``), so ``accum_grad`` does not change them.
 """
 
 import math
 import re
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +49,9 @@ class GatePredictor(torch.nn.Module):
         detach_audio: stop gradients from the predictor into the encoder's input layer.
         init_keep_bias: initial keep-minus-skip logit; the last layer's weights start at
             zero, so every gate starts open (P(keep) = sigmoid(bias) under Gumbel noise).
+        fixed_after_steps: updates after the warm-up from which the masks are the inference ones
+            (deterministic) and the predictor stops learning (null: never): the backbone then
+            adapts to the masks it will run with, without sampling noise.
         warmup_steps: training steps that keep every gate open and the predictor unchanged
             (its gradient is zero) so the backbone learns before modules can be dropped;
             without it, training from scratch can close a module before it becomes useful
@@ -51,8 +60,12 @@ class GatePredictor(torch.nn.Module):
             forward value stays 1, and the gates then close at once when it ends. The
             sparsity loss is off and the temperature schedule waits until it ends.
         tau_start, tau_end, tau_anneal_steps, tau_schedule: Gumbel-Softmax temperature,
-            annealed over training forward passes (counted in a buffer saved with the
-            model, so that resumed training continues the schedule).
+            annealed over optimizer updates after the warm-up.
+
+    Buffers saved with the model: ``train_steps`` (optimizer updates so far, so that resumed
+    training continues the schedules) and ``context_counts`` (training utterances per
+    context row whose gates the predictor learnt from, column 0 as language, 1 as task):
+    at inference a language or task without any is refused (:meth:`unseen_context`).
     """
 
     def __init__(
@@ -71,6 +84,7 @@ class GatePredictor(torch.nn.Module):
         tau_anneal_steps: int = 10000,
         tau_schedule: str = "linear",
         warmup_steps: int = 0,
+        fixed_after_steps: Optional[int] = None,
     ):
         super().__init__()
         if not (use_audio or use_context):
@@ -87,6 +101,9 @@ class GatePredictor(torch.nn.Module):
         self.tau_anneal_steps = int(tau_anneal_steps)
         self.tau_schedule = tau_schedule
         self.warmup_steps = int(warmup_steps)
+        if fixed_after_steps is not None and int(fixed_after_steps) < 0:
+            raise ValueError("gate_conf: fixed_after_steps must be >= 0 (or null = never)")
+        self.fixed_after_steps = None if fixed_after_steps is None else int(fixed_after_steps)
 
         self.token_list = list(token_list)
         context_tokens = [t for t in self.token_list if CONTEXT_TOKEN.match(t)]
@@ -95,6 +112,9 @@ class GatePredictor(torch.nn.Module):
         for row, token in enumerate(context_tokens, start=1):
             index[self.token_list.index(token)] = row
         self.register_buffer("context_index", index, persistent=False)
+        self.register_buffer("context_counts", torch.zeros(len(context_tokens) + 1, 2, dtype=torch.long))
+        # contexts of the batches since the last optimizer update (added by count_update)
+        self.register_buffer("_pending_counts", torch.zeros_like(self.context_counts), persistent=False)
 
         in_dim = 0
         if use_audio:
@@ -115,12 +135,43 @@ class GatePredictor(torch.nn.Module):
             out.bias.view(n_gates, 2).copy_(torch.tensor([0.0, float(init_keep_bias)]).expand(n_gates, 2))
         self.register_buffer("train_steps", torch.zeros((), dtype=torch.long))
 
+    def _apply(self, fn, recurse=True):
+        """Module.to/half/bfloat16 move the predictor but keep its weights in float32: a model cast
+        to bf16 (ESPnet's ``train_dtype``, decoding ``--dtype``) would otherwise round them and
+        change the decisions. Its few weights cost nothing in float32."""
+        float32 = {name: p.detach().clone() for name, p in self.named_parameters() if p.dtype == torch.float32}
+        super()._apply(fn, recurse)
+        for name, p in self.named_parameters():
+            if name in float32 and p.dtype != torch.float32:
+                p.data = float32[name].to(p.device)
+        return self
+
     def warming_up(self) -> bool:
-        """True while training is within ``warmup_steps``."""
+        """True while training is within ``warmup_steps`` updates."""
         return self.training and int(self.train_steps) < self.warmup_steps
 
+    def masks_fixed(self) -> bool:
+        """True once training is ``fixed_after_steps`` updates past the warm-up: the predictor is
+        frozen and the backbone trains with the inference masks (no sampling)."""
+        return self.training and self.fixed_after_steps is not None and self.gating_updates() >= self.fixed_after_steps
+
+    def gating_updates(self) -> int:
+        """Optimizer updates since the warm-up ended (the clock of the temperature and of the
+        sparsity target's ramp)."""
+        return max(0, int(self.train_steps) - self.warmup_steps)
+
+    def count_update(self) -> None:
+        """Called after every optimizer update: advances the schedules and adds the contexts
+        of the batches since the previous update to ``context_counts`` (summed over DDP ranks)."""
+        pending = self._pending_counts
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(pending)
+        self.context_counts += pending
+        pending.zero_()
+        self.train_steps += 1
+
     def temperature(self) -> float:
-        step = max(0, int(self.train_steps) - self.warmup_steps)
+        step = self.gating_updates()
         if self.tau_schedule == "constant" or self.tau_anneal_steps <= 0:
             return self.tau_start
         frac = min(1.0, step / self.tau_anneal_steps)
@@ -138,37 +189,78 @@ class GatePredictor(torch.nn.Module):
             who = f"utterance '{utt_ids[b]}'" if utt_ids else f"batch row {b}"
             raise ValueError(f"{who}: text must start with <lang><task> tokens of the token list, got {toks}")
 
+    def trained_contexts(self) -> Tuple[List[str], List[str]]:
+        """(languages, tasks) whose embeddings the predictor was trained on."""
+        tokens = [t for t in self.token_list if CONTEXT_TOKEN.match(t)]
+        counts = self.context_counts[1:].tolist()
+        pairs = list(zip(tokens, counts, strict=True))
+        return [t for t, c in pairs if c[0] > 0], [t for t, c in pairs if c[1] > 0]
+
+    def unseen_context(self, context: torch.Tensor) -> List[str]:
+        """Tokens of a (B, 2) context that never were a language (column 0) or a task (column 1)
+        in training; empty for a model that did not record its contexts (all counts zero)."""
+        if not self.use_context or not bool(self.context_counts.any()):
+            return []
+        rows = self.context_index[context].cpu()
+        counts = self.context_counts.cpu()
+        unseen = []
+        for column in (0, 1):
+            never = counts[rows[:, column], column] == 0
+            unseen += [self.token_list[int(t)] for t in context[:, column].cpu()[never].unique().tolist()]
+        return unseen
+
     def forward(self, pooled: Optional[torch.Tensor], context: Optional[torch.Tensor]) -> torch.Tensor:
         """pooled: (B, D) or None; context: (B, 2) token ids of <lang>, <task>.
 
-        Returns logits (B, n_gates, 2): [..., 0] = skip, [..., 1] = keep.
+        Returns float32 logits (B, n_gates, 2): [..., 0] = skip, [..., 1] = keep.
         """
-        feats = []
-        if self.use_audio:
-            if pooled is None:
-                raise ValueError("this gate predictor needs audio (use_audio: true)")
-            feats.append(self.audio_norm(pooled.detach() if self.detach_audio else pooled))
-        if self.use_context:
-            if context is None:
-                raise ValueError("the gate predictor needs the <lang><task> context of each utterance")
-            rows = self.context_index[context]
-            feats += [self.lang_embed(rows[:, 0]), self.task_embed(rows[:, 1])]
-        x = torch.cat(feats, dim=-1)
-        return self.mlp(x).view(x.size(0), self.n_gates, 2)
+        device_type = (pooled if pooled is not None else context).device.type
+        with torch.autocast(device_type=device_type, enabled=False):
+            feats = []
+            if self.use_audio:
+                if pooled is None:
+                    raise ValueError("this gate predictor needs audio (use_audio: true)")
+                norm = self.audio_norm
+                audio = (pooled.detach() if self.detach_audio else pooled).float()
+                weight, bias = norm.weight.float(), norm.bias.float()
+                feats.append(F.layer_norm(audio, norm.normalized_shape, weight, bias, norm.eps))
+            if self.use_context:
+                if context is None:
+                    raise ValueError("the gated model needs the <lang><task> context of each utterance")
+                rows = self.context_index[context]
+                if self.training and not self.warming_up():  # the embeddings of these rows learn now
+                    for column in (0, 1):
+                        self._pending_counts[:, column].index_add_(0, rows[:, column], torch.ones_like(rows[:, column]))
+                feats += [self.lang_embed(rows[:, 0]).float(), self.task_embed(rows[:, 1]).float()]
+            x = torch.cat(feats, dim=-1)
+            hidden, activation, out = self.mlp
+            h = activation(F.linear(x, hidden.weight.float(), hidden.bias.float()))
+            logits = F.linear(h, out.weight.float(), out.bias.float())
+        return logits.view(x.size(0), self.n_gates, 2)
 
     def sample(self, logits: torch.Tensor) -> torch.Tensor:
-        """Keep gates (B, n_gates) in {0, 1}.
+        """Float32 keep gates (B, n_gates) in {0, 1}.
 
-        Training: straight-through Gumbel-Softmax (hard forward, soft gradient); the step
-        counter that drives warm-up and temperature advances. During warm-up every gate
-        is 1 with a zero gradient.
-        Inference: deterministic, keep iff keep-logit > skip-logit.
+        Training: straight-through Gumbel-Softmax (hard forward, soft gradient). During
+        warm-up every gate is 1 with a zero gradient.
+        Inference: deterministic, :func:`keep_decisions`.
         """
-        if self.training:
-            if self.warming_up():  # open, in the graph with a zero gradient (DDP needs every parameter used)
-                gates = 1.0 + 0.0 * logits[..., 1]
-            else:
-                gates = F.gumbel_softmax(logits, tau=self.temperature(), hard=True)[..., 1]
-            self.train_steps += 1
-            return gates
-        return (logits[..., 1] > logits[..., 0]).to(logits.dtype)
+        logits = logits.float()
+        if not self.training:
+            return keep_decisions(logits)
+        if self.warming_up():  # open, in the graph with a zero gradient (DDP needs every parameter used)
+            return 1.0 + 0.0 * logits[..., 1]
+        if self.masks_fixed():
+            return keep_decisions(logits.detach()) + 0.0 * logits[..., 1]
+        return F.gumbel_softmax(logits, tau=self.temperature(), hard=True)[..., 1]
+
+
+def keep_decisions(logits: torch.Tensor) -> torch.Tensor:
+    """The inference gates of (B, n_gates, 2) logits: 1.0 where keep beats skip."""
+    return (logits[..., 1] > logits[..., 0]).float()
+
+
+def keep_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """P(keep) of each gate under Gumbel-Softmax sampling (the temperature does not change
+    which side wins a hard sample): softmax over (skip, keep)."""
+    return torch.softmax(logits.float(), dim=-1)[..., 1]

@@ -35,7 +35,7 @@ from espnet_gated.batch_beam_search import MultiUtteranceBeamSearch, outruns_ctc
 from espnet_gated.decoder import GatedTransformerDecoder
 from espnet_gated.encoder import GatedEBranchformerEncoder
 from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES
-from espnet_gated.model import GatedESPnetS2TModel
+from espnet_gated.model import GATING_STATE, GatedESPnetS2TModel
 from espnet_gated.registry import register
 from espnet_gated.scorers import use_prompt_ctc
 
@@ -44,6 +44,9 @@ register()  # ESPnet's Speech2Text builds the model through S2TTask's class choi
 #: gate_mode values: the gate predictor's masks, or every module kept (the dense model
 #: computed by the gated code, e.g. the reference of a sparsity sweep)
 GATE_MODES = ("predicted", "all_open")
+#: unseen_context values: for a language or task the gate predictor never trained on (its
+#: embedding is random, and so would its gates be), refuse to decode, or keep every module
+UNSEEN_CONTEXT = ("error", "all_open")
 
 
 def is_exported(model) -> bool:
@@ -77,18 +80,21 @@ def check_weights(model: torch.nn.Module, model_file, config_file=None) -> None:
             f"{model_file}: {len(unexpected)} weights do not belong to the model{config} "
             f"(e.g. {unexpected[:3]}); an exported model must be decoded with its own config.yaml"
         )
-    predictor = [k for k in missing if k.startswith("gate_predictor.")]
+    predictor = [k for k in missing if k.startswith(GATING_STATE)]
     if len(predictor) < len(missing):
-        other = [k for k in missing if not k.startswith("gate_predictor.")]
+        other = [k for k in missing if not k.startswith(GATING_STATE)]
         raise ValueError(f"{model_file}: {len(other)} weights of the model{config} are missing (e.g. {other[:3]})")
     if predictor:
         logging.warning(f"{model_file} has no gate predictor weights: every gate stays open")
 
 
 class GatedSpeech2Text(Speech2Text):
-    def __init__(self, *args, gate_mode: str = "predicted", **kwargs):
+    def __init__(self, *args, gate_mode: str = "predicted", unseen_context: str = "error", **kwargs):
         if gate_mode not in GATE_MODES:
             raise ValueError(f"gate_mode must be one of {GATE_MODES}, got '{gate_mode}'")
+        if unseen_context not in UNSEEN_CONTEXT:
+            raise ValueError(f"unseen_context must be one of {UNSEEN_CONTEXT}, got '{unseen_context}'")
+        self.unseen_context = unseen_context
         model_file = kwargs.get("s2t_model_file", args[1] if len(args) > 1 else None)
         config_file = kwargs.get("s2t_train_config", args[0] if args else None)
         try:
@@ -135,8 +141,26 @@ class GatedSpeech2Text(Speech2Text):
         finally:
             self.preprocessor_conf = conf
 
-    def _gates(self):
+    def _opens_all(self, lang_sym: str, task_sym: str) -> bool:
+        """Whether an utterance of this context keeps every module: ``gate_mode: all_open``, or a
+        language or task the predictor never trained on with ``unseen_context: all_open``
+        (ValueError naming it and the trained ones with ``unseen_context: error``)."""
+        if self.exported:
+            return False
         if self.gate_mode == "all_open":
+            return True
+        model = self.s2t_model
+        context = model.token_context(lang_sym, task_sym)
+        unseen = model.gate_predictor.unseen_context(context)
+        if not unseen:
+            return False
+        if self.unseen_context == "error":
+            model.check_trained_context(context)
+        logging.warning(f"{' '.join(unseen)}: never seen by the gate predictor in training; every module is kept")
+        return True
+
+    def _gates(self, open_all: bool = False):
+        if open_all:
             layout = self.s2t_model.gate_layout
             return self.s2t_model.forced_gates(
                 torch.ones(layout.n_layers["enc"], len(ENCODER_MODULES)),
@@ -189,7 +213,8 @@ class GatedSpeech2Text(Speech2Text):
         task_sym = task_sym if task_sym is not None else self.task_sym
         self.last_timing = {"encoder_s": 0.0, "decoder_s": 0.0, "gates_s": 0.0}
         start = time.perf_counter()
-        with self._context(lang_sym, task_sym), self._length_of(speech), self._gates(), self._timed_predictor():
+        open_all = self._opens_all(lang_sym, task_sym)
+        with self._context(lang_sym, task_sym), self._length_of(speech), self._gates(open_all), self._timed_predictor():
             results = super().__call__(speech, text_prev, lang_sym, task_sym, predict_time)
         self.last_timing["encoder_s"] = time.perf_counter() - start - self.last_timing["decoder_s"]
         self.last_mask = self._masks(1)[0]
@@ -281,17 +306,18 @@ class GatedSpeech2Text(Speech2Text):
         self.last_timing = {"encoder_s": 0.0, "decoder_s": 0.0, "gates_s": 0.0}
         start = time.perf_counter()
         prepared = [self._prepare(s) for s in speeches]
+        open_all = [self._opens_all(lang, task) for lang, task in zip(langs, tasks, strict=True)]
         groups = {}
         for i, s in enumerate(prepared):
-            groups.setdefault(s.numel(), []).append(i)
+            groups.setdefault((s.numel(), open_all[i]), []).append(i)
         encs: List[Optional[torch.Tensor]] = [None] * n
         dec_masks: List[Optional[torch.Tensor]] = [None] * n
         masks: List = [None] * n
-        for idx in groups.values():
+        for (_, group_open), idx in groups.items():
             speech = torch.stack([prepared[i] for i in idx]).to(self.device)
             lengths = speech.new_full([len(idx)], dtype=torch.long, fill_value=speech.size(1))
             context = self._context([langs[i] for i in idx], [tasks[i] for i in idx])
-            with context, self._gates(), self._timed_predictor():
+            with context, self._gates(group_open), self._timed_predictor():
                 enc, enc_lens = model.encode(speech, lengths)
             if isinstance(enc, tuple):
                 enc = enc[0]

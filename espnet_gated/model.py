@@ -28,8 +28,10 @@ from espnet_gated.encoder import GatedEBranchformerEncoder
 from espnet_gated.flops import slot_costs
 from espnet_gated.gates import GatePredictor, masked_time_mean
 from espnet_gated.layout import GateLayout
-from espnet_gated.sparsity import SparsityLoss
+from espnet_gated.sparsity import SparsityController
 
+#: state-dict prefixes of the gating state: what a dense (ESPnet, OWSM) checkpoint lacks
+GATING_STATE = ("gate_predictor.", "sparsity_controller.")
 #: gate_conf keys that choose the gated slots (the rest configure the predictor)
 LAYOUT_KEYS = ("gate_encoder", "gate_decoder", "encoder_modules", "decoder_modules", "encoder_layers", "decoder_layers")
 
@@ -60,7 +62,7 @@ def check_gate_conf(gate_conf: Optional[Dict]) -> Dict:
 def check_sparsity_conf(sparsity_conf: Optional[Dict]) -> Dict:
     """A copy of ``model_conf.sparsity_conf``; ValueError for unknown keys."""
     conf = dict(sparsity_conf or {})
-    known = _options(SparsityLoss)
+    known = _options(SparsityController)
     unknown = sorted(set(conf) - set(known))
     if unknown:
         raise ValueError(f"model_conf.sparsity_conf: unknown key(s) {unknown}; known: {known}")
@@ -84,11 +86,13 @@ _MASK_SLICES = {
 class GateState:
     """Gates of the last encoded batch."""
 
-    slots: Optional[torch.Tensor]  # (B, n_slots) predicted gates, None when forced
-    enc: torch.Tensor  # (B, n_enc_layers, 4), ungated = 1
-    dec: torch.Tensor  # (B, n_dec_layers, 3), ungated = 1
+    slots: Optional[torch.Tensor]  # (B, n_slots) float32 predicted gates (sampled in training), None when forced
+    enc: torch.Tensor  # (B, n_enc_layers, 4), ungated = 1, in the dtype of the encoder's activations
+    dec: torch.Tensor  # (B, n_dec_layers, 3), ungated = 1, same dtype
     frames: torch.Tensor  # (B,) valid encoder frames
     warmup: bool = False  # predicted during the gate warm-up (all open, no sparsity loss)
+    fixed: bool = False  # the masks are fixed (inference decisions, predictor frozen, no sparsity loss)
+    logits: Optional[torch.Tensor] = None  # (B, n_slots, 2) float32 (skip, keep) logits the gates came from
 
 
 class GatedESPnetS2TModel(ESPnetS2TModel):
@@ -98,7 +102,10 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
         gate_conf: which modules are gateable (``gate_encoder``, ``gate_decoder``,
             ``encoder_modules``, ``decoder_modules``, ``encoder_layers``,
             ``decoder_layers``) and the :class:`GatePredictor` options.
-        sparsity_conf: :class:`SparsityLoss` options.
+        sparsity_conf: :class:`SparsityController` options.
+
+    Call :meth:`after_optimizer_update` after every optimizer step (``GatedS2TTask`` registers
+    it on ESPnet's optimizer): it advances the gate schedules and the sparsity multipliers.
     """
 
     def __init__(self, *args, gate_conf: Optional[Dict] = None, sparsity_conf: Optional[Dict] = None, **kwargs):
@@ -132,7 +139,7 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
             token_list=self.token_list,
             **gate_conf,
         )
-        self.sparsity_loss = SparsityLoss(**sparsity_conf)
+        self.sparsity_controller = SparsityController(**sparsity_conf)
         self.current_gates: Optional[GateState] = None
         self._batch_context = None  # (B, 2) context set by using_context()
         self._forced = None  # (enc, dec) dense masks from forced_gates()
@@ -159,6 +166,23 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
         context = torch.tensor([ids] * batch_size, device=next(self.parameters()).device)
         self.gate_predictor.check_context(context)
         return context
+
+    def check_trained_context(self, context: torch.Tensor) -> None:
+        """Raise ValueError if a language or task of ``context`` was never trained (its
+        embedding is random: the gates would be too), naming the ones that were."""
+        unseen = self.gate_predictor.unseen_context(context)
+        if unseen:
+            langs, tasks = self.gate_predictor.trained_contexts()
+            raise ValueError(
+                f"the gate predictor was never trained on {' '.join(unseen)}: its gates for it would be random. "
+                f"Trained languages: {' '.join(langs)}; tasks: {' '.join(tasks)} "
+                "(decode with --unseen_context all_open to keep every module for such utterances)"
+            )
+
+    def after_optimizer_update(self) -> None:
+        """Advance the gate schedules and the sparsity multipliers by one optimizer update."""
+        self.sparsity_controller.ascend()
+        self.gate_predictor.count_update()
 
     @contextmanager
     def using_context(self, context: torch.Tensor):
@@ -194,14 +218,25 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
         """Gates for a batch from the embedded encoder input (see gates.py)."""
         x = xs[0] if isinstance(xs, tuple) else xs
         forced_enc, forced_dec = self._forced if self._forced is not None else (None, None)
-        slots, warmup = None, self.gate_predictor.warming_up()
+        predictor = self.gate_predictor
+        slots = logits = None
+        warmup, fixed = predictor.warming_up(), predictor.masks_fixed()
         if forced_enc is None or forced_dec is None:
-            pooled = masked_time_mean(x, self._own_frames(masks)) if self.gate_predictor.use_audio else None
-            slots = self.gate_predictor.sample(self.gate_predictor(pooled, context))
+            pooled = masked_time_mean(x, self._own_frames(masks)) if predictor.use_audio else None
+            logits = predictor(pooled, context)
+            slots = predictor.sample(logits)
         b = x.size(0)
         enc = self._expand(forced_enc, b, x) if forced_enc is not None else self.gate_layout.to_dense(slots, "enc")
         dec = self._expand(forced_dec, b, x) if forced_dec is not None else self.gate_layout.to_dense(slots, "dec")
-        return GateState(slots=slots, enc=enc, dec=dec, frames=masks.squeeze(1).sum(1), warmup=warmup)
+        return GateState(
+            slots=slots,
+            enc=enc.to(x.dtype),
+            dec=dec.to(x.dtype),
+            frames=masks.squeeze(1).sum(1),
+            warmup=warmup,
+            fixed=fixed,
+            logits=logits,
+        )
 
     def _own_frames(self, masks: torch.Tensor) -> torch.Tensor:
         """``masks`` without the frames that only exist because of padding.
@@ -295,16 +330,30 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
         gates = self.current_gates
         if gates.slots is None:  # forced gates: nothing to regularise
             return loss, stats, weight
-        costs = None
-        if self.sparsity_loss.weighting == "flops":
-            n_frames = float(gates.frames.float().mean())
-            costs = slot_costs(self, self.gate_layout.slots, n_frames, float(text_lengths.float().mean()) + 1)
-        loss_sparsity, sparsity_stats = self.sparsity_loss(gates.slots, self.gate_layout, costs)
-        if not gates.warmup:
+        loss_sparsity, sparsity_stats = self.sparsity_terms(gates, loss, float(text_lengths.float().mean()) + 1)
+        if not (gates.warmup or gates.fixed):
             loss = loss + loss_sparsity
+        sparsity_stats["gate_tau"] = torch.tensor(self.gate_predictor.temperature())
         stats.update(force_gatherable(sparsity_stats, loss.device))
         stats["loss"] = loss.detach()
         return loss, stats, weight
+
+    def sparsity_terms(self, gates: GateState, task_loss: torch.Tensor, decoder_steps: float):
+        """The controller's loss and statistics for the gates of a batch (in training the
+        batch's gap is recorded for the next multiplier update unless the gates warm up)."""
+        controller = self.sparsity_controller
+        costs = None
+        if controller.weighting == "flops":
+            costs = slot_costs(self, self.gate_layout.slots, float(gates.frames.float().mean()), decoder_steps)
+        return controller.loss(
+            self.gate_layout,
+            gates.slots,
+            gates.logits,
+            task_loss,
+            self.gate_predictor.gating_updates(),
+            slot_costs=costs,
+            record=self.training and not (gates.warmup or gates.fixed),
+        )
 
     # ------------------------------------------------------------------ reporting
     def gate_masks(self) -> List[Tuple[torch.Tensor, torch.Tensor]]:

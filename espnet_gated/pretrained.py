@@ -56,6 +56,7 @@ import yaml
 from espnet_gated.bin.make_config import deep_merge
 from espnet_gated.gates import CONTEXT_TOKEN
 from espnet_gated.langs import to_iso3
+from espnet_gated.model import GATING_STATE
 from espnet_gated.tasks import GatedS2TTask, preprocessor_defaults, read_token_list
 from espnet_gated.utils import PathLike, atomic_output, atomic_write
 
@@ -108,6 +109,8 @@ VOCAB_PARAMS = (
 )
 #: gate predictor parameters with one row per context token (plus row 0), for gated sources
 CONTEXT_PARAMS = ("gate_predictor.lang_embed.weight", "gate_predictor.task_embed.weight")
+#: per context row, the training utterances the gate predictor saw (a new token without a template: none)
+CONTEXT_COUNTS = "gate_predictor.context_counts"
 GATE_PREFIX = "gate_predictor."
 LANGUAGE_TOKEN = re.compile(r"^<([a-z]{3})>$")
 TASK_TOKEN = re.compile(r"^<(asr|st_[a-z]+)>$")
@@ -441,6 +444,7 @@ def remap_rows(
 
     def remap(key: str, old_tokens: Sequence[str], new_tokens: Sequence[str], offset: int) -> None:
         rows = state[key]
+        unseen = torch.zeros_like(rows[0])
         if rows.size(0) != len(old_tokens) + offset:
             raise PretrainedError(
                 f"{key}: {rows.size(0)} rows, the pretrained token list implies {len(old_tokens) + offset}"
@@ -448,7 +452,13 @@ def remap_rows(
         index = {t: i + offset for i, t in enumerate(old_tokens)}
         parts = [rows[:offset]]
         for t in new_tokens:
-            parts.append((rows[index[t]] if t in index else _new_row(rows, index, kinds[t], templates.get(t)))[None])
+            if t in index:
+                row = rows[index[t]]
+            elif key == CONTEXT_COUNTS and templates.get(t) is None:
+                row = unseen
+            else:
+                row = _new_row(rows, index, kinds[t], templates.get(t))
+            parts.append(row[None])
         state[key] = torch.cat(parts, 0).contiguous()
 
     for key in VOCAB_PARAMS:
@@ -456,7 +466,7 @@ def remap_rows(
             remap(key, old, new, 0)
     old_ctx = [t for t in old if CONTEXT_TOKEN.match(t)]
     new_ctx = [t for t in new if CONTEXT_TOKEN.match(t)]
-    for key in CONTEXT_PARAMS:
+    for key in (*CONTEXT_PARAMS, CONTEXT_COUNTS):
         if key in state:
             remap(key, old_ctx, new_ctx, 1)
     return state
@@ -551,8 +561,8 @@ def check_state(
 ) -> List[str]:
     """Raise naming every key that does not fit; returns the missing gate predictor keys."""
     missing = sorted(set(model_state) - set(state))
-    allowed = [k for k in missing if k.startswith(GATE_PREFIX)]
-    missing = [k for k in missing if not k.startswith(GATE_PREFIX)]
+    allowed = [k for k in missing if k.startswith(GATING_STATE)]
+    missing = [k for k in missing if not k.startswith(GATING_STATE)]
     unexpected = sorted(set(state) - set(model_state))
     shapes = [
         f"{k} {tuple(state[k].shape)} vs {tuple(model_state[k].shape)}"

@@ -6,8 +6,12 @@
 * ``bleu_signatures.json``: sacrebleu signatures by test set (and pooled average);
 * ``details/<test_set>.txt``: per utterance reference, hypothesis, errors (jiwer alignment) or chrF;
 * ``usage.tsv`` and ``usage_<lang>_<task>.png``: keep rate of every module per language and task;
-* ``summary.json``: sparsity, FLOPs relative to the dense model and decode time per utterance, for the sweep;
-* ``RESULTS.md``: all of it as tables.
+* ``summary.json``: sparsity, FLOPs relative to the dense model and decode time per utterance, overall and
+  per test set (for the sweep and for the comparison below);
+* ``RESULTS.md``: all of it as tables. With a ``reference`` (the results directory of the model without
+  pruning, decoded in the same jobs), it opens with the comparison in the form of the paper's Table 1:
+  per test set and task the quality of both, the executed MACs, the decode times and the speed-up, and
+  whether the measured sparsity met the training config's targets (within :data:`TARGET_TOLERANCE`).
 
 Everything is computed before anything is written and every file is replaced atomically,
 ``scores.json`` last, so an error leaves the previous results as they were.
@@ -48,6 +52,13 @@ from espnet_gated.usage import (
 from espnet_gated.utils import PathLike, atomic_output, atomic_write, read_kaldi_map
 
 TIMING_KEYS = ("n_utts", "wall_s", "encoder_s", "decoder_s")
+#: how far the measured inference sparsity may be from the training config's target
+TARGET_TOLERANCE = 0.03
+#: the paper's headline (Someki et al., ICLR 2025: OWSM v3.1 medium on Europarl-ST), quoted next to ours
+PAPER_HEADLINE = (
+    "The paper (OWSM v3.1 medium fine-tuned on Europarl-ST, 50% decoder sparsity): decode time -28.6% for ASR "
+    "with WER +2.8, -34.3% for ST with no BLEU loss."
+)
 SWEEP_METRICS = ("wer", "cer", "bleu")  # the quality columns of sweep.md (chrF stays in sweep.json)
 SWEEP_SUMMARY_KEYS = ("enc_sparsity", "dec_sparsity", "relative_flops", "decode_s_per_utt")
 Group = Tuple[str, str]  # (lang, task)
@@ -116,21 +127,29 @@ def _groups(sets: Sequence[DecodedSet]) -> Dict[Group, List[DecodedSet]]:
     return groups
 
 
-def compute_stats(sets: Sequence[DecodedSet], cost: ComputeCost, beam_size: int) -> Dict[Group, Dict[str, float]]:
-    """Summed MACs, frames and steps per (lang, task), plus the :data:`ALL` total."""
+def set_macs(s: DecodedSet, cost: ComputeCost, beam_size: int) -> Dict[str, float]:
+    """Summed MACs (executed and dense), frames, steps and utterances of one decoded set."""
+    totals: Dict[str, float] = {}
+    gates_path = s.best_dir / "gates"
+    for utt, n_samples in s.ref.num_samples.items():
+        mask = s.masks.get(utt)
+        if mask is not None:
+            cost.check(mask, f"{gates_path}: utterance '{utt}'")
+        macs = cost.utterance_macs(n_samples, s.steps[utt], mask, beam_size)
+        macs.update(n_utts=1, frames=cost.encoder_frames(n_samples), steps=s.steps[utt])
+        for key, value in macs.items():
+            totals[key] = totals.get(key, 0.0) + value
+    return totals
+
+
+def compute_stats(per_set: Mapping[str, Dict[str, float]], sets: Sequence[DecodedSet]) -> Dict[Group, Dict[str, float]]:
+    """The sets' MACs (:func:`set_macs`) summed per (lang, task), plus the :data:`ALL` total."""
     totals: Dict[Group, Dict[str, float]] = {}
     for s in sets:
-        gates_path = s.best_dir / "gates"
-        for utt, n_samples in s.ref.num_samples.items():
-            mask = s.masks.get(utt)
-            if mask is not None:
-                cost.check(mask, f"{gates_path}: utterance '{utt}'")
-            macs = cost.utterance_macs(n_samples, s.steps[utt], mask, beam_size)
-            macs.update(n_utts=1, frames=cost.encoder_frames(n_samples), steps=s.steps[utt])
-            for group in ((s.ref.lang, s.ref.task), ALL):
-                acc = totals.setdefault(group, dict.fromkeys(macs, 0.0))
-                for key, value in macs.items():
-                    acc[key] += value
+        for group in ((s.ref.lang, s.ref.task), ALL):
+            acc = totals.setdefault(group, dict.fromkeys(per_set[s.ref.name], 0.0))
+            for key, value in per_set[s.ref.name].items():
+                acc[key] += value
     return totals
 
 
@@ -152,14 +171,35 @@ def _per_utt_timing(sets: Sequence[DecodedSet]) -> Optional[Dict[str, float]]:
     return {k: sum(s.timing[k] for s in sets) / n for k in ("wall_s", "encoder_s", "decoder_s")}
 
 
+def _set_summary(s: DecodedSet, macs: Optional[Dict[str, float]]) -> Dict[str, object]:
+    masks = list(s.masks.values())
+    timing = _per_utt_timing([s])
+    return {
+        "lang": s.ref.lang,
+        "task": s.ref.task,
+        "n_utts": len(s.ref.refs),
+        "enc_sparsity": sparsity(masks, "enc"),
+        "dec_sparsity": sparsity(masks, "dec"),
+        "distinct_masks": len({json.dumps(m, sort_keys=True) for m in masks}),
+        "relative_flops": _relative(macs)["total"] if macs else None,
+        "macs": macs and macs["enc"] + macs["dec"],
+        "dense_macs": macs and macs["enc_dense"] + macs["dec_dense"],
+        "decode_s_per_utt": timing and timing["wall_s"],
+    }
+
+
 def summarize(
-    sets: Sequence[DecodedSet], compute: Optional[Dict[Group, Dict[str, float]]], beam_size: int
+    sets: Sequence[DecodedSet],
+    compute: Optional[Dict[Group, Dict[str, float]]],
+    per_set_macs: Mapping[str, Dict[str, float]],
+    cost: Optional[ComputeCost],
+    beam_size: int,
 ) -> Dict[str, object]:
-    """The machine-readable summary.json the sweep report reads."""
+    """The machine-readable summary.json that the sweep report and the comparison read."""
     masks = [m for s in sets for m in s.masks.values()]
     timing = _per_utt_timing(sets)
     relative = _relative(compute[ALL]) if compute else None
-    return {
+    summary = {
         "test_sets": [s.ref.name for s in sets],
         "n_utts": sum(len(s.ref.refs) for s in sets),
         "n_utts_with_gates": len(masks),
@@ -172,7 +212,141 @@ def summarize(
         "decode_s_per_utt": timing and timing["wall_s"],
         "encoder_s_per_utt": timing and timing["encoder_s"],
         "decoder_s_per_utt": timing and timing["decoder_s"],
+        "per_set": {s.ref.name: _set_summary(s, per_set_macs.get(s.ref.name)) for s in sets},
     }
+    if cost is not None and masks:
+        summary["targets"] = {side: cost.targets[side] for side in ("enc", "dec")}
+        summary["gated_sparsity"] = {side: cost.gated_sparsity(masks, side) for side in ("enc", "dec")}
+    return summary
+
+
+def target_report(summary: Mapping[str, object]) -> Tuple[str, List[str]]:
+    """A sentence on the measured sparsity against the training config's targets, and the misses."""
+    targets, measured = summary.get("targets") or {}, summary.get("gated_sparsity") or {}
+    parts, misses = [], []
+    for side, name in (("enc", "encoder"), ("dec", "decoder")):
+        target, value = targets.get(side), measured.get(side)
+        if target is None or value is None:
+            continue
+        parts.append(f"{name} {value:.3f} (target {target:g})")
+        if abs(value - target) > TARGET_TOLERANCE:
+            misses.append(f"{name} sparsity {value:.3f} misses its target {target:g} by more than {TARGET_TOLERANCE}")
+    if not parts:
+        return "", []
+    text = f"Measured sparsity of the gated modules at inference over all {summary['n_utts']} test utterances: "
+    text += ", ".join(parts) + ("; " + "; ".join(misses).upper() if misses else f": on target (+-{TARGET_TOLERANCE}).")
+    return text, misses
+
+
+def read_results(results_dir: PathLike) -> Tuple[List[Dict], Dict]:
+    """(scores.json rows, summary.json) of a results directory written by :func:`make_results`."""
+    results_dir = Path(results_dir)
+    loaded = []
+    for name in ("scores.json", "summary.json"):
+        path = results_dir / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not found; score that decode first")
+        try:
+            loaded.append(json.loads(path.read_text(encoding="utf-8")))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if "per_set" not in loaded[1]:
+        raise ValueError(f"{results_dir / 'summary.json'}: no per_set entry (written by an older version: score again)")
+    return loaded[0], loaded[1]
+
+
+def _main_metric(rows: Sequence[Mapping], test_set: str, task: str) -> Optional[Tuple[str, float]]:
+    values = {r["metric"]: r["value"] for r in rows if r["test_set"] == test_set and r["task"] == task}
+    for metric in SWEEP_METRICS:
+        if metric in values:
+            return metric, values[metric]
+    return None
+
+
+def _change(metric: str, reference: float, gated: float) -> str:
+    return f"{gated - reference:+.2f}" + (" (lower is better)" if metric in LOWER_IS_BETTER else "")
+
+
+def _time_columns(reference_s: Optional[float], gated_s: Optional[float]) -> List[str]:
+    if not reference_s or not gated_s:
+        return ["-"] * 4
+    return [f"{1000 * reference_s:.1f}", f"{1000 * gated_s:.1f}", f"{100 * (gated_s / reference_s - 1):+.1f}%",
+            f"{reference_s / gated_s:.2f}x"]  # fmt: skip
+
+
+def comparison_markdown(rows: Sequence[Mapping], summary: Mapping, reference_dir: PathLike, label: str) -> str:
+    """The comparison with the reference without pruning (the paper's Table 1 form): per test set and
+    per task, quality of both, sparsity, executed MACs, decode time and speed-up."""
+    ref_rows, ref_summary = read_results(reference_dir)
+    header = (
+        *("test set", "task", "metric", "reference", "gated", "change", "enc skip", "dec skip", "MACs (rel.)"),
+        *("ref. ms/utt", "gated ms/utt", "decode time", "speed-up"),
+    )
+    table, tasks = [], {}
+    for name, mine in summary["per_set"].items():
+        theirs = ref_summary["per_set"].get(name)
+        ours, ref = _main_metric(rows, name, mine["task"]), _main_metric(ref_rows, name, mine["task"])
+        if theirs is None or ours is None or ref is None:
+            raise ValueError(f"{reference_dir}: the reference has no scores for test set '{name}'")
+        task = tasks.setdefault(mine["task"], {"metric": ours[0], "sets": []})
+        task["sets"].append((mine, theirs))
+        table.append(
+            (
+                name,
+                mine["task"],
+                ours[0].upper(),
+                f"{ref[1]:.2f}",
+                f"{ours[1]:.2f}",
+                _change(ours[0], ref[1], ours[1]),
+                _fmt(mine["enc_sparsity"], 2),
+                _fmt(mine["dec_sparsity"], 2),
+                _fmt(mine["relative_flops"], 2),
+                *_time_columns(theirs["decode_s_per_utt"], mine["decode_s_per_utt"]),
+            )  # fmt: skip
+        )
+    for task, info in tasks.items():
+        metric = info["metric"]
+        ours, ref = (
+            next(r["value"] for r in rs if r["test_set"] == "macro_avg" and r["task"] == task and r["metric"] == metric)
+            for rs in (rows, ref_rows)
+        )
+        pairs = info["sets"]
+
+        def mean_time(i: int, pairs=pairs) -> Optional[float]:
+            timed = [p[i] for p in pairs if p[i]["decode_s_per_utt"] is not None]
+            n = sum(p["n_utts"] for p in timed)
+            return sum(p["decode_s_per_utt"] * p["n_utts"] for p in timed) / n if timed and n else None
+
+        def mean_of(key: str, pairs=pairs) -> Optional[float]:
+            values = [(m[key], m["n_utts"]) for m, _ in pairs if m[key] is not None]
+            return sum(v * n for v, n in values) / sum(n for _, n in values) if values else None
+
+        macs = [m for m, _ in pairs if m["macs"] is not None]
+        relative = sum(m["macs"] for m in macs) / sum(m["dense_macs"] for m in macs) if macs else None
+        table.append(
+            (
+                f"**{task} (mean of {len(pairs)})**",
+                task,
+                metric.upper(),
+                f"{ref:.2f}",
+                f"{ours:.2f}",
+                _change(metric, ref, ours),
+                _fmt(mean_of("enc_sparsity"), 2),
+                _fmt(mean_of("dec_sparsity"), 2),
+                _fmt(relative, 2),
+                *_time_columns(mean_time(1), mean_time(0)),
+            )  # fmt: skip
+        )
+    text, _ = target_report(summary)
+    return (
+        "## The gated model against the reference without pruning\n\n"
+        f"Reference: {label}. Both decoded in the same jobs, interleaved set by set (decode times side by "
+        "side: wall time per utterance of the whole decode, batched as configured). MACs: executed against "
+        "the same model with every module kept. Quality changes are absolute points.\n\n"
+        + (f"{text}\n\n" if text else "")
+        + _table(header, table)
+        + f"\n{PAPER_HEADLINE}\n"
+    )
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -203,8 +377,12 @@ def results_markdown(
     compute: Optional[Dict[Group, Dict[str, float]]],
     summary: Mapping[str, object],
     header: str,
+    comparison: str = "",
 ) -> str:
-    parts = [f"# Results\n\n{header}\n", "## Scores\n"]
+    parts = [f"# Results\n\n{header}\n"]
+    if comparison:
+        parts.append(comparison)
+    parts.append("## Scores\n")
     parts.append(
         "Percentages. WER/CER after lower-casing, removing punctuation and collapsing spaces on both sides; "
         "BLEU and chrF (sacrebleu) on cased, detokenized text. "
@@ -224,8 +402,17 @@ def results_markdown(
         f"encoder {_fmt(summary['enc_sparsity'])}, decoder {_fmt(summary['dec_sparsity'])} "
         f"({summary['n_utts_with_gates']} of {summary['n_utts']} utterances have gates).\n"
     )
+    distinct = {}
+    for s in sets:
+        group = distinct.setdefault((s.ref.lang, s.ref.task), [])
+        group.extend(json.dumps(m, sort_keys=True) for m in s.masks.values())
     for (lang, task), rows in usage.items():
-        parts.append(f"### {lang} {task} ({rows[0]['n_utts']} utts)\n")
+        masks = distinct.get((lang, task), [])
+        top = max(masks.count(m) for m in set(masks)) if masks else 0
+        parts.append(
+            f"### {lang} {task} ({rows[0]['n_utts']} utts, {len(set(masks))} distinct masks; "
+            f"the most frequent one: {top} utts)\n"
+        )
         parts.append(f"![{lang} {task} module usage]({usage_image_name(lang, task)})\n")
         for side, title in (("enc", "Encoder"), ("dec", "Decoder")):
             grid = usage_grid(rows, side)
@@ -259,11 +446,15 @@ def make_results(
     config: Optional[PathLike] = None,
     beam_size: int = 1,
     normalizers: Optional[PathLike] = None,
+    reference: Optional[PathLike] = None,
+    reference_label: str = "",
 ) -> Dict[str, object]:
     """Score ``test_sets`` and write the results directory ``out``; returns summary.json's content.
 
-    ``config`` (the training config.yaml) enables the FLOPs columns; ``normalizers`` is a corpus
-    YAML whose ``languages`` entries may set ``normalizer: basic|cer``.
+    ``config`` (the training config.yaml) enables the FLOPs columns and the check of the sparsity
+    targets; ``normalizers`` is a corpus YAML whose ``languages`` entries may set ``normalizer:
+    basic|cer``; ``reference`` is the results directory of the model without pruning (decoded in the
+    same jobs), described by ``reference_label``, for the comparison that opens RESULTS.md.
     """
     if not test_sets:
         raise ValueError("no test sets to score")
@@ -276,12 +467,18 @@ def make_results(
         for group, members in _groups(sets).items()
         if any(s.masks for s in members)
     }
-    compute = compute_stats(sets, cost, beam_size) if cost else None
-    summary = summarize(sets, compute, beam_size)
+    per_set_macs = {s.ref.name: set_macs(s, cost, beam_size) for s in sets} if cost else {}
+    compute = compute_stats(per_set_macs, sets) if cost else None
+    summary = summarize(sets, compute, per_set_macs, cost, beam_size)
     header = (
         f"Decode: `{decode_dir}`; references: `{ref_root}`; model config: `{config or '-'}`; beam size {beam_size}."
     )
-    markdown = results_markdown(sets, scores, usage, compute, summary, header)
+    comparison = ""
+    if reference is not None:
+        comparison = comparison_markdown(scores.rows, summary, reference, reference_label or str(reference))
+    markdown = results_markdown(sets, scores, usage, compute, summary, header, comparison)
+    for miss in target_report(summary)[1]:
+        logging.warning(f"{out}: {miss}: the sparsity knob did not do what it says (see the controller's log)")
 
     out = Path(out)
     for name, text in scores.details.items():

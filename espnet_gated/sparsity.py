@@ -1,21 +1,44 @@
-"""Sparsity loss: pull the mean skip rate of the gated modules toward a target.
+"""Sparsity control: bring the skip rate of each side's gated modules to its target.
 
-loss = alpha * sum over sides with a target of
-       (squared_weight * (target - s)^2 + abs_weight * |target - s|)
+Two controllers (``sparsity_conf: {controller: ...}``):
 
-where s is the batch's mean skip rate over that side's gated slots. The paper's first
-author reports that the absolute term alone did not reach the target and the squared
-term did, hence the default (squared only). With ``weighting: flops`` every slot counts
-in proportion to its compute, so the target becomes a compute budget.
+* ``lagrangian`` (default): ``L * (lambda1 * (t - s) + lambda2 * (t - s)^2 + logit_l2 * mean(d^2))``
+  per side, where ``s`` is the *expected* skip rate (1 - mean P(keep), differentiable through
+  the softmax of the gate logits, beside the sampled gates that the forward pass uses), ``t``
+  the target, ``d`` the keep-minus-skip logits of the side's gates and ``L`` the batch's task
+  loss (detached). The multipliers rise by gradient ascent after every optimizer update, as in
+  CoFi pruning (Xia et al., ACL 2022) and Sheared-LLaMA (Xia et al., 2023):
+  ``lambda1 += lambda_lr * v`` and ``lambda2 += lambda_lr * v^2`` with ``v = t - s_inference``,
+  the gap of the skip rate that inference gives the batch (deterministic gates): a multiplier
+  keeps moving while inference misses the target and stops when it hits it.
+  Why the factor ``L``: it makes the multipliers relative prices (loss increase accepted per
+  unit of sparsity), so the whole update, model and multipliers, is the same whatever the scale
+  of the task loss (Adam's steps do not change when every gradient is scaled): summed or
+  length-normalized losses, 2 s or 30 s utterances need no other setting.
+  Why ``logit_l2``: Adam moves a gate logit at a nearly constant speed, so a logit pushed far
+  past zero takes hundreds of updates to come back, and the multipliers overshoot while they
+  wait; a small pull toward zero keeps every gate within reach (a kept module is still sampled
+  closed now and then, a few % of the time, like LayerDrop).
+  The target ramps up from 0 over ``ramp_steps`` updates so that the multipliers track it.
+* ``penalty``: the paper's fixed penalty ``alpha * (squared_weight * (t - s)^2 + abs_weight * |t - s|)``
+  on the sampled gates (straight-through). Its pull, ``2 * alpha * (t - s)``, is fixed, so
+  whether the target is reached depends on the task loss's scale; kept for comparison.
+
+With ``weighting: flops`` every slot counts in proportion to its compute, so a target is a
+compute budget. All sparsities are computed in float32.
 """
 
+import math
 from typing import Dict, Optional
 
 import torch
 
+from espnet_gated.gates import keep_decisions, keep_probabilities
 from espnet_gated.layout import MODULES, GateLayout
 
 WEIGHTINGS = ("uniform", "flops")
+CONTROLLERS = ("lagrangian", "penalty")
+SIDES = ("enc", "dec")
 
 
 def _check_target(name: str, value: Optional[float]) -> Optional[float]:
@@ -30,64 +53,157 @@ def _check_target(name: str, value: Optional[float]) -> Optional[float]:
     return value
 
 
-class SparsityLoss:
+def _check_nonnegative(**values: float) -> None:
+    for name, value in values.items():
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"sparsity_conf: {name} must be a number >= 0, got {value!r}")
+
+
+def _skip_rate(keep: torch.Tensor, idx, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted mean skip rate of the slots ``idx`` over a batch of (B, n_slots) keep values."""
+    return 1.0 - (keep[:, idx].mean(0) * weights).sum()
+
+
+class SparsityController(torch.nn.Module):
+    """Sparsity loss plus, for ``lagrangian``, the multipliers and their ascent.
+
+    The multipliers are buffers (saved with the model: a resumed run continues with them);
+    ``lambdas[i]`` holds (lambda1, lambda2) of side ``SIDES[i]``. :meth:`loss` is called in every
+    training forward pass and records the batch's gap; :meth:`ascend` is called after every
+    optimizer update (the task registers it) and moves the multipliers by the mean gap of the
+    batches since the previous update, summed over DDP ranks.
+
+    Args:
+        controller: ``lagrangian`` or ``penalty`` (see the module docstring).
+        encoder_target, decoder_target: skip rate to reach on that side (null = no target).
+        weighting: ``uniform`` (every slot counts the same) or ``flops``.
+        ramp_steps: optimizer updates (after the gate warm-up) over which the target rises
+            linearly from 0 to its value.
+        lambda_lr: ascent rate of the multipliers (``lagrangian``).
+        logit_l2: weight of the pull of the gate logits toward zero (``lagrangian``).
+        alpha, squared_weight, abs_weight: the fixed penalty (``penalty``).
+    """
+
     def __init__(
         self,
-        alpha: float = 1.0,
+        controller: str = "lagrangian",
         encoder_target: Optional[float] = None,
         decoder_target: Optional[float] = None,
+        weighting: str = "uniform",
+        ramp_steps: int = 0,
+        lambda_lr: float = 0.1,
+        logit_l2: float = 0.005,
+        alpha: float = 1.0,
         squared_weight: float = 1.0,
         abs_weight: float = 0.0,
-        weighting: str = "uniform",
     ):
+        super().__init__()
+        if controller not in CONTROLLERS:
+            raise ValueError(f"sparsity_conf: controller must be one of {CONTROLLERS}, got {controller!r}")
         if weighting not in WEIGHTINGS:
             raise ValueError(f"sparsity_conf: weighting must be one of {WEIGHTINGS}, got '{weighting}'")
-        if alpha < 0 or squared_weight < 0 or abs_weight < 0:
-            raise ValueError("sparsity_conf: alpha, squared_weight and abs_weight must be >= 0")
-        self.alpha = float(alpha)
+        _check_nonnegative(
+            ramp_steps=ramp_steps,
+            lambda_lr=lambda_lr,
+            logit_l2=logit_l2,
+            alpha=alpha,
+            squared_weight=squared_weight,
+            abs_weight=abs_weight,
+        )
+        self.controller = controller
         self.targets = {
             "enc": _check_target("encoder_target", encoder_target),
             "dec": _check_target("decoder_target", decoder_target),
         }
+        self.weighting = weighting
+        self.ramp_steps = int(ramp_steps)
+        self.lambda_lr = float(lambda_lr)
+        self.logit_l2 = float(logit_l2)
+        self.alpha = float(alpha)
         self.squared_weight = float(squared_weight)
         self.abs_weight = float(abs_weight)
-        self.weighting = weighting
+        self.register_buffer("lambdas", torch.zeros(len(SIDES), 2))
+        # per side: summed gap and number of batches since the last update
+        self.register_buffer("_pending", torch.zeros(len(SIDES), 2), persistent=False)
 
-    def __call__(
+    def target(self, side: str, gating_updates: int) -> Optional[float]:
+        """The target of ``side`` after ``gating_updates`` updates of the ramp."""
+        target = self.targets[side]
+        if target is None or self.ramp_steps <= 0:
+            return target
+        return target * min(1.0, gating_updates / self.ramp_steps)
+
+    def loss(
         self,
-        gates: torch.Tensor,
         layout: GateLayout,
+        gates: torch.Tensor,
+        logits: torch.Tensor,
+        task_loss: torch.Tensor,
+        gating_updates: int,
         slot_costs: Optional[torch.Tensor] = None,
+        record: bool = False,
     ):
-        """gates: (B, n_slots) keep gates (with straight-through gradients).
+        """The sparsity loss of one batch and its statistics.
 
-        slot_costs: (n_slots,) cost of each slot, used when ``weighting == "flops"``.
-        Returns (loss, stats) with ``loss_sparsity``, ``sparsity_enc``, ``sparsity_dec``
-        and ``keep_<side>_<module>`` for every gated module type.
+        gates: (B, n_slots) sampled keep gates (straight-through gradients, or the inference
+        gates in eval mode); logits: (B, n_slots, 2) the gate logits (skip, keep) they were
+        drawn from; task_loss: the batch's task loss (its value scales the ``lagrangian``
+        terms); slot_costs: (n_slots,) cost of each slot (``weighting: flops``); record: add
+        the batch's gap to the next ascent.
+
+        Returns (loss, stats): ``loss_sparsity``; per side ``sparsity_<side>`` (sampled gates),
+        ``sparsity_<side>_inference``, ``target_<side>``, ``lambda1_<side>``, ``lambda2_<side>``;
+        per module type ``keep_<side>_<module>``, and per slot ``keep_<side>_l<layer>_<module>``.
         """
-        skip = 1.0 - gates.mean(0)  # (n_slots,) skip rate over the batch
+        gates, logits = gates.float(), logits.float()
+        keep_prob, decisions = keep_probabilities(logits), keep_decisions(logits)
+        scale = task_loss.detach().float()
         loss = gates.new_zeros(())
         stats: Dict[str, Optional[torch.Tensor]] = {}
-        for side in ("enc", "dec"):
+        keep_rate = gates.detach().mean(0)
+        for i, side in enumerate(SIDES):
             idx = layout.slot_indices(side)
             if not idx:
                 stats[f"sparsity_{side}"] = None
                 continue
-            s_side = skip[idx]
+            weights = gates.new_ones(len(idx))
             if self.weighting == "flops":
-                w = slot_costs[idx].to(skip)
-                s = (s_side * w).sum() / w.sum()
-            else:
-                s = s_side.mean()
-            stats[f"sparsity_{side}"] = s.detach()
-            target = self.targets[side]
+                weights = slot_costs[idx].to(gates)
+            weights = weights / weights.sum()
+            sampled, inference = _skip_rate(gates, idx, weights), _skip_rate(decisions, idx, weights)
+            stats[f"sparsity_{side}"] = sampled.detach()
+            stats[f"sparsity_{side}_inference"] = inference
+            target = self.target(side, gating_updates)
             if target is not None:
-                gap = target - s
-                loss = loss + self.squared_weight * gap**2 + self.abs_weight * gap.abs()
+                stats[f"target_{side}"] = torch.tensor(target)
+                if self.controller == "lagrangian":
+                    gap = target - _skip_rate(keep_prob, idx, weights)
+                    lambda1, lambda2 = self.lambdas[i]
+                    delta = logits[:, idx, 1] - logits[:, idx, 0]
+                    loss = loss + scale * (lambda1 * gap + lambda2 * gap**2 + self.logit_l2 * (delta**2).mean())
+                    stats[f"lambda1_{side}"], stats[f"lambda2_{side}"] = lambda1.clone(), lambda2.clone()
+                    if record:
+                        self._pending[i] += torch.stack([target - inference, inference.new_ones(())])
+                else:
+                    gap = self.targets[side] - sampled
+                    loss = loss + self.alpha * (self.squared_weight * gap**2 + self.abs_weight * gap.abs())
             for module in MODULES[side]:
-                cols = [i for i in idx if layout.slots[i].module == module]
+                cols = [j for j in idx if layout.slots[j].module == module]
                 if cols:
-                    stats[f"keep_{side}_{module}"] = (1.0 - skip[cols].mean()).detach()
-        loss = self.alpha * loss
+                    stats[f"keep_{side}_{module}"] = keep_rate[cols].mean()
+                for j in cols:
+                    stats[f"keep_{side}_l{layout.slots[j].layer}_{module}"] = keep_rate[j]
         stats["loss_sparsity"] = loss.detach()
         return loss, stats
+
+    @torch.no_grad()
+    def ascend(self) -> None:
+        """Gradient ascent on the multipliers with the mean gap since the last update."""
+        pending = self._pending
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(pending)
+        seen = pending[:, 1] > 0
+        gap = torch.where(seen, pending[:, 0] / pending[:, 1].clamp(min=1), torch.zeros_like(pending[:, 0]))
+        self.lambdas[:, 0] += self.lambda_lr * gap
+        self.lambdas[:, 1] += self.lambda_lr * gap**2
+        pending.zero_()

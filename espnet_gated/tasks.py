@@ -6,6 +6,13 @@ are found through the registration that importing any ``espnet_gated`` module do
 accepts ``speech_length: null`` (no padding to a fixed length), and the saved
 ``config.yaml`` lists every preprocessor option (ESPnet's ``Speech2Text`` reads the
 timestamp symbols and the sampling rate from it).
+
+For the gated model it also registers :meth:`GatedESPnetS2TModel.after_optimizer_update` on
+ESPnet's optimizer, so the gate schedules and the sparsity multipliers count optimizer
+updates (``accum_grad`` forward passes make one; a step skipped for a non-finite gradient
+makes none), and its checkpoint averaging (``keep_nbest_models`` > 1) averages the backbone
+only: the gate predictor and the sparsity controller come from the best checkpoint
+(:func:`average_nbest_keeping_gates`).
 """
 
 import argparse
@@ -20,11 +27,14 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 import yaml
+from espnet2.main_funcs.average_nbest_models import average_nbest_models
 from espnet2.tasks.s2t import S2TTask
+from espnet2.train import trainer as espnet_trainer
 from espnet2.train.preprocessor import S2TPreprocessor
 from espnet2.train.trainer import Trainer
 
 from espnet_gated.datadir import check_context_tokens, read_entries
+from espnet_gated.model import GATING_STATE, GatedESPnetS2TModel
 from espnet_gated.preprocessor import NaturalLengthS2TPreprocessor, natural_length, without_speech_length
 from espnet_gated.registry import register
 from espnet_gated.tokenizer import unk_report
@@ -137,6 +147,12 @@ def check_model_file(config_file: Union[str, Path], model_file: Union[str, Path]
             )
 
 
+def count_updates(model: GatedESPnetS2TModel, optimizer: torch.optim.Optimizer):
+    """Call ``model.after_optimizer_update()`` after every step of ``optimizer`` (only steps
+    that happen: AMP's scaler skips the step of a non-finite gradient); returns the hook handle."""
+    return optimizer.register_step_post_hook(lambda *_: model.after_optimizer_update())
+
+
 @contextmanager
 def atomic_torch_save():
     """Inside the block, ``torch.save(obj, path)`` writes a temporary file and renames it,
@@ -156,15 +172,69 @@ def atomic_torch_save():
         torch.save = original
 
 
+def average_nbest_keeping_gates(
+    output_dir: Path,
+    reporter,
+    best_model_criterion: Sequence[Sequence[str]],
+    nbest: Union[Sequence[int], int],
+    suffix: Optional[str] = None,
+    use_deepspeed: bool = False,
+) -> None:
+    """ESPnet's ``average_nbest_models``, then, in every average of n > 1 checkpoints, the gate
+    predictor and the sparsity controller of the best checkpoint of that criterion.
+
+    An averaged predictor would give masks that no checkpoint ever used (the keep decision is a
+    sign, not a smooth function of the weights), ESPnet sums integer buffers (the update
+    counter, the trained-context counts) instead of averaging them, and averaged multipliers
+    belong to no training state. The averaged backbone with the best checkpoint's predictor is
+    the usual compromise: the backbone average is close to each of its members.
+    """
+    average_nbest_models(
+        output_dir=output_dir,
+        reporter=reporter,
+        best_model_criterion=best_model_criterion,
+        nbest=nbest,
+        suffix=suffix,
+        use_deepspeed=use_deepspeed,
+    )
+    if use_deepspeed:
+        return
+    nbests = [nbest] if isinstance(nbest, int) else list(nbest)
+    suffix = f"{suffix}." if suffix is not None else ""
+    for phase, key, mode in best_model_criterion:
+        if not reporter.has(phase, key):
+            continue
+        epochs = reporter.sort_epochs_and_values(phase, key, mode)[: max(nbests)]
+        best = None
+        for n in nbests:
+            path = Path(output_dir) / f"{phase}.{key}.ave_{n}best.{suffix}pth"
+            if n <= 1 or n > len(epochs) or path.is_symlink() or not path.is_file():
+                continue
+            if best is None:
+                best = torch.load(Path(output_dir) / f"{epochs[0][0]}epoch.pth", map_location="cpu", weights_only=False)
+            averaged = torch.load(path, map_location="cpu", weights_only=False)
+            gating = {k: v for k, v in best.items() if k.startswith(GATING_STATE)}
+            if gating:
+                averaged.update(gating)
+                torch.save(averaged, path)
+                logging.info(f"{path}: gate predictor and sparsity controller of epoch {epochs[0][0]} (not averaged)")
+
+
 class AtomicCheckpointTrainer(Trainer):
     """ESPnet's trainer; checkpoint.pth, <n>epoch.pth and the averaged models are written
     atomically (ESPnet writes them in place, and ``--resume true`` after a kill during
-    that write would fail on a truncated checkpoint)."""
+    that write would fail on a truncated checkpoint), and averages keep the gating state of
+    one checkpoint (:func:`average_nbest_keeping_gates`)."""
 
     @classmethod
     def run(cls, *args, **kwargs) -> None:
-        with atomic_torch_save():
-            super().run(*args, **kwargs)
+        original = espnet_trainer.average_nbest_models
+        espnet_trainer.average_nbest_models = average_nbest_keeping_gates
+        try:
+            with atomic_torch_save():
+                super().run(*args, **kwargs)
+        finally:
+            espnet_trainer.average_nbest_models = original
 
 
 class GatedS2TTask(S2TTask):
@@ -185,6 +255,14 @@ class GatedS2TTask(S2TTask):
         if getattr(args, "preprocessor", None) == "s2t":
             args.preprocessor_conf = {**preprocessor_defaults(), **(args.preprocessor_conf or {})}
         super().main(args=args)
+
+    @classmethod
+    def build_optimizers(cls, args: argparse.Namespace, model: torch.nn.Module) -> List[torch.optim.Optimizer]:
+        """ESPnet's optimizer; for the gated model, each update also advances its schedules."""
+        optimizers = super().build_optimizers(args, model)
+        if isinstance(model, GatedESPnetS2TModel):
+            count_updates(model, optimizers[0])
+        return optimizers
 
     @classmethod
     def build_preprocess_fn(

@@ -146,6 +146,19 @@ class ComputeCost:
         self.encoder, self.decoder = model.encoder, model.decoder
         self.cache_src_kv = isinstance(model.decoder, GatedTransformerDecoder)
         self.n_layers = {"enc": len(model.encoder.encoders), "dec": len(model.decoder.decoders)}
+        layout = getattr(model, "gate_layout", None)
+        #: per side, the (layer, module) positions that have a gate (an exported model has none)
+        self.gated = {side: [] for side in SIDES}
+        for slot in layout.slots if layout is not None else ():
+            self.gated[slot.side].append((slot.layer, MODULES[slot.side].index(slot.module)))
+        controller = getattr(model, "sparsity_controller", None)
+        #: per side, the sparsity target of the training config (None: no target)
+        self.targets = dict(controller.targets) if controller is not None else dict.fromkeys(SIDES)
+
+    def gated_sparsity(self, masks: Sequence[Mask], side: str) -> Optional[float]:
+        """Skip rate of ``side``'s gated modules over ``masks``: what the sparsity target sets."""
+        bits = [m[side][layer][module] for m in masks for layer, module in self.gated[side]]
+        return 1.0 - sum(bits) / len(bits) if bits else None
 
     def encoder_frames(self, n_samples: int) -> int:
         """Frames the encoder layers see for ``n_samples`` samples of audio."""

@@ -63,6 +63,6 @@ def test_run_sh_help(corpus):
         ["bash", str(REPO / "egs2" / corpus / "s2t1/run.sh"), "--help"], capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr
-    assert "--init_from [" in proc.stdout and "--sweep_side [" in proc.stdout
+    assert "--init_from [" in proc.stdout and "--sweep_sides [" in proc.stdout
     for conf in ("train.yaml", "decode.yaml", "sweep.yaml"):
         assert (REPO / "egs2" / corpus / "s2t1/conf" / conf).is_file()

@@ -13,8 +13,9 @@ from espnet2.tasks import s2t as espnet_s2t
 from espnet_gated.decoder import GatedTransformerDecoder
 from espnet_gated.encoder import GatedEBranchformerEncoder
 from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES
-from espnet_gated.model import GatedESPnetS2TModel
+from espnet_gated.model import GATING_STATE, GatedESPnetS2TModel
 from espnet_gated.registry import REGISTRATIONS
+from espnet_gated.tasks import count_updates
 
 
 def test_registration_adds_exactly_the_three_names():
@@ -41,6 +42,8 @@ def test_dense_state_dict_loads_with_only_gate_predictor_keys_missing(vocab):
     assert type(dense) is ESPnetS2TModel
     dense_keys, gated_keys = set(dense.state_dict()), set(gated.state_dict())
     predictor_keys = {f"gate_predictor.{k}" for k in gated.gate_predictor.state_dict()}
+    predictor_keys |= {f"sparsity_controller.{k}" for k in gated.sparsity_controller.state_dict()}
+    assert predictor_keys == {k for k in gated_keys if k.startswith(GATING_STATE)}
     assert predictor_keys and gated_keys - dense_keys == predictor_keys
     assert dense_keys - gated_keys == set()
     result = gated.load_state_dict(dense.state_dict(), strict=False)
@@ -283,11 +286,14 @@ def test_training_gives_gate_predictor_gradients(vocab):
 
 
 def test_training_moves_sparsity_toward_target(vocab):
+    """The whole model in training: the controller's multipliers rise with the updates and the skip
+    rate follows (tests/test_sparsity_control.py: the target is reached)."""
     model = build(
         vocab["token_list"],
-        model_conf=dict(ctc_weight=0.3, sparsity_conf=dict(alpha=20.0, encoder_target=0.5, decoder_target=0.5)),
+        model_conf=dict(ctc_weight=0.3, sparsity_conf=dict(lambda_lr=0.5, encoder_target=0.5, decoder_target=0.5)),
     ).train()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    count_updates(model, opt)
     batch = _train_batch(model, seed=1)
     history = []
     for _ in range(40):
@@ -296,9 +302,10 @@ def test_training_moves_sparsity_toward_target(vocab):
         loss.backward()
         opt.step()
         history.append(float((stats["sparsity_enc"] + stats["sparsity_dec"]) / 2))
-    start, end = sum(history[:5]) / 5, sum(history[-5:]) / 5
+    start, end = history[0], sum(history[-5:]) / 5
     assert start < 0.15  # gates start open
     assert abs(end - 0.5) < abs(start - 0.5) - 0.2, history
+    assert (model.sparsity_controller.lambdas[:, 0] > 0).all()  # the multipliers rose while the gates were dense
 
 
 def _beam_search(model, enc, beam=4):
@@ -339,7 +346,8 @@ def test_cached_cross_attention_gives_espnets_hypotheses(dense_and_gated):
 
 def test_gate_warmup_keeps_gates_open_and_sparsity_loss_off(vocab):
     """During warm-up every gate is open, the loss excludes the sparsity term and the
-    predictor does not move; after it, gates are sampled and the sparsity loss counts."""
+    predictor does not move; after it, gates are sampled and the sparsity loss counts.
+    Warm-up counts optimizer updates: forward passes alone (gradient accumulation) do not end it."""
     model = build(
         vocab["token_list"],
         model_conf=dict(
@@ -353,11 +361,14 @@ def test_gate_warmup_keeps_gates_open_and_sparsity_loss_off(vocab):
         model.zero_grad()
         torch.manual_seed(0)
         loss, stats, _ = model(**batch)
-        assert float(stats["sparsity_enc"]) == 0.0 and float(stats["sparsity_dec"]) == 0.0
+        assert float(stats["sparsity_enc"]) == pytest.approx(0.0, abs=1e-6)
+        assert float(stats["sparsity_dec"]) == pytest.approx(0.0, abs=1e-6)
         assert float(stats["loss_sparsity"]) > 0  # reported, not added
         assert torch.isclose(loss, stats["loss_att"] * 0.7 + stats["loss_ctc"] * 0.3, atol=1e-5)
         loss.backward()
         assert all(p.grad is not None and not p.grad.any() for p in model.gate_predictor.parameters())
+        assert model.gate_predictor.warming_up()  # no update yet
+        model.after_optimizer_update()
     assert not model.gate_predictor.warming_up()
     assert model.gate_predictor.temperature() == model.gate_predictor.tau_start  # schedule starts after warm-up
     loss, stats, _ = model(**batch)

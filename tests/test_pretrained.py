@@ -23,6 +23,7 @@ from test_espnet_cli import write_data_dir
 from espnet_gated.bin.init_from import main as init_from_main
 from espnet_gated.gates import CONTEXT_TOKEN
 from espnet_gated.inference import GatedSpeech2Text
+from espnet_gated.model import GATING_STATE
 from espnet_gated.pretrained import PretrainedError, backbone_modules, fetch, init_from, locate
 from espnet_gated.scorers import use_prompt_ctc
 from espnet_gated.tasks import GatedS2TTask
@@ -258,7 +259,7 @@ def test_fine_tune_with_espnets_trainer_from_the_init_checkpoint(owsm, tmp_path)
     tuned = torch.load(exp / "1epoch.pth")
     assert set(tuned) == set(init)
     changed = {k for k in init if not torch.equal(init[k].to(tuned[k].dtype), tuned[k])}  # the trainer casts to fp32
-    assert changed and all(k.startswith("gate_predictor.") for k in changed)  # only the predictor trained
+    assert changed and all(k.startswith(GATING_STATE) for k in changed)  # only the predictor (and its controller)
     saved = yaml.safe_load((exp / "config.yaml").read_text())
     assert saved["model"] == "gated_espnet" and "<xyz>" in saved["token_list"]
 
@@ -447,10 +448,18 @@ def test_a_gated_model_dir_can_be_extended_too(converted, tmp_path):
     assert set(before) == set(after)
     ctx_old, ctx_new = [t for t in old if CONTEXT_TOKEN.match(t)], [t for t in new if CONTEXT_TOKEN.match(t)]
     rows = torch.tensor([0] + [ctx_new.index(t) + 1 for t in ctx_old])
-    for key in ("gate_predictor.lang_embed.weight", "gate_predictor.task_embed.weight"):
+    per_context = (
+        "gate_predictor.lang_embed.weight",
+        "gate_predictor.task_embed.weight",
+        "gate_predictor.context_counts",
+    )
+    for key in per_context:
         assert after[key].shape[0] == before[key].shape[0] + 1
         assert torch.equal(after[key][rows], before[key]), key
+    new_row = ctx_new.index("<xyz>") + 1
+    assert not after["gate_predictor.context_counts"][new_row].any()  # a new language was never trained
     per_token = ("decoder.embed", "decoder.output_layer", "ctc.", "gate_predictor.lang_", "gate_predictor.task_")
+    per_token += ("gate_predictor.context_counts",)
     for key, value in before.items():
         if not key.startswith(per_token):
             assert torch.equal(after[key], value), key

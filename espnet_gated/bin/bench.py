@@ -74,10 +74,12 @@ import numpy as np
 import torch
 from espnet2.bin.s2t_inference import Speech2Text
 
-from espnet_gated.bin.export import build_from_config, dense_config, export, load_config, save_model_dir
+from espnet_gated.bin.export import build_from_config, export, load_config, save_model_dir
+from espnet_gated.bin.make_config import dense_config
 from espnet_gated.flops import ctc_macs, encoder_macs, input_layer_macs, search_macs, weight_macs
 from espnet_gated.inference import GatedSpeech2Text, check_weights
 from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES, format_mask, parse_mask
+from espnet_gated.model import GATING_STATE
 from espnet_gated.scorers import use_prompt_ctc
 from espnet_gated.tasks import preprocessor_defaults
 from espnet_gated.tokenizer import HEAD_SYMBOLS, TAIL_SYMBOLS, TIME_SYMBOLS
@@ -179,7 +181,7 @@ def prepare_models(args, out: Path) -> Dict:
         gated = build_from_config(config)
         gated_paths = save_model_dir(models / "gated", config, gated.state_dict())
         trained = False
-    state = {k: v for k, v in gated.state_dict().items() if not k.startswith("gate_predictor.")}
+    state = {k: v for k, v in gated.state_dict().items() if not k.startswith(GATING_STATE)}
     dconf = dense_config(config)
     dense = build_from_config(dconf)
     result = dense.load_state_dict(state, strict=False)

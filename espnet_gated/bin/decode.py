@@ -13,10 +13,16 @@ goes to ``<out_dir>/logs/decode.<job>.log``.
 Translation sets (task ``st_*``) are decoded with the decode config's ``st_ctc_weight`` (default 0)
 as their ``ctc_weight``: the CTC learns the source transcript (``text.ctc``), not the translation.
 
+``--system`` adds models decoded in the same jobs, interleaved set by set with the main one (the
+order alternates from set to set), so that their decode times are measured side by side on the
+same utterances and the same machine state: the recipe decodes the reference without pruning
+this way next to the gated model (``gate_mode=all_open``), and the sparsity sweep all its runs.
+
 Usage:
     python -m espnet_gated.bin.decode --s2t_train_config exp/s2t/config.yaml \
         --s2t_model_file exp/s2t/valid.acc.ave.pth --decode_config conf/decode.yaml \
-        --data_root dump/raw --sets "test_deu_asr test_deu_st_eng" --out_dir exp/s2t/decode --nj 2
+        --data_root dump/raw --sets "test_deu_asr test_deu_st_eng" --out_dir exp/s2t/decode --nj 2 \
+        --system out_dir=exp/s2t_reference/decode,s2t_model_file=exp/s2t_reference/valid.acc.ave.pth,gate_mode=all_open
 """
 
 import argparse
@@ -35,6 +41,8 @@ from espnet_gated.datadir import validate_data_dir
 from espnet_gated.utils import atomic_write, read_kaldi_map
 
 DONE = ".done"
+#: what ``--system`` may set for another model decoded in the same jobs
+SYSTEM_KEYS = ("out_dir", "s2t_model_file", "s2t_train_config", "gate_mode")
 PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
 
 
@@ -107,48 +115,80 @@ def _log_job(out_dir: Path, job: int, nj: int) -> None:
     logging.info(f"ESPnet's decoding log: {log_file}")
 
 
-def _run_job(job: int, nj: int, options: Dict, data_root: str, sets: List[str], out_dir: str, threads: int) -> None:
-    """Decode shard ``job`` of every set (runs in its own process when nj > 1)."""
+def parse_system(text: str, main: Dict) -> Dict:
+    """``--system key=value,...`` -> that system's options: the main options with ``out_dir``
+    (required), ``s2t_model_file``, ``s2t_train_config`` and ``gate_mode`` replaced."""
+    fields = dict(item.partition("=")[::2] for item in text.split(",") if item)
+    unknown = sorted(set(fields) - set(SYSTEM_KEYS))
+    if unknown or "out_dir" not in fields or any(not v for v in fields.values()):
+        raise ValueError(f"--system {text}: want out_dir=DIR[,s2t_model_file=F][,s2t_train_config=F][,gate_mode=M]")
+    return {**main, **fields}
+
+
+def warm_up(speech2text, wav: str, lang: str, task: str) -> None:
+    """Decode one utterance untimed after a model is built: the first call of a model pays one-time
+    costs (allocator, lazy initialisation) that would otherwise count against whichever model
+    decodes first. Skipped when the wav.scp entry is not a plain file."""
+    if not Path(wav).is_file():
+        return
+    import soundfile
+
+    speech, _ = soundfile.read(wav, dtype="float32")
+    speech2text(speech, lang_sym=f"<{lang}>", task_sym=f"<{task}>")
+
+
+def _run_job(job: int, nj: int, systems: List[Dict], data_root: str, sets: List[str], threads: int) -> None:
+    """Decode shard ``job`` of every set with every system (runs in its own process when nj > 1)."""
     import torch
 
     from espnet_gated.bin.s2t_inference import build_speech2text, decode_to_dir
 
     torch.set_num_threads(threads)
-    _log_job(Path(out_dir), job, nj)
+    _log_job(Path(systems[0]["out_dir"]), job, nj)
     contexts = {name: _context(Path(data_root) / name) for name in sets}
-    speech2text, built_with = None, None
-    # sets decoded with the same options follow each other: each option set loads the model once
-    for name in sorted(sets, key=lambda n: is_translation(contexts[n][1])):
-        shard = _shard_dir(Path(out_dir), name, nj, job)
+    loaded = [(None, None)] * len(systems)  # per system: (options it was built with, Speech2Text)
+    # sets decoded with the same options follow each other: each option set loads each model once;
+    # the systems take turns first, so none is always timed right after a model load
+    ordered = sorted(sets, key=lambda n: is_translation(contexts[n][1]))
+    for index, name in enumerate(ordered):
         set_dir = Path(data_root) / name
         lang, task = contexts[name]
-        set_options = options_for_task(options, task)
-        fingerprint = decoded_with(set_options, set_dir / "wav.scp")
-        if (shard / DONE).exists() and (shard / DONE).read_text() == fingerprint:
-            continue
-        (shard / DONE).unlink(missing_ok=True)
-        keys = sorted(read_kaldi_map(set_dir / "wav.scp"))[job::nj]
-        shard.mkdir(parents=True, exist_ok=True)
-        atomic_write(shard / "keys", "".join(f"{k}\n" for k in keys))
-        if keys:
-            if set_options != built_with:
-                speech2text = None  # one model in memory at a time
-                speech2text = build_speech2text(set_options, lang, task)
-                built_with = set_options
-            speech2text.lang_sym, speech2text.task_sym = f"<{lang}>", f"<{task}>"
-            logging.info(f"{name}: {len(keys)} utterances ({lang}, {task}, ctc_weight {set_options['ctc_weight']})")
-            timing = decode_to_dir(
-                speech2text,
-                str(set_dir / "wav.scp"),
-                str(shard),
-                str(shard / "keys"),
-                options.get("nbest", 1),
-                batch_size=options.get("batch_size", 1),
-            )
-        else:
-            timing = {"n_utts": 0, "wall_s": 0.0, "encoder_s": 0.0, "decoder_s": 0.0}
-        atomic_write(shard / "timing.json", json.dumps(timing))
-        atomic_write(shard / DONE, fingerprint)
+        turns = range(len(systems)) if index % 2 == 0 else reversed(range(len(systems)))
+        for s in turns:
+            options = systems[s]
+            shard = _shard_dir(Path(options["out_dir"]), name, nj, job)
+            set_options = options_for_task({k: v for k, v in options.items() if k != "out_dir"}, task)
+            fingerprint = decoded_with(set_options, set_dir / "wav.scp")
+            if (shard / DONE).exists() and (shard / DONE).read_text() == fingerprint:
+                continue
+            (shard / DONE).unlink(missing_ok=True)
+            keys = sorted(read_kaldi_map(set_dir / "wav.scp"))[job::nj]
+            shard.mkdir(parents=True, exist_ok=True)
+            atomic_write(shard / "keys", "".join(f"{k}\n" for k in keys))
+            if keys:
+                built_with, speech2text = loaded[s]
+                if set_options != built_with:
+                    loaded[s] = (None, None)  # release the previous model first
+                    speech2text = build_speech2text(set_options, lang, task)
+                    loaded[s] = (set_options, speech2text)
+                    warm_up(speech2text, read_kaldi_map(set_dir / "wav.scp")[keys[0]], lang, task)
+                speech2text.lang_sym, speech2text.task_sym = f"<{lang}>", f"<{task}>"
+                logging.info(
+                    f"{name}: {len(keys)} utterances ({lang}, {task}, ctc_weight {set_options['ctc_weight']}) "
+                    f"-> {options['out_dir']}"
+                )
+                timing = decode_to_dir(
+                    speech2text,
+                    str(set_dir / "wav.scp"),
+                    str(shard),
+                    str(shard / "keys"),
+                    options.get("nbest", 1),
+                    batch_size=options.get("batch_size", 1),
+                )
+            else:
+                timing = {"n_utts": 0, "wall_s": 0.0, "encoder_s": 0.0, "decoder_s": 0.0}
+            atomic_write(shard / "timing.json", json.dumps(timing))
+            atomic_write(shard / DONE, fingerprint)
 
 
 def merge_shards(out_dir: Path, name: str, nj: int) -> None:
@@ -181,6 +221,13 @@ def main(cmd=None):
     parser.add_argument("--out_dir", type=Path, required=True)
     parser.add_argument("--nj", type=int, default=1)
     parser.add_argument("--ngpu", type=int, default=0)
+    parser.add_argument(
+        "--system",
+        action="append",
+        default=[],
+        help="another model decoded in the same jobs, interleaved set by set (repeatable): "
+        "out_dir=DIR[,s2t_model_file=F][,s2t_train_config=F][,gate_mode=predicted|all_open]",
+    )
     args = parser.parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (decode) %(levelname)s: %(message)s")
     options = dict(beam_size=5, ctc_weight=0.0, st_ctc_weight=0.0, maxlenratio=0.0, minlenratio=0.0, nbest=1)
@@ -189,19 +236,25 @@ def main(cmd=None):
     options.update(s2t_train_config=args.s2t_train_config, s2t_model_file=args.s2t_model_file, ngpu=args.ngpu)
     sets = args.sets.split()
     try:  # fail early, before any job starts
-        check_inputs(args.s2t_train_config, args.s2t_model_file, args.data_root, sets)
+        systems = [{**options, "out_dir": str(args.out_dir)}] + [parse_system(s, options) for s in args.system]
+        out_dirs = [s["out_dir"] for s in systems]
+        if len(set(out_dirs)) != len(out_dirs):
+            raise ValueError(f"every --system needs its own out_dir, got {out_dirs}")
+        for system in systems:
+            check_inputs(system["s2t_train_config"], system["s2t_model_file"], args.data_root, sets)
     except (ValueError, OSError) as e:
         sys.exit(f"decode: error: {e}")
     threads = max(1, (os.cpu_count() or 1) // args.nj)
-    job_args = [(j, args.nj, options, args.data_root, sets, str(args.out_dir), threads) for j in range(args.nj)]
+    job_args = [(j, args.nj, systems, args.data_root, sets, threads) for j in range(args.nj)]
     if args.nj == 1:
         _run_job(*job_args[0])
     else:
         with multiprocessing.get_context("spawn").Pool(args.nj) as pool:
             pool.starmap(_run_job, job_args)
-    for name in sets:
-        merge_shards(args.out_dir, name, args.nj)
-        logging.info(f"{args.out_dir / name}: merged {args.nj} job(s)")
+    for out_dir in out_dirs:
+        for name in sets:
+            merge_shards(Path(out_dir), name, args.nj)
+            logging.info(f"{Path(out_dir) / name}: merged {args.nj} job(s)")
 
 
 if __name__ == "__main__":

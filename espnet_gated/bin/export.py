@@ -37,14 +37,12 @@ from typing import Dict, Optional, Tuple
 import torch
 import yaml
 
+from espnet_gated.bin.make_config import GATED_MODEL_KEYS
 from espnet_gated.inference import check_weights
 from espnet_gated.layout import parse_mask
 from espnet_gated.pruning import parse_side_mask, prune_decoder, prune_encoder, side_mask_str
 from espnet_gated.tasks import GatedS2TTask
 from espnet_gated.utils import atomic_output, atomic_write
-
-#: model_conf keys of the gated model that ESPnet's plain S2T model does not take
-GATED_MODEL_KEYS = ("gate_conf", "sparsity_conf")
 
 
 def load_config(path) -> Dict:
@@ -73,16 +71,6 @@ def save_model_dir(out_dir, config: Dict, state_dict: Dict[str, torch.Tensor], m
 
 def build_from_config(config: Dict, device: str = "cpu"):
     return GatedS2TTask.build_model(argparse.Namespace(**copy.deepcopy(config))).to(device)
-
-
-def dense_config(config: Dict) -> Dict:
-    """The config of ESPnet's dense model with the same dimensions (stock classes)."""
-    out = copy.deepcopy(config)
-    out["encoder"], out["decoder"], out["model"] = "e_branchformer", "transformer", "espnet"
-    out["encoder_conf"] = {k: v for k, v in (out.get("encoder_conf") or {}).items() if k != "static_mask"}
-    out["decoder_conf"] = {k: v for k, v in (out.get("decoder_conf") or {}).items() if k != "static_mask"}
-    out["model_conf"] = {k: v for k, v in (out.get("model_conf") or {}).items() if k not in GATED_MODEL_KEYS}
-    return out
 
 
 def exported_config(config: Dict, enc_mask: torch.Tensor, dec_mask: torch.Tensor) -> Dict:

@@ -3,13 +3,19 @@ r"""Write a training config: a base YAML, deep-merged with override YAMLs and ``
 
 ESPnet reads one ``--config``; recipes that fine-tune at several settings (the sparsity
 sweep, OWSM fine-tuning) derive each run's config from the base one with this tool.
+``--dense`` turns a gated config into ESPnet's dense model of the same architecture
+(``e_branchformer``, ``transformer``, ``espnet``, without ``gate_conf``/``sparsity_conf``):
+the recipe's reference without pruning.
 
 Usage:
     python -m espnet_gated.bin.make_config conf/train.yaml --merge conf/sweep.yaml \
         --set model_conf.sparsity_conf.decoder_target=0.5 --out exp/sweep/dec0.5/train.yaml
+    python -m espnet_gated.bin.make_config conf/train.yaml --dense --merge conf/reference.yaml \
+        --out exp/s2t_train/reference.yaml
 """
 
 import argparse
+import copy
 from pathlib import Path
 
 import yaml
@@ -36,14 +42,45 @@ def set_path(config: dict, dotted: str) -> dict:
     return deep_merge(config, override)
 
 
+#: gated class name -> ESPnet's dense one, per component
+DENSE_NAMES = {
+    "encoder": {"gated_e_branchformer": "e_branchformer"},
+    "decoder": {"gated_transformer": "transformer"},
+    "model": {"gated_espnet": "espnet"},
+}
+#: model_conf keys of the gated model that ESPnet's plain S2T model does not take
+GATED_MODEL_KEYS = ("gate_conf", "sparsity_conf")
+
+
+def dense_config(config: dict) -> dict:
+    """ESPnet's dense model (stock classes) with the dimensions of a gated or exported config;
+    ValueError for a component that is neither the gated nor the dense class."""
+    out = copy.deepcopy(config)
+    for component, names in DENSE_NAMES.items():
+        name = out.get(component)
+        if name not in names and name not in names.values():
+            raise ValueError(f"{component}: {name!r} is not a gated component (want one of {list(names)})")
+        out[component] = names.get(name, name)
+    for component in ("encoder_conf", "decoder_conf"):
+        out[component] = {k: v for k, v in (out.get(component) or {}).items() if k != "static_mask"}
+    out["model_conf"] = {k: v for k, v in (out.get("model_conf") or {}).items() if k not in GATED_MODEL_KEYS}
+    return out
+
+
 def main(cmd=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("base", type=Path)
     parser.add_argument("--merge", type=Path, action="append", default=[], help="override YAML (repeatable)")
     parser.add_argument("--set", dest="settings", action="append", default=[], help="key.path=value (repeatable)")
+    parser.add_argument("--dense", action="store_true", help="the dense ESPnet model of the gated base config")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(cmd)
     config = yaml.safe_load(args.base.read_text()) or {}
+    if args.dense:
+        try:
+            config = dense_config(config)
+        except ValueError as e:
+            parser.error(f"--dense: {args.base}: {e}")
     for path in args.merge:
         config = deep_merge(config, yaml.safe_load(path.read_text()) or {})
     for setting in args.settings:

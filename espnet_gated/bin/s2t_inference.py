@@ -30,13 +30,13 @@ from espnet2.bin.s2t_inference import get_parser as espnet_get_parser
 from espnet2.fileio.datadir_writer import DatadirWriter
 from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 
-from espnet_gated.inference import GATE_MODES, GatedSpeech2Text
+from espnet_gated.inference import GATE_MODES, UNSEEN_CONTEXT, GatedSpeech2Text
 from espnet_gated.layout import format_mask
 from espnet_gated.tasks import GatedS2TTask, check_model_file
 from espnet_gated.utils import Progress, atomic_write
 
 #: Speech2Text's constructor arguments, taken from the parsed options by name
-SPEECH2TEXT_ARGS = set(inspect.signature(Speech2Text.__init__).parameters) - {"self"} | {"gate_mode"}
+SPEECH2TEXT_ARGS = set(inspect.signature(Speech2Text.__init__).parameters) - {"self"} | {"gate_mode", "unseen_context"}
 
 
 def _count_keys(path: str) -> int:
@@ -170,6 +170,13 @@ def get_parser():
         choices=GATE_MODES,
         default="predicted",
         help="predicted: the gate predictor's masks; all_open: keep every module (dense reference)",
+    )
+    parser.add_argument(
+        "--unseen_context",
+        choices=UNSEEN_CONTEXT,
+        default="error",
+        help="a language or task the gate predictor never trained on: error (refuse, naming the trained "
+        "ones) or all_open (keep every module for those utterances)",
     )
     return parser
 

@@ -36,6 +36,10 @@ def main(cmd=None):
     parser.add_argument("--beam_size", type=int, default=1, help="beam size of the decode (for the FLOPs)")
     parser.add_argument("--normalizers", type=Path, help="corpus YAML with languages: [{code, normalizer}]")
     parser.add_argument("--out", type=Path, required=True, help="results directory")
+    parser.add_argument(
+        "--reference", type=Path, help="results directory of the reference without pruning: RESULTS.md opens with both"
+    )
+    parser.add_argument("--reference_label", default="", help="what the reference is, for RESULTS.md")
     args = parser.parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (score) %(levelname)s: %(message)s")
     try:
@@ -47,6 +51,8 @@ def main(cmd=None):
             config=args.config,
             beam_size=args.beam_size,
             normalizers=args.normalizers,
+            reference=args.reference,
+            reference_label=args.reference_label,
         )
     except (OSError, ValueError) as e:
         raise SystemExit(f"{parser.prog}: error: {e}") from None

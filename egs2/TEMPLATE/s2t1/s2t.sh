@@ -32,7 +32,11 @@ token_list_dir=""       # stage 5: use this existing bpe.model + tokens.txt (e.g
 init_from=""            # stage 5: fine-tune this pretrained OWSM model dir or hub name (e.g. espnet/owsm_v3.1_ebf)
 add_langs=""            # stage 5 with --init_from: languages to add to its token list, e.g. xyz or xyz=deu
 freeze_backbone=false   # stage 11/14: train only the gate predictor (ESPnet --freeze_param on the rest)
-train_config=conf/train.yaml    # stage 11: ESPnet training config
+train_config=conf/train.yaml    # stage 11: ESPnet training config of the gated model
+pretrain_config=""      # stage 11: overrides of train_config to pretrain its architecture dense from scratch first (the
+                        # part of OWSM with --init_from; e.g. conf/pretrain.yaml); the fine-tunings start from it
+train_reference=true    # stage 11: also fine-tune without gates (ESPnet's dense model, train_config's schedule, the
+                        # same start): the reference without pruning; false: the starting model is the reference
 train_args=""           # stage 11: extra options for espnet_gated.bin.s2t_train
 init_param=""           # stage 11: ESPnet --init_param (e.g. a dense OWSM model file)
 tag=""                  # experiment name (default: derived from the training config and --init_from)
@@ -41,8 +45,8 @@ inference_model=valid.acc.ave.pth  # stage 12: checkpoint to decode with
 inference_tag=""        # stage 12-13: suffix for decode/results dirs (default: none)
 score_opts=""           # stage 13: extra options for espnet_gated.bin.score
 sweep_targets="0.25 0.5 0.75"   # stage 14: sparsity targets
-sweep_side=dec          # stage 14: enc, dec or both
-sweep_config=conf/sweep.yaml    # stage 14: fine-tuning overrides (epochs, lr, alpha)
+sweep_sides="enc dec both"      # stage 14: the sides each target applies to (enc, dec, both)
+sweep_config=conf/sweep.yaml    # stage 14: overrides of train_config for every sweep run
 
 help_message=$(cat <<EOF
 Usage: $0 [--option value] ...
@@ -54,10 +58,15 @@ Stages (ESPnet's s2t.sh numbering):
   5  sentencepiece model and token list (-> data/token_list/); with --init_from: the pretrained
      model's tokens, gated config and weights (-> exp/init_<model>/)
   10 statistics collection (shapes)
-  11 training of the gated model with the sparsity loss (-> exp/<tag>/, resumable)
-  12 decoding of every test set, recording each utterance's gate mask
-  13 scoring: WER/CER, BLEU/chrF, module usage, FLOPs (-> exp/<tag>/results/)
-  14 sparsity sweep: fine-tune at several targets, quality-vs-speed table and plot
+  11 training (resumable): with --pretrain_config, dense pretraining (-> exp/<tag>_pretrain/); then from
+     it (or from --init_from) the gated model with the sparsity controller (-> exp/<tag>/) and, with
+     --train_reference true, the same fine-tuning without gates: the reference (-> exp/<tag>_reference/)
+  12 decoding of every test set with the gated model (each utterance's gate mask recorded) and,
+     interleaved set by set in the same jobs, with the reference (decode times side by side)
+  13 scoring: WER/CER, BLEU/chrF, module usage, FLOPs, decode time, and the comparison with the
+     reference that opens RESULTS.md (-> exp/<tag>/results/)
+  14 sparsity sweep: fine-tune at every target of every side, decode all runs and the reference
+     together, quality-vs-speed table and plot (-> exp/<tag>_sweep/)
 
 Options (default value in brackets):
 $(sed -n '/^# -\{10,\} options/,/^help_message/p' "${BASH_SOURCE[0]}" | grep -E '^[a-z_]+=' | grep -v '^help_message=' |
@@ -214,12 +223,14 @@ for split in train valid; do
 done
 
 # ---------------------------------------------------------------- stage 11
-train_model() {  # train_model OUTPUT_DIR CONFIG [extra options...]
-    local out=$1 config=$2; shift 2
+train_dir_identity() {  # train_dir_identity CONFIG [extra options...]: what a training dir's weights depend on
+    local config=$1; shift
+    echo "config=$(digest "${config}") tokens=$(digest "${token_dir}/tokens.txt") $* ${train_args}"
+}
+claim_train_dir() {  # claim_train_dir OUTPUT_DIR IDENTITY
     # an interrupted run with the same options resumes (ESPnet's --resume); one with other
     # options is moved aside, never mixed with the new run or deleted
-    local identity
-    identity="config=$(digest "${config}") tokens=$(digest "${token_dir}/tokens.txt") $* ${train_args}"
+    local out=$1 identity=$2
     if [ -f "${out}/.train_opts" ] && [ "$(cat "${out}/.train_opts")" != "${identity}" ]; then
         local old
         old="${out}.old.$(date +%Y%m%d-%H%M%S)"
@@ -228,6 +239,10 @@ train_model() {  # train_model OUTPUT_DIR CONFIG [extra options...]
     fi
     mkdir -p "${out}"
     printf '%s' "${identity}" > "${out}/.train_opts"
+}
+train_model() {  # train_model OUTPUT_DIR CONFIG [extra options...]; $stop_epoch, if set, ends it early
+    local out=$1 config=$2; shift 2
+    claim_train_dir "${out}" "$(train_dir_identity "${config}" "$@")"
     # Distributed training goes through ESPnet's own logic (espnet2/train/distributed_utils.py,
     # with the options espnet2/bin/launch.py passes):
     # - one node, ngpu > 1: --multiprocessing_distributed true spawns one DDP process per GPU
@@ -254,84 +269,148 @@ train_model() {  # train_model OUTPUT_DIR CONFIG [extra options...]
     fi
     local freeze_opts=()  # every module but the gate predictor (espnet_gated.pretrained.backbone_modules)
     [ "${freeze_backbone}" = false ] || freeze_opts=(--freeze_param frontend normalize encoder decoder ctc)
+    local stop_opts=()
+    [ -z "${stop_epoch:-}" ] || stop_opts=(--max_epoch "${stop_epoch}")
     log "training ${out} (log: ${out}/train.log)"
     # shellcheck disable=SC2086
     "${launcher[@]}" "${python}" -m espnet_gated.bin.s2t_train --config "${config}" "${token_opts[@]}" \
         "${train_data_opts[@]}" "${shape_opts[@]}" --output_dir "${out}" --ngpu "${ngpu}" --resume true "${dist_opts[@]}" \
-        "${freeze_opts[@]}" ${train_args} "$@" 2>&1 |
+        "${freeze_opts[@]}" ${train_args} "$@" "${stop_opts[@]}" 2>&1 |
         "${python}" "${repo_root}/espnet_gated/bin/train_progress.py" --config "${config}" --log "${out}/train.log" || true
     [ -f "${out}/${inference_model}" ] || die "training did not produce ${out}/${inference_model}: see ${out}/train.log"
 }
 
+# The gated model and the reference without pruning fine-tune the same starting model with the same
+# schedule (train_config), with and without gates: the same budget, only the gates differ. The start
+# is the dense pretraining of pretrain_config (from scratch), else --init_from/--init_param, else none.
+start=${init_param}
+pretrain_dir="" ref_dir=""
+mkdir -p exp
+if [ -n "${pretrain_config}" ]; then
+    [ -f "${pretrain_config}" ] || die "pretraining config ${pretrain_config} not found"
+    pretrain_dir=exp/${tag}_pretrain
+    "${python}" -m espnet_gated.bin.make_config "${train_config}" --dense --merge "${pretrain_config}" \
+        --out "${pretrain_dir}.yaml" || die "cannot make the pretraining config from ${train_config} and ${pretrain_config}"
+    start=${pretrain_dir}/${inference_model}
+fi
+if [ "${train_reference}" = true ]; then
+    ref_dir=exp/${tag}_reference
+    "${python}" -m espnet_gated.bin.make_config "${train_config}" --dense --out "${ref_dir}.yaml" ||
+        die "cannot make the reference config from ${train_config}"
+fi
+
 opts="${opts} train_args=${train_args} init=${init_param} freeze=${freeze_backbone}"
+opts="${opts} pretrain=$(digest "${pretrain_dir:+${pretrain_dir}.yaml}") reference=${train_reference}"
 if run_stage 11 "${expdir}" "${opts}"; then
-    train_model "${expdir}" "${train_config}" ${init_param:+--init_param "${init_param}"}
+    if [ -n "${pretrain_dir}" ]; then
+        log "dense pretraining (${pretrain_dir}); then the gated model and the reference fine-tune from it"
+        train_model "${pretrain_dir}" "${pretrain_dir}.yaml" ${init_param:+--init_param "${init_param}"}
+    fi
+    train_model "${expdir}" "${train_config}" ${start:+--init_param "${start}"}
+    if [ -n "${ref_dir}" ]; then
+        log "the reference without pruning: the same fine-tuning without gates (${ref_dir})"
+        train_model "${ref_dir}" "${ref_dir}.yaml" ${start:+--init_param "${start}"}
+    fi
     mark_done "${expdir}" "${opts}" 11
 fi
 
 # ---------------------------------------------------------------- stages 12-13
-decode_sets() {  # decode_sets MODEL_DIR DECODE_DIR DECODE_CONFIG
-    "${python}" -m espnet_gated.bin.decode --s2t_train_config "$1/config.yaml" \
-        --s2t_model_file "$1/${inference_model}" --decode_config "$3" \
-        --data_root dump/raw --sets "$(scored_test_sets | tr '\n' ' ')" --out_dir "$2" --nj "${nj}" \
-        --ngpu "$([ "${ngpu}" -gt 0 ] && echo 1 || echo 0)"
+# The reference decoded next to the gated model: the dense fine-tuning of stage 11; else the starting
+# model (pretrained, or --init_from); else the gated model itself with every module kept (same weights).
+if [ -n "${ref_dir}" ]; then
+    ref_model=${ref_dir}/${inference_model}; ref_root=${ref_dir}
+    ref_label="${ref_dir}: ESPnet's dense model fine-tuned like the gated one from the same start (${start:-random weights}), without gates"
+elif [ -n "${start}" ]; then
+    ref_model=${start%%:*}; ref_root=exp/${tag}_start
+    ref_label="the starting model before fine-tuning (${start%%:*}), every module kept"
+else
+    ref_model=${expdir}/${inference_model}; ref_root=${expdir}/all_open
+    ref_label="the gated model with every module kept (same weights; no separately trained reference)"
+fi
+ref_decode_dir=${ref_root}/decode${inference_tag:+_${inference_tag}}
+ref_results_dir=${ref_root}/results${inference_tag:+_${inference_tag}}
+
+decode_sets() {  # decode_sets MODEL_DIR DECODE_DIR DECODE_CONFIG [--system SPEC ...]
+    local model_dir=$1 decode_dir=$2 config=$3; shift 3
+    "${python}" -m espnet_gated.bin.decode --s2t_train_config "${model_dir}/config.yaml" \
+        --s2t_model_file "${model_dir}/${inference_model}" --decode_config "${config}" \
+        --data_root dump/raw --sets "$(scored_test_sets | tr '\n' ' ')" --out_dir "${decode_dir}" --nj "${nj}" \
+        --ngpu "$([ "${ngpu}" -gt 0 ] && echo 1 || echo 0)" "$@"
 }
-score_sets() {  # score_sets MODEL_DIR DECODE_DIR RESULTS_DIR DECODE_CONFIG
-    local beam
-    beam=$("${python}" -c "import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get('beam_size', 5))" "$4")
+score_sets() {  # score_sets MODEL_DIR DECODE_DIR RESULTS_DIR DECODE_CONFIG [options of espnet_gated.bin.score...]
+    local model_dir=$1 decode_dir=$2 results=$3 config=$4 beam; shift 4
+    beam=$("${python}" -c "import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get('beam_size', 5))" "${config}")
     # shellcheck disable=SC2086
-    "${python}" -m espnet_gated.bin.score --ref_root dump/raw --decode_dir "$2" --config "$1/config.yaml" \
-        --test_sets "$(scored_test_sets | tr '\n' ' ')" --beam_size "${beam}" --out "$3" ${score_opts}
+    "${python}" -m espnet_gated.bin.score --ref_root dump/raw --decode_dir "${decode_dir}" --config "${model_dir}/config.yaml" \
+        --test_sets "$(scored_test_sets | tr '\n' ' ')" --beam_size "${beam}" --out "${results}" ${score_opts} "$@"
+}
+reference_system() {  # reference_system DECODE_DIR: the decode option that adds the reference
+    echo "out_dir=$1,s2t_model_file=${ref_model},gate_mode=all_open"
 }
 
-model_id="$(cat "${expdir}/.stage11.done" 2>/dev/null || true) $(stat -c %Y "${expdir}/${inference_model}" 2>/dev/null || true)"
+model_id="$(cat "${expdir}/.stage11.done" 2>/dev/null || true) $( { stat -c %Y "${expdir}/${inference_model}" "${ref_model}" 2>/dev/null || true; } | tr '\n' ' ')"
 opts="model=${model_id} decode=$(digest "${decode_config}") sets=$(scored_test_sets | tr '\n' ' ')"
 if run_stage 12 "${decode_dir}" "${opts}"; then
-    decode_sets "${expdir}" "${decode_dir}" "${decode_config}"
+    decode_sets "${expdir}" "${decode_dir}" "${decode_config}" --system "$(reference_system "${ref_decode_dir}")"
     mark_done "${decode_dir}" "${opts}" 12
 fi
 opts="${opts} score=${score_opts}"
 if run_stage 13 "${results_dir}" "${opts}"; then
-    score_sets "${expdir}" "${decode_dir}" "${results_dir}" "${decode_config}"
+    score_sets "${expdir}" "${ref_decode_dir}" "${ref_results_dir}" "${decode_config}"
+    score_sets "${expdir}" "${decode_dir}" "${results_dir}" "${decode_config}" \
+        --reference "${ref_results_dir}" --reference_label "${ref_label}"
     log "results: ${results_dir}/RESULTS.md"
     mark_done "${results_dir}" "${opts}" 13
 fi
 
 # ---------------------------------------------------------------- stage 14
-# Fine-tune the trained model at each target (sweep_config overrides the training config),
-# then decode and score each; the reference is the trained model with every gate open.
-sweep_dir=exp/${tag}_sweep_${sweep_side}
-opts="${opts} targets=${sweep_targets} side=${sweep_side} sweep=$(digest "${sweep_config}")"
+# Every target of every side is a fine-tuning of train_config (with sweep_config's overrides) from
+# where the gated model started (the same budget as the gated model and the reference), or, with no
+# starting model, from the trained gated model (its gate schedules restarted). All runs and the
+# reference are then decoded together, interleaved set by set, so their decode times compare side by side.
+sweep_dir=exp/${tag}_sweep
+opts="${opts} targets=${sweep_targets} sides=${sweep_sides} sweep=$(digest "${sweep_config}")"
 if run_stage 14 "${sweep_dir}" "${opts}"; then
     [ -f "${sweep_config}" ] || die "sweep config ${sweep_config} not found"
-    case "${sweep_side}" in enc|dec|both) ;; *) die "--sweep_side must be enc, dec or both" ;; esac
-    dense_dir=${sweep_dir}/all_open
-    if [ ! -f "${dense_dir}/.sweep.done" ]; then
-        "${python}" -m espnet_gated.bin.make_config "${decode_config}" --set gate_mode=all_open \
-            --out "${dense_dir}/decode.yaml"
-        decode_sets "${expdir}" "${dense_dir}/decode" "${dense_dir}/decode.yaml"
-        score_sets "${expdir}" "${dense_dir}/decode" "${dense_dir}/results" "${dense_dir}/decode.yaml"
-        touch "${dense_dir}/.sweep.done"
+    if [ -n "${start}" ]; then
+        sweep_start=${start}
+    else
+        sweep_start="${expdir}/${inference_model}:::gate_predictor.train_steps,sparsity_controller"
     fi
-    runs=("all_open=${dense_dir}/results")
-    for target in ${sweep_targets}; do
-        run_dir=${sweep_dir}/target${target}
-        enc_target=null; dec_target=null
-        [ "${sweep_side}" = dec ] || enc_target=${target}
-        [ "${sweep_side}" = enc ] || dec_target=${target}
-        if [ ! -f "${run_dir}/.sweep.done" ]; then
+    runs=() systems=()
+    for side in ${sweep_sides}; do
+        case "${side}" in enc|dec|both) ;; *) die "--sweep_sides: ${side} is not enc, dec or both" ;; esac
+        for target in ${sweep_targets}; do
+            name=${side}${target}
+            run_dir=${sweep_dir}/${name}
+            enc_target=null; dec_target=null
+            [ "${side}" = dec ] || enc_target=${target}
+            [ "${side}" = enc ] || dec_target=${target}
             "${python}" -m espnet_gated.bin.make_config "${train_config}" --merge "${sweep_config}" \
                 --set "model_conf.sparsity_conf.encoder_target=${enc_target}" \
                 --set "model_conf.sparsity_conf.decoder_target=${dec_target}" --out "${run_dir}.yaml"
-            # the gate predictor's step counter restarts (the sweep config sets its own schedule)
-            train_model "${run_dir}" "${run_dir}.yaml" --init_param "${expdir}/${inference_model}:::gate_predictor.train_steps"
-            decode_sets "${run_dir}" "${run_dir}/decode" "${decode_config}"
-            score_sets "${run_dir}" "${run_dir}/decode" "${run_dir}/results" "${decode_config}"
-            touch "${run_dir}/.sweep.done"
-        fi
-        runs+=("${sweep_side}${target}=${run_dir}/results")
+            if [ ! -f "${run_dir}/.sweep.done" ]; then
+                train_model "${run_dir}" "${run_dir}.yaml" --init_param "${sweep_start}"
+                touch "${run_dir}/.sweep.done"
+            fi
+            runs+=("${name}=${run_dir}")
+        done
     done
-    "${python}" -m espnet_gated.bin.sweep_report --runs "${runs[@]}" --out "${sweep_dir}"
+    # one decode for all: the first run is the main system, the others and the reference join it
+    first=${runs[0]#*=}
+    systems=(--system "$(reference_system "${sweep_dir}/reference/decode")")
+    for run in "${runs[@]:1}"; do
+        systems+=(--system "out_dir=${run#*=}/decode,s2t_model_file=${run#*=}/${inference_model},s2t_train_config=${run#*=}/config.yaml")
+    done
+    decode_sets "${first}" "${first}/decode" "${decode_config}" "${systems[@]}"
+    score_sets "${expdir}" "${sweep_dir}/reference/decode" "${sweep_dir}/reference/results" "${decode_config}"
+    reports=("reference=${sweep_dir}/reference/results")
+    for run in "${runs[@]}"; do
+        score_sets "${run#*=}" "${run#*=}/decode" "${run#*=}/results" "${decode_config}" \
+            --reference "${sweep_dir}/reference/results" --reference_label "${ref_label}"
+        reports+=("${run%%=*}=${run#*=}/results")
+    done
+    "${python}" -m espnet_gated.bin.sweep_report --runs "${reports[@]}" --out "${sweep_dir}"
     log "sweep: ${sweep_dir}/sweep.md"
     mark_done "${sweep_dir}" "${opts}" 14
 fi
