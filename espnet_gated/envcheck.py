@@ -33,6 +33,7 @@ IMPORTS = ("espnet2.tasks.s2t", "espnet_gated.tasks")
 REPORTED = ("torch", "torchaudio", "espnet")
 TRACEBACK_LINES = 8
 MISMATCHES_SHOWN = 20
+CAUSES_SHOWN = 5
 WHAT_TO_DO = (
     "what to do: tools/setup.sh reinstalls the locked versions into .venv; if they are installed and still do not "
     "import, delete .venv and run tools/setup.sh again. ESPNET_GATED_UNLOCKED=1 tools/setup.sh opts out of the "
@@ -116,7 +117,7 @@ def causes(err: BaseException) -> List[str]:
     out = []
     while True:
         err = err.__cause__ or (None if err.__suppress_context__ else err.__context__)
-        if err is None or len(out) >= 5:
+        if err is None or len(out) >= CAUSES_SHOWN:
             return out
         out.append("caused by: " + traceback.format_exception_only(type(err), err)[-1].rstrip())
 
