@@ -11,8 +11,9 @@ setup(
     packages=find_packages(include=["espnet_gated", "espnet_gated.*"]),
     python_requires=">=3.10",
     install_requires=[
-        # ESPnet's S2T task imports torchaudio; torchaudio's last release is 2.11 (CUDA build),
-        # which needs torch 2.11 (see the README's "Installation notes").
+        # Exact pins: ESPnet's S2T task imports torchaudio, whose wheels load with one torch release only
+        # (torchaudio 2.11.1 does not with torch 2.11.0); the plugin builds on espnet 202511's internals.
+        # Everything else is locked in tools/lock/<platform>.txt, not here (README, "Installation notes").
         "torch==2.11.0",
         "torchaudio==2.11.0",
         "espnet==202511",

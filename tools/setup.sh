@@ -1,13 +1,32 @@
 #!/usr/bin/env bash
-# One-time (idempotent) set-up: system tools, a virtual environment in .venv, the package.
+# Idempotent set-up: system tools, a virtual environment in .venv, this package at the locked versions.
 #
-#   tools/setup.sh            # everything
-#   SKIP_APT=1 tools/setup.sh # no system packages (install espeak-ng and ffmpeg yourself)
+#   tools/setup.sh                          # everything; run again, it checks .venv and installs nothing
+#   SKIP_APT=1 tools/setup.sh               # no system packages (install espeak-ng and ffmpeg yourself)
+#   ESPNET_GATED_UNLOCKED=1 tools/setup.sh  # no lock: setup.py's exact pins, everything else at its newest release
+#   PYTHON=python3.11 tools/setup.sh        # the interpreter of a new .venv
+#   tools/setup.sh --relock --upgrade       # re-resolve this platform's lock (pip-compile options follow), install it
 #
-# Versions are those measured to install together (see README, "Installation notes"):
-# ESPnet 202511 needs torch/torchaudio 2.11 and pip < 26.
+# The lock, tools/lock/<platform>.txt (linux-x86_64-cpython3.11.txt), holds the exact version of every distribution
+# and is pip's constraints file. A platform without a lock gets setup.py's exact pins only, with a warning.
+# `python -m espnet_gated.envcheck` ends every run: versions against the lock, ESPnet's S2T task imports; when it
+# fails it prints the import error, the installed versions and what to do. .venv/.espnet_gated_installed records
+# what was installed (the mode and a checksum of setup.py, pyproject.toml and the lock): a run whose record
+# matches and whose check passes changes nothing; otherwise pip installs from the lock, which also repairs a venv
+# that holds other versions. See README.md, "Installation notes".
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+say() { echo "setup: $*"; }
+die() { echo "setup: ERROR: $*" >&2; exit 1; }
+
+relock=0
+if [ "${1:-}" = --relock ]; then
+    relock=1
+    shift
+elif [ $# -gt 0 ]; then
+    die "unknown option '$1' (the options are at the top of $0)"
+fi
 
 need=()
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
@@ -15,27 +34,85 @@ command -v ffmpeg >/dev/null || need+=(ffmpeg)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "${SKIP_APT:-0}" = 1 ]; then
         echo "setup: missing ${need[*]}; install them (Debian/Ubuntu: sudo apt-get install ${need[*]})" >&2
-    elif [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-    elif command -v sudo >/dev/null; then
-        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
     else
-        echo "setup: missing ${need[*]} and no root: sudo apt-get install ${need[*]} (macOS: brew install ${need[*]})" >&2
-        exit 1
+        sudo=()
+        if [ "$(id -u)" != 0 ]; then
+            command -v sudo >/dev/null || die "missing ${need[*]} and no root: sudo apt-get install ${need[*]} (macOS: brew install ${need[*]}), then SKIP_APT=1 $0"
+            sudo=(sudo)
+        fi
+        say "installing ${need[*]} with apt-get"
+        { "${sudo[@]}" apt-get update -qq && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; } \
+            || die "apt-get install ${need[*]} failed (its error is above); install them yourself and run SKIP_APT=1 $0"
     fi
 fi
 
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
-    "${python}" -m venv .venv
+    say "creating .venv with $("${python}" --version 2>&1)"
+    "${python}" -m venv .venv || die "could not create .venv with ${python} (Debian/Ubuntu: apt-get install python3-venv)"
 fi
+venv_python=.venv/bin/python
+lock=$("${venv_python}" -m espnet_gated.envcheck --lock-path)
+
+if [ "${relock}" = 1 ]; then
+    # pip-tools in a throwaway venv; PyPI alone (no pip config files, find-links or extra constraints), so the
+    # lock installs on any machine of this platform
+    tools=$(mktemp -d)
+    trap 'rm -rf "${tools}"' EXIT
+    "${venv_python}" -m venv "${tools}"
+    "${tools}/bin/python" -m pip install -q "pip<26" "pip-tools>=7.4"
+    mkdir -p "$(dirname "${lock}")"
+    say "resolving ${lock} with pip-compile${*:+ $*}"
+    PIP_CONFIG_FILE=/dev/null CUSTOM_COMPILE_COMMAND="tools/setup.sh --relock" \
+        env -u PIP_FIND_LINKS -u PIP_CONSTRAINT -u PIP_EXTRA_INDEX_URL "${tools}/bin/pip-compile" --quiet --extra test \
+        --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links --output-file "${lock}" "$@" setup.py \
+        || die "pip-compile could not resolve setup.py (its error is above); ${lock} is unchanged"
+fi
+
+if [ "${ESPNET_GATED_UNLOCKED:-0}" = 1 ]; then
+    say "ESPNET_GATED_UNLOCKED=1: not using ${lock}; setup.py's exact pins, everything else at its newest release"
+    lock=
+    mode=unlocked
+elif [ ! -f "${lock}" ]; then
+    locks=$(ls tools/lock 2>/dev/null | tr '\n' ' ')
+    echo "setup: WARNING: no lock for this platform and Python (${lock} does not exist; locks: ${locks:-none})." >&2
+    echo "setup: WARNING: installing with setup.py's exact pins only; everything else resolves to today's releases (untested)." >&2
+    echo "setup: WARNING: to lock this platform: tools/setup.sh --relock, then run the tests and commit ${lock}." >&2
+    lock=
+    mode=unlocked-no-lock
+else
+    mode=locked
+fi
+if [ -n "${lock}" ]; then check=(--lock "${lock}"); else check=(--unlocked); fi
+
 stamp=.venv/.espnet_gated_installed
-if [ ! -f "${stamp}" ] || [ setup.py -nt "${stamp}" ]; then
-    # pip >= 26 refuses espnet's dependency ci_sdr (a direct-URL extra); older pips install it
-    if .venv/bin/python -c "import sys, pip; sys.exit(int(pip.__version__.split('.')[0]) < 26)"; then
-        .venv/bin/python -m pip install -q "pip<26"
+record="${mode} $(cat setup.py pyproject.toml ${lock:+"${lock}"} | cksum)"
+if [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${record}" ]; then
+    if "${venv_python}" -m espnet_gated.envcheck "${check[@]}"; then
+        say ".venv is up to date (${mode}${lock:+: ${lock}}); nothing to install"
+        exit 0
     fi
-    .venv/bin/python -m pip install -q -e ".[test]"
-    touch "${stamp}"
+    say ".venv was installed from the same files but fails the check above: reinstalling"
 fi
-.venv/bin/python -c "import espnet_gated, espnet_gated.tasks; print('espnet_gated', espnet_gated.__version__, 'ready')" 2>&1 | grep ready  # ESPnet imports, the gated classes register
+
+rm -f "${stamp}"
+# pip >= 26 refuses espnet's dependency ci_sdr (a direct-URL extra); older pips install it
+if "${venv_python}" -c "import sys, pip; sys.exit(int(pip.__version__.split('.')[0]) < 26)"; then
+    "${venv_python}" -m pip install -q "pip<26"
+fi
+if [ -n "${lock}" ]; then
+    say "installing into .venv: pip install -c ${lock} -e '.[test]' (a new .venv: ~2-5 min, ~5 GB)"
+    install=(-c "${lock}" -e ".[test]")
+else
+    say "installing into .venv: pip install --upgrade --upgrade-strategy eager -e '.[test]'"
+    install=(--upgrade --upgrade-strategy eager -e ".[test]")
+fi
+if ! "${venv_python}" -m pip install -q "${install[@]}"; then
+    "${venv_python}" -m espnet_gated.envcheck "${check[@]}" || true
+    die "pip install ${install[*]} failed (pip's error is further above). A lock that names a release the registry no longer serves: tools/setup.sh --relock; to install without the lock: ESPNET_GATED_UNLOCKED=1 $0"
+fi
+if ! "${venv_python}" -m espnet_gated.envcheck "${check[@]}"; then
+    die "set-up failed: pip installed .venv but it does not pass the check above (its last line says what to do)"
+fi
+echo "${record}" >"${stamp}"
+say "ready: .venv (${mode}${lock:+: ${lock}})"
