@@ -49,9 +49,6 @@ class GatePredictor(torch.nn.Module):
         detach_audio: stop gradients from the predictor into the encoder's input layer.
         init_keep_bias: initial keep-minus-skip logit; the last layer's weights start at
             zero, so every gate starts open (P(keep) = sigmoid(bias) under Gumbel noise).
-        fixed_after_steps: updates after the warm-up from which the masks are the inference ones
-            (deterministic) and the predictor stops learning (null: never): the backbone then
-            adapts to the masks it will run with, without sampling noise.
         warmup_steps: training steps that keep every gate open and the predictor unchanged
             (its gradient is zero) so the backbone learns before modules can be dropped;
             without it, training from scratch can close a module before it becomes useful
@@ -84,7 +81,6 @@ class GatePredictor(torch.nn.Module):
         tau_anneal_steps: int = 10000,
         tau_schedule: str = "linear",
         warmup_steps: int = 0,
-        fixed_after_steps: Optional[int] = None,
     ):
         super().__init__()
         if not (use_audio or use_context):
@@ -101,9 +97,6 @@ class GatePredictor(torch.nn.Module):
         self.tau_anneal_steps = int(tau_anneal_steps)
         self.tau_schedule = tau_schedule
         self.warmup_steps = int(warmup_steps)
-        if fixed_after_steps is not None and int(fixed_after_steps) < 0:
-            raise ValueError("gate_conf: fixed_after_steps must be >= 0 (or null = never)")
-        self.fixed_after_steps = None if fixed_after_steps is None else int(fixed_after_steps)
 
         self.token_list = list(token_list)
         context_tokens = [t for t in self.token_list if CONTEXT_TOKEN.match(t)]
@@ -149,11 +142,6 @@ class GatePredictor(torch.nn.Module):
     def warming_up(self) -> bool:
         """True while training is within ``warmup_steps`` updates."""
         return self.training and int(self.train_steps) < self.warmup_steps
-
-    def masks_fixed(self) -> bool:
-        """True once training is ``fixed_after_steps`` updates past the warm-up: the predictor is
-        frozen and the backbone trains with the inference masks (no sampling)."""
-        return self.training and self.fixed_after_steps is not None and self.gating_updates() >= self.fixed_after_steps
 
     def gating_updates(self) -> int:
         """Optimizer updates since the warm-up ended (the clock of the temperature and of the
@@ -250,8 +238,6 @@ class GatePredictor(torch.nn.Module):
             return keep_decisions(logits)
         if self.warming_up():  # open, in the graph with a zero gradient (DDP needs every parameter used)
             return 1.0 + 0.0 * logits[..., 1]
-        if self.masks_fixed():
-            return keep_decisions(logits.detach()) + 0.0 * logits[..., 1]
         return F.gumbel_softmax(logits, tau=self.temperature(), hard=True)[..., 1]
 
 

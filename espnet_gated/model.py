@@ -91,7 +91,7 @@ class GateState:
     dec: torch.Tensor  # (B, n_dec_layers, 3), ungated = 1, same dtype
     frames: torch.Tensor  # (B,) valid encoder frames
     warmup: bool = False  # predicted during the gate warm-up (all open, no sparsity loss)
-    fixed: bool = False  # the masks are fixed (inference decisions, predictor frozen, no sparsity loss)
+    context: Optional[torch.Tensor] = None  # (B, 2) the <lang><task> ids the gates were predicted for
     logits: Optional[torch.Tensor] = None  # (B, n_slots, 2) float32 (skip, keep) logits the gates came from
 
 
@@ -220,7 +220,7 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
         forced_enc, forced_dec = self._forced if self._forced is not None else (None, None)
         predictor = self.gate_predictor
         slots = logits = None
-        warmup, fixed = predictor.warming_up(), predictor.masks_fixed()
+        warmup = predictor.warming_up()
         if forced_enc is None or forced_dec is None:
             pooled = masked_time_mean(x, self._own_frames(masks)) if predictor.use_audio else None
             logits = predictor(pooled, context)
@@ -234,7 +234,7 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
             dec=dec.to(x.dtype),
             frames=masks.squeeze(1).sum(1),
             warmup=warmup,
-            fixed=fixed,
+            context=context,
             logits=logits,
         )
 
@@ -331,7 +331,7 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
         if gates.slots is None:  # forced gates: nothing to regularise
             return loss, stats, weight
         loss_sparsity, sparsity_stats = self.sparsity_terms(gates, loss, float(text_lengths.float().mean()) + 1)
-        if not (gates.warmup or gates.fixed):
+        if not gates.warmup:
             loss = loss + loss_sparsity
         sparsity_stats["gate_tau"] = torch.tensor(self.gate_predictor.temperature())
         stats.update(force_gatherable(sparsity_stats, loss.device))
@@ -342,6 +342,9 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
         """The controller's loss and statistics for the gates of a batch (in training the
         batch's gap is recorded for the next multiplier update unless the gates warm up)."""
         controller = self.sparsity_controller
+        groups = None
+        if controller.tasks:  # per-task targets: each utterance's task
+            groups = controller.groups_of([self.token_list[int(t)][1:-1] for t in gates.context[:, 1]])
         costs = None
         if controller.weighting == "flops":
             costs = slot_costs(self, self.gate_layout.slots, float(gates.frames.float().mean()), decoder_steps)
@@ -352,7 +355,8 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
             task_loss,
             self.gate_predictor.gating_updates(),
             slot_costs=costs,
-            record=self.training and not (gates.warmup or gates.fixed),
+            record=self.training and not gates.warmup,
+            groups=None if groups is None else groups.to(gates.slots.device),
         )
 
     # ------------------------------------------------------------------ reporting

@@ -217,20 +217,34 @@ def summarize(
     if cost is not None and masks:
         summary["targets"] = {side: cost.targets[side] for side in ("enc", "dec")}
         summary["gated_sparsity"] = {side: cost.gated_sparsity(masks, side) for side in ("enc", "dec")}
+        by_task: Dict[str, List] = {}
+        for s in sets:
+            by_task.setdefault(s.ref.task, []).extend(s.masks.values())
+        summary["gated_sparsity_per_task"] = {
+            task: {side: cost.gated_sparsity(task_masks, side) for side in ("enc", "dec")}
+            for task, task_masks in by_task.items()
+        }
     return summary
 
 
 def target_report(summary: Mapping[str, object]) -> Tuple[str, List[str]]:
     """A sentence on the measured sparsity against the training config's targets, and the misses."""
     targets, measured = summary.get("targets") or {}, summary.get("gated_sparsity") or {}
+    per_task = summary.get("gated_sparsity_per_task") or {}
     parts, misses = [], []
     for side, name in (("enc", "encoder"), ("dec", "decoder")):
-        target, value = targets.get(side), measured.get(side)
-        if target is None or value is None:
-            continue
-        parts.append(f"{name} {value:.3f} (target {target:g})")
-        if abs(value - target) > TARGET_TOLERANCE:
-            misses.append(f"{name} sparsity {value:.3f} misses its target {target:g} by more than {TARGET_TOLERANCE}")
+        target = targets.get(side)
+        if isinstance(target, dict):  # per task: each task over its own utterances
+            checks = [(f"{name} {task}", t, per_task.get(task, {}).get(side)) for task, t in target.items()]
+        else:
+            checks = [(name, target, measured.get(side))]
+        for label, goal, value in checks:
+            if goal is None or value is None:
+                continue
+            parts.append(f"{label} {value:.3f} (target {goal:g})")
+            if abs(value - goal) > TARGET_TOLERANCE:
+                miss = f"{label} sparsity {value:.3f} misses its target {goal:g} by more than {TARGET_TOLERANCE}"
+                misses.append(miss)
     if not parts:
         return "", []
     text = f"Measured sparsity of the gated modules at inference over all {summary['n_utts']} test utterances: "

@@ -100,7 +100,9 @@ def test_an_untrained_language_or_task_is_refused_and_names_the_trained_ones(voc
     model = _trained_contexts_model(vocab)
     model.check_trained_context(model.token_context("<deu>", "<asr>"))
     model.check_trained_context(model.token_context("<fra>", "<asr>"))  # each token was trained, if not together
-    with pytest.raises(ValueError, match=r"never trained on <ita>.*Trained languages: <deu> <fra>; tasks: <asr> <st_eng>"):
+    with pytest.raises(
+        ValueError, match=r"never trained on <ita>.*Trained languages: <deu> <fra>; tasks: <asr> <st_eng>"
+    ):
         model.check_trained_context(model.token_context("<ita>", "<asr>"))
     with pytest.raises(ValueError, match=r"never trained on <eng>"):
         model.check_trained_context(model.token_context("<eng>", "<st_eng>"))

@@ -83,6 +83,10 @@ def test_training_progress_reports_rate_and_eta():
     assert "loss=42.5" in shown and "acc=0.25" in shown and "sparsity_dec=0.125" in shown
     shown = progress.line("2epoch:train:51-100batch: loss=30.0, train_time=2.0")
     assert shown.startswith("epoch 2/3 step 200/300 (67%)"), shown
+    results = "2epoch results: [train] loss=30.0, keep_dec_l0_src_attn=0.5, [valid] loss=20.1, acc=0.9, "
+    results += "sparsity_dec=0.501, target_dec=0.5, keep_dec_l0_src_attn=0.25, time=5.0 seconds, total_count=40"
+    shown = progress.line(f"[host] 2026-11-23 10:00:00,000 (trainer:394) INFO: {results}")
+    assert shown == "epoch 2/3 validation: loss=20.1 acc=0.9 sparsity_dec=0.501 target_dec=0.5", shown
 
 
 @pytest.mark.slow
@@ -95,8 +99,13 @@ def test_reduced_recipe_end_to_end_then_skips_finished_stages(tmp_path):
     (recipe / "conf" / "corpus.yaml").write_text(yaml.safe_dump(corpus))
     train = yaml.safe_load((recipe / "conf" / "train.yaml").read_text())
     train.update(max_epoch=2, num_iters_per_epoch=6, batch_bins=300000, keep_nbest_models=2)
-    train["model_conf"]["gate_conf"].update(warmup_steps=4, tau_anneal_steps=4)
+    train["scheduler_conf"]["warmup_steps_list"] = [0, 2, 12]
+    train["model_conf"]["gate_conf"].update(tau_anneal_steps=4)
+    train["model_conf"]["sparsity_conf"].update(ramp_steps=4)
     (recipe / "conf" / "train.yaml").write_text(yaml.safe_dump(train))
+    pretrain = yaml.safe_load((recipe / "conf" / "pretrain.yaml").read_text())
+    pretrain.update(max_epoch=1, scheduler_conf={"warmup_steps_list": [0, 2, 6], "warmup_lr_list": [0.0, 0.002, 0.001]})
+    (recipe / "conf" / "pretrain.yaml").write_text(yaml.safe_dump(pretrain))
     decode = yaml.safe_load((recipe / "conf" / "decode.yaml").read_text())
     decode.update(beam_size=2, maxlenratio=0.3)
     (recipe / "conf" / "decode.yaml").write_text(yaml.safe_dump(decode))
@@ -129,8 +138,27 @@ def test_reduced_recipe_end_to_end_then_skips_finished_stages(tmp_path):
         assert all(0.0 <= float(r[5]) <= 1.0 and int(r[6]) == 5 for r in mine)
         assert (results / f"usage_{lang}_{task}.png").stat().st_size > 0
     report = (results / "RESULTS.md").read_text()
-    for section in ("## Scores", "## Module usage", "## Compute", "## Decode time"):
+    for section in ("## The gated model against the reference", "## Scores", "## Module usage", "## Compute"):
         assert section in report, section
+    assert report.index("## The gated model against the reference") < report.index("## Scores")  # it opens
+    assert "| **asr (mean of 2)** | asr | WER |" in report and "| **st_eng (mean of 1)** | st_eng | BLEU |" in report
+    # the dense pretraining, then two fine-tunings of it with the same schedule: gated, and the reference
+    exp = recipe / "exp"
+    pretrained = torch.load(exp / "s2t_train_pretrain" / "valid.acc.ave.pth", map_location="cpu")
+    reference = torch.load(exp / "s2t_train_reference" / "valid.acc.ave.pth", map_location="cpu")
+    gated = torch.load(exp / "s2t_train" / "valid.acc.ave.pth", map_location="cpu")
+    assert not any(k.startswith("gate_predictor.") for k in (*pretrained, *reference))
+    assert set(gated) - set(reference) == {
+        k for k in gated if k.startswith(("gate_predictor.", "sparsity_controller."))
+    }
+    # optimizer updates of the best epoch (1 or 2, 6 each): keep_nbest_models 2 averages the backbone only
+    assert int(gated["gate_predictor.train_steps"]) in (6, 12)
+    ref_scores = json.loads((exp / "s2t_train_reference" / "results" / "scores.json").read_text())
+    assert {r["test_set"] for r in ref_scores} >= set(test_sets)
+    ref_gates = (exp / "s2t_train_reference" / "decode" / "test_deu_asr" / "1best_recog" / "gates").read_text()
+    assert all(
+        line.split(" ", 1)[1] == "enc=1111.1111.1111.1111 dec=111.111.111.111" for line in ref_gates.splitlines()
+    )
     assert "| test_deu_asr | deu | asr | wer |" in report and "| test_deu_st_eng | deu | st_eng | bleu |" in report
     gates = (recipe / "exp" / "s2t_train" / "decode" / "test_deu_asr" / "1best_recog" / "gates").read_text()
     assert len(gates.splitlines()) == 5 and "enc=" in gates and "dec=" in gates
@@ -142,17 +170,15 @@ def test_reduced_recipe_end_to_end_then_skips_finished_stages(tmp_path):
     assert proc.stderr.count("already done") == 8
     assert {p: p.stat().st_mtime for p in recipe.rglob(".stage*.done")} == marker_times
 
-    # stage 14 at one target: a fine-tune from the trained model, decoded and compared with all gates open
-    sweep = yaml.safe_load((recipe / "conf" / "sweep.yaml").read_text())
-    sweep.update(max_epoch=1, num_iters_per_epoch=4)
-    (recipe / "conf" / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    # stage 14 at one target of one side: a fine-tuning from the pretrained model, decoded with the reference
     proc = run_recipe(
-        recipe, "--nbpe", "120", "--nj", "2", "--stage", "14", "--stop_stage", "14", "--sweep_targets", "0.5"
-    )
+        recipe, "--nbpe", "120", "--nj", "2", "--stage", "14", "--stop_stage", "14", "--sweep_targets", "0.5",
+        "--sweep_sides", "dec",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    sweep_dir = recipe / "exp" / "s2t_train_sweep_dec"
+    sweep_dir = recipe / "exp" / "s2t_train_sweep"
     runs = json.loads((sweep_dir / "sweep.json").read_text())["runs"]
-    assert [r["run"] for r in runs] == ["all_open", "dec0.5"]
+    assert [r["run"] for r in runs] == ["reference", "dec0.5"]
     assert (sweep_dir / "sweep.png").stat().st_size > 0 and "dec0.5" in (sweep_dir / "sweep.md").read_text()
-    fine_tuned = torch.load(sweep_dir / "target0.5" / "valid.acc.ave.pth", map_location="cpu")
-    assert int(fine_tuned["gate_predictor.train_steps"]) == 4  # restarted, not continued from stage 11
+    fine_tuned = torch.load(sweep_dir / "dec0.5" / "valid.acc.ave.pth", map_location="cpu")
+    assert int(fine_tuned["gate_predictor.train_steps"]) in (6, 12)  # its own fine-tuning from the pretrained model

@@ -70,7 +70,9 @@ def train_toy(model, seed: int = 0, loss_scale: float = 1.0):
         logits = predictor(audio, context)
         slots = predictor.sample(logits)
         task_loss = loss_scale * (tokens * (BASE_NATS + (costs[which] * (1.0 - slots)).sum(1))).mean()
-        state = GateState(slots=slots, enc=None, dec=None, frames=torch.full((BATCH,), 20), logits=logits)
+        state = GateState(
+            slots=slots, enc=None, dec=None, frames=torch.full((BATCH,), 20), context=context, logits=logits
+        )
         sparsity_loss, _ = model.sparsity_terms(state, task_loss, decoder_steps=9.0)
         optimizer.zero_grad()
         (task_loss + sparsity_loss).backward()
@@ -79,9 +81,12 @@ def train_toy(model, seed: int = 0, loss_scale: float = 1.0):
     return model.eval()
 
 
-def inference_sparsity(model, n: int = 3000):
-    """Skip rate per side of the deterministic (inference) gates on fresh utterances."""
-    context, _, audio, _ = draw(model, n, torch.Generator().manual_seed(123))
+def inference_sparsity(model, n: int = 3000, task=None):
+    """Skip rate per side of the deterministic (inference) gates on fresh utterances (of ``task``)."""
+    context, which, audio, _ = draw(model, n, torch.Generator().manual_seed(123))
+    if task is not None:
+        mine = torch.tensor([CONTEXTS[int(c)][1] == task for c in which])
+        context, audio = context[mine], audio[mine]
     with torch.no_grad():
         gates = model.gate_predictor.sample(model.gate_predictor(audio, context))
     layout = model.gate_layout
@@ -100,6 +105,15 @@ def test_lagrangian_controller_reaches_the_target_at_inference(vocab, sides, tar
     measured = inference_sparsity(model)
     for side in SIDES[sides]:
         assert measured[side] == pytest.approx(target, abs=0.02), measured
+
+
+def test_per_task_targets_are_each_reached_by_their_tasks(vocab):
+    """decoder_target {asr: 0.75, st_eng: 0.25}: each task's utterances skip their own share."""
+    model = train_toy(toy_model(vocab, 0.25, {"asr": 0.75, "st_eng": 0.25}))
+    assert model.sparsity_controller.lambdas.shape == (2, 2, 2)  # sides x tasks x (lambda1, lambda2)
+    assert inference_sparsity(model, task="asr")["dec"] == pytest.approx(0.75, abs=0.02)
+    assert inference_sparsity(model, task="st_eng")["dec"] == pytest.approx(0.25, abs=0.02)
+    assert inference_sparsity(model)["enc"] == pytest.approx(0.25, abs=0.02)  # one target for all
 
 
 def test_fixed_penalty_misses_the_target_on_the_same_task(vocab):

@@ -4,7 +4,8 @@
 ESPnet's trainer logs every ``log_interval`` steps but says neither how many steps remain
 nor when training ends. This filter reads the trainer's output on stdin, appends every line
 to ``--log`` unchanged, and prints one short line per report: epoch, step, seconds per step,
-ETA, and the losses, accuracy and sparsity of the interval. Errors pass through.
+ETA, and the losses, accuracy, sparsity and sparsity targets of the interval; after every epoch
+one line with its validation figures (the sparsity of the inference gates). Errors pass through.
 
 Usage:
     python -m espnet_gated.bin.s2t_train --config conf/train.yaml ... 2>&1 |
@@ -22,8 +23,10 @@ import yaml
 # "3epoch:train:101-150batch: iter_time=0.01, ..., loss=12.3, ..., train_time=1.2"
 REPORT = re.compile(r"(\d+)epoch:train:(\d+)-(\d+)batch: (.*)")
 N_BATCH = re.compile(r"\[train\] mini-batch sizes summary: N-batch=(\d+)")
-SHOWN = ("loss", "acc", "sparsity_enc", "sparsity_dec")
-PASSED = ("WARNING", "epoch results", "training was finished", "Error", "error", "Traceback", "Killed")
+SHOWN = ("loss", "acc", "sparsity_enc", "target_enc", "sparsity_dec", "target_dec")
+# "7epoch results: [train] ..., [valid] loss_ctc=2.9, ..., time=5.09 seconds, total_count=322"
+EPOCH_RESULTS = re.compile(r"(\d+)epoch results: .*\[valid\] (.*)")
+PASSED = ("WARNING", "training was finished", "Error", "error", "Traceback", "Killed")
 
 
 def _fields(text: str) -> dict:
@@ -52,6 +55,11 @@ class Progress:
         self.start = time.monotonic()
 
     def line(self, text: str):
+        results = EPOCH_RESULTS.search(text)
+        if results:
+            fields = _fields(results.group(2))
+            shown = " ".join(f"{k}={fields[k]:.3g}" for k in ("cer_ctc", *SHOWN) if k in fields)
+            return f"epoch {results.group(1)}/{self.max_epoch} validation: {shown}"
         if not self.iters_per_epoch:
             found = N_BATCH.search(text)
             if found:
