@@ -255,11 +255,21 @@ train_model() {  # train_model OUTPUT_DIR CONFIG [extra options...]
     local freeze_opts=()  # every module but the gate predictor (espnet_gated.pretrained.backbone_modules)
     [ "${freeze_backbone}" = false ] || freeze_opts=(--freeze_param frontend normalize encoder decoder ctc)
     log "training ${out} (log: ${out}/train.log)"
+    # the trainer's own exit status decides (PIPESTATUS[0]), not the progress filter's: a model
+    # file left by an earlier run must not hide a crash of this one
+    local status=(0 0)
     # shellcheck disable=SC2086
     "${launcher[@]}" "${python}" -m espnet_gated.bin.s2t_train --config "${config}" "${token_opts[@]}" \
         "${train_data_opts[@]}" "${shape_opts[@]}" --output_dir "${out}" --ngpu "${ngpu}" --resume true "${dist_opts[@]}" \
         "${freeze_opts[@]}" ${train_args} "$@" 2>&1 |
-        "${python}" "${repo_root}/espnet_gated/bin/train_progress.py" --config "${config}" --log "${out}/train.log" || true
+        "${python}" "${repo_root}/espnet_gated/bin/train_progress.py" --config "${config}" --log "${out}/train.log" ||
+        status=("${PIPESTATUS[@]}")
+    if [ "${status[0]}" -ne 0 ]; then
+        log "ERROR: training failed (exit status ${status[0]}); the last lines of ${out}/train.log:"
+        tail -n 20 "${out}/train.log" | sed 's/^/    /' >&2
+        exit 1
+    fi
+    [ "${status[1]}" -eq 0 ] || log "WARNING: the progress filter failed (exit status ${status[1]}): ${out}/train.log lacks lines"
     [ -f "${out}/${inference_model}" ] || die "training did not produce ${out}/${inference_model}: see ${out}/train.log"
 }
 
