@@ -1,15 +1,15 @@
 """Torch intra-op threads per process: the cores this process may run on that other work leaves idle,
 shared among the local processes (decode jobs, DDP ranks on the node).
 
-Torch starts as many threads as the machine has cores. A process that shares its cores with another
-busy process, or with its own siblings, then waits at every parallel operation for a thread that
-is not running: on 2 cores beside one busy process a training step of the default recipe took 2.7x
-longer with torch's 2 threads than with 1 (``python -m espnet_gated.bin.bench_threads``). Rule:
+Torch starts one thread per core. A process that shares its cores with other busy processes, or with
+its own siblings, then waits at every parallel operation for a thread that is not running: on 2 busy
+cores a training step of the default recipe took 2.4-3.3x longer with torch's 2 threads than with 1
+(``python -m espnet_gated.bin.bench_threads``, README). Rule:
 
     threads = max(1, (cores in os.sched_getaffinity(0) - cores busy with other work) // local processes)
 
 where the busy cores are measured over half a second from ``/proc/stat`` (Linux; elsewhere none are
-counted); time of processes with a higher nice value than ours does not count (they yield to us).
+counted); the time of niced processes counts only if we are niced too (else they yield to us).
 An explicit ``--num_threads`` wins, then ``OMP_NUM_THREADS`` (which torch itself reads at start).
 """
 
