@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from espnet_gated.cli import entry_point, existing_dir
 from espnet_gated.importers import PREPARERS
 
 
@@ -43,7 +44,7 @@ def get_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--root", type=Path, required=True, help="the corpus as downloaded")
+    common.add_argument("--root", type=existing_dir, required=True, help="the corpus as downloaded")
     common.add_argument("--out", type=Path, required=True, help="DATA_DIR: <split>/ dirs are written here")
     common.add_argument(
         "--langs", type=_codes, default=None, help="spoken languages, e.g. deu,fra or de,fr (default: all)"
@@ -61,15 +62,12 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@entry_point
 def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = vars(get_parser().parse_args(argv))
     prepare = PREPARERS[args.pop("corpus")]
-    try:
-        counts = prepare(**args)
-    except ValueError as e:  # CorpusError and the data-dir checks: the message says what and where
-        print(f"prepare: error: {e}", file=sys.stderr)
-        return 1
+    counts = prepare(**args)  # CorpusError and the data-dir checks: the message says what and where
     logging.info(f"wrote {sum(counts.values())} utterances: {', '.join(f'{s} {n}' for s, n in counts.items())}")
     return 0
 

@@ -19,7 +19,6 @@ import argparse
 import inspect
 import logging
 import os
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Union
@@ -33,6 +32,7 @@ from espnet2.train import trainer as espnet_trainer
 from espnet2.train.preprocessor import S2TPreprocessor
 from espnet2.train.trainer import Trainer
 
+from espnet_gated.cli import UsageError
 from espnet_gated.datadir import check_context_tokens, read_entries
 from espnet_gated.model import GATING_STATE, GatedESPnetS2TModel
 from espnet_gated.preprocessor import NaturalLengthS2TPreprocessor, natural_length, without_speech_length
@@ -76,12 +76,21 @@ def read_token_list(value: Union[str, Path, List[str]]) -> List[str]:
 
 
 def check_training_data(args: argparse.Namespace) -> None:
-    """Checks of the training/validation text before ESPnet starts (raise ValueError).
+    """Checks of the training/validation data before ESPnet starts.
 
-    * every ``<lang><task>`` prefix of a ``text`` file is in the token list;
+    * every data and shape file exists (FileNotFoundError naming the option);
+    * every ``<lang><task>`` prefix of a ``text`` file is in the token list (ValueError);
     * with a BPE model: characters the model cannot represent are counted per
       utterance and reported in one warning (they become ``<unk>`` targets).
     """
+    for option in ("train_data_path_and_name_and_type", "valid_data_path_and_name_and_type"):
+        for path, _, _ in getattr(args, option, None) or []:
+            if not Path(path).exists():
+                raise FileNotFoundError(f"--{option} {path}: file not found")
+    for option in ("train_shape_file", "valid_shape_file"):
+        for path in getattr(args, option, None) or []:
+            if not Path(path).exists():
+                raise FileNotFoundError(f"--{option} {path}: file not found")
     if getattr(args, "token_list", None) is None:
         return
     tokens = read_token_list(args.token_list)
@@ -90,8 +99,6 @@ def check_training_data(args: argparse.Namespace) -> None:
         for path, name, dtype in getattr(args, option, None) or []:
             if dtype != "text" or name not in ("text", "text_ctc"):
                 continue
-            if not Path(path).is_file():
-                raise ValueError(f"--{option} {path}: file not found")
             if name == "text":
                 check_context_tokens(path, tokens, where=f"--token_list {args.token_list}")
             if bpemodel:
@@ -130,6 +137,8 @@ def check_model_file(config_file: Union[str, Path], model_file: Union[str, Path]
     if config.get("token_list") is None:
         raise ValueError(f"{config_file}: no token_list (is it the config.yaml saved by training?)")
     n_tokens = len(read_token_list(config["token_list"]))
+    if not Path(model_file).is_file():
+        raise FileNotFoundError(f"{model_file}: model file not found")
     try:  # memory-mapped: only the few tensors looked at are read
         state = torch.load(model_file, map_location="cpu", mmap=True, weights_only=True)
     except Exception:  # e.g. a legacy (non-zip) file: load it as ESPnet does
@@ -242,16 +251,9 @@ class GatedS2TTask(S2TTask):
 
     @classmethod
     def main(cls, args: Optional[argparse.Namespace] = None, cmd: Optional[Sequence[str]] = None):
+        """ESPnet's main; the checks of the options and data are the entry point's (espnet_gated.bin.s2t_train)."""
         if args is None:
             args = cls.get_parser().parse_args(cmd)
-        if not args.print_config:
-            try:
-                check_training_data(args)
-            except ValueError as e:
-                sys.exit(f"s2t_train: error: {e}")
-            mismatch = schedule_mismatch(args)
-            if mismatch:
-                print(f"WARNING: s2t_train: {mismatch}; change them together (--config {args.config})", file=sys.stderr)
         if getattr(args, "preprocessor", None) == "s2t":
             args.preprocessor_conf = {**preprocessor_defaults(), **(args.preprocessor_conf or {})}
         super().main(args=args)
@@ -263,6 +265,14 @@ class GatedS2TTask(S2TTask):
         if isinstance(model, GatedESPnetS2TModel):
             count_updates(model, optimizers[0])
         return optimizers
+
+    @classmethod
+    def check_required_command_args(cls, args: argparse.Namespace) -> None:
+        """ESPnet prints its whole help (hundreds of lines) above the missing options; name them only."""
+        missing = [f"--{name}" for name in args.required if getattr(args, name) is None]
+        if missing:
+            raise UsageError(f"the following arguments are required: {', '.join(missing)} (see --help)")
+        super().check_required_command_args(args)
 
     @classmethod
     def build_preprocess_fn(

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from espnet_gated.audio import AudioError, read_audio
 from espnet_gated.bin import decode as decode_cli
 from espnet_gated.bin import format_wav as format_wav_cli
+from espnet_gated.bin import s2t_train
 from espnet_gated.bin import subset_data as subset_cli
 from espnet_gated.bin.format_wav import format_dir
 from espnet_gated.bin.subset_data import subset_dir
@@ -222,7 +223,7 @@ def test_unknown_language_or_task_token_is_named_before_training(tmp_path, vocab
     cmd = ["--token_list", str(vocab["token_list"]), "--bpemodel", str(vocab["bpemodel"]), "--token_type", "bpe",
            *data, "--output_dir", str(tmp_path / "exp")]  # fmt: skip
     with pytest.raises(SystemExit, match=r"s2t_train: error: .*text: language/task token\(s\) not in --token_list"):
-        GatedS2TTask.main(cmd=cmd)
+        s2t_train.main(cmd)
     assert not (tmp_path / "exp").exists()
 
 
@@ -341,7 +342,7 @@ def test_token_list_that_does_not_match_the_checkpoint_is_refused(tmp_path, voca
 def test_missing_training_text_is_named(tmp_path, vocab):
     data = ["--train_data_path_and_name_and_type", f"{tmp_path / 'no'},text,text"]
     args = GatedS2TTask.get_parser().parse_args(["--token_list", str(vocab["token_list"]), *data])
-    with pytest.raises(ValueError, match=r"--train_data_path_and_name_and_type .*no: file not found"):
+    with pytest.raises(FileNotFoundError, match=r"--train_data_path_and_name_and_type .*no: file not found"):
         check_training_data(args)
 
 

@@ -369,13 +369,17 @@ def test_cli_writes_dirs_and_reports_errors_in_one_line(tmp_path, cache_dir, cap
     assert prepare_main(["europarl_st", "--root", str(root), "--out", str(out), "--langs", "de", "--tasks", "asr"]) == 0
     assert len(lines(out / "train/text")) == 3 and set(read_kaldi_map(out / "train/utt2lang").values()) == {"deu"}
     (root / "de/audios" / f"{SPEECH_DE1}.m4a").unlink()
-    assert prepare_main(["europarl_st", "--root", str(root), "--out", str(out)]) == 1
+    with pytest.raises(SystemExit) as error:
+        prepare_main(["europarl_st", "--root", str(root), "--out", str(out)])
+    assert error.value.code == 1  # bad data
     err = capsys.readouterr().err.strip()
     assert err.startswith("prepare: error: ") and f"{SPEECH_DE1}.m4a: audio file missing" in err and "\n" not in err
-    assert prepare_main(["must_c", "--root", str(tmp_path), "--out", str(out), "--langs", "xx"]) == 1
-    assert "unknown language code 'xx'" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as error:
+        prepare_main(["must_c", "--root", str(tmp_path), "--out", str(out), "--langs", "xx"])
+    assert error.value.code == 1 and "unknown language code 'xx'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as error:
         prepare_main(["europarl_st", "--root", str(root), "--out", str(out), "--asr_pair", "de"])  # must_c only
+    assert error.value.code == 2
 
 
 # ---------------------------------------------------------------- parsing properties

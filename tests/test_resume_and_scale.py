@@ -238,6 +238,52 @@ def test_stage_engine_redoes_a_failed_or_killed_stage_and_skips_a_finished_one(t
     assert calls() == 3 and "already done" in proc.stderr  # finished stage skipped
 
 
+@pytest.mark.slow
+def test_a_trainer_that_fails_mid_run_stops_the_recipe_even_with_an_old_model_file(tmp_path, vocab):
+    """s2t.sh's stage 11 goes by the trainer's exit status, not by the model file an earlier run
+    left behind: it says that training failed, shows the tail of train.log, and stage 12 does not run."""
+    recipe = tmp_path / "recipe"
+    (recipe / "local").mkdir(parents=True)
+    (recipe / "local" / "data.sh").write_text("#!/usr/bin/env bash\n")
+    (recipe / "local" / "data.sh").chmod(0o755)
+    (recipe / "conf").mkdir()
+    config = yaml.safe_load(train_config(recipe / "conf" / "train.yaml", max_epoch=2).read_text())
+    # 8 utterances in batches of 4: 2 steps per epoch, and a one-cycle schedule of 2 steps,
+    # which torch refuses to step a third time: epoch 1 is saved, epoch 2 fails at its first step
+    config.update(scheduler="onecyclelr", scheduler_conf=dict(max_lr=0.002, total_steps=2))
+    (recipe / "conf" / "train.yaml").write_text(yaml.safe_dump(config))
+    (recipe / "conf" / "decode.yaml").write_text("beam_size: 2\n")
+    data = make_data(tmp_path / "corpus")
+    (recipe / "dump" / "raw").mkdir(parents=True)
+    for split in ("train", "dev"):
+        (recipe / "dump" / "raw" / split).symlink_to(data)
+    (recipe / "dump" / "raw" / "test_sets.txt").write_text("train\n")
+    tokens = recipe / "data" / "token_list" / "unigram300"
+    tokens.mkdir(parents=True)
+    (tokens / "tokens.txt").write_bytes(Path(vocab["token_list"]).read_bytes())
+    (tokens / "bpe.model").write_bytes(Path(vocab["bpemodel"]).read_bytes())
+    for split in ("train", "valid"):  # unsorted batches read only the keys of the shape files
+        (recipe / "exp" / "stats_unigram300" / split).mkdir(parents=True)
+        for name in ("speech_shape", "text_shape", "text_prev_shape", "text_ctc_shape"):
+            (recipe / "exp" / "stats_unigram300" / split / name).write_bytes((data / "wav.scp").read_bytes())
+    exp = recipe / "exp" / "s2t_train"
+    exp.mkdir()
+    torch.save({}, exp / "valid.acc.ave.pth")  # the model file of an earlier run
+
+    cmd = ["bash", str(ENGINE), "--stage", "11", "--stop_stage", "12", "--python", sys.executable]
+    proc = subprocess.run(cmd, cwd=recipe, capture_output=True, text=True, env=ENV, timeout=600)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "s2t_train: 1 torch intra-op thread(s) per process (OMP_NUM_THREADS)" in proc.stderr  # shown once
+    assert (exp / "1epoch.pth").exists() and not (exp / "2epoch.pth").exists()  # it failed mid-run
+    assert "ERROR: training failed (exit status 1); the last lines of exp/s2t_train/train.log:" in proc.stderr
+    tail = proc.stderr.split("the last lines of exp/s2t_train/train.log:\n", 1)[1].splitlines()
+    assert 1 < len(tail) <= 20 and all(line.startswith("    ") for line in tail)
+    assert tail[-1] == "    s2t_train: error: Tried to step 3 times. The specified number of total steps is 2"
+    assert (exp / "train.log").read_text().splitlines()[-1] == tail[-1].strip()
+    assert not (exp / ".stage11.done").exists()
+    assert "stage 12" not in proc.stderr and not (exp / "decode").exists()
+
+
 # ---------------------------------------------------------------- distributed training
 def _batch(model, rows, seed=0):
     """Speech and OWSM-style targets for ``rows`` of a fixed 4-utterance batch."""
@@ -386,6 +432,7 @@ def test_decoding_with_two_jobs_or_batches_gives_the_same_bytes_as_one_at_a_time
         proc = decode(config, out, nj)
         # the console shows progress; ESPnet's per-hypothesis beam-search lines (batch_size 1) go to one log per job
         assert "utts (" in proc.stderr and "total log probability" not in proc.stderr
+        assert proc.stderr.count("1 torch intra-op thread(s) per job (OMP_NUM_THREADS)") == 1
         # translation takes st_ctc_weight (default 0): its CTC learns the source transcript
         assert "test_deu_asr: " in proc.stderr and "(deu, asr, ctc_weight 0.3)" in proc.stderr
         assert "(fra, st_eng, ctc_weight 0.0)" in proc.stderr

@@ -76,6 +76,7 @@ from espnet2.bin.s2t_inference import Speech2Text
 
 from espnet_gated.bin.export import build_from_config, export, load_config, save_model_dir
 from espnet_gated.bin.make_config import dense_config
+from espnet_gated.cli import UsageError, entry_point
 from espnet_gated.flops import ctc_macs, encoder_macs, input_layer_macs, search_macs, weight_macs
 from espnet_gated.inference import GatedSpeech2Text, check_weights
 from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES, format_mask, parse_mask
@@ -888,21 +889,19 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@entry_point
 def main(cmd=None):
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     logger.setLevel(logging.INFO)  # progress lines, while ESPnet's per-utterance INFO logs follow --log_level
     for side in args.sides:
         if side not in ("enc", "dec", "both"):
-            sys.exit(f"bench: error: --sides takes enc, dec, both; got '{side}'")
+            raise UsageError(f"--sides takes enc, dec, both; got '{side}'")
     if any(not 0 <= s <= 1 for s in args.sparsities):
-        sys.exit("bench: error: --sparsities must be in [0, 1]")
+        raise UsageError("--sparsities must be in [0, 1]")
     if args.s2t_train_config is None and args.s2t_model_file is not None:
-        sys.exit("bench: error: --s2t_model_file needs --s2t_train_config")
-    try:
-        report = run_bench(args)
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"bench: error: {e}")
+        raise UsageError("--s2t_model_file needs --s2t_train_config")
+    report = run_bench(args)
     print(markdown(report))
     return report
 

@@ -30,14 +30,14 @@ import hashlib
 import json
 import logging
 import multiprocessing
-import os
-import sys
 from pathlib import Path
 from typing import Dict, List
 
 import yaml
 
+from espnet_gated.cli import UsageError, entry_point, existing_dir, existing_file
 from espnet_gated.datadir import validate_data_dir
+from espnet_gated.threads import choose_threads
 from espnet_gated.utils import atomic_write, read_kaldi_map
 
 DONE = ".done"
@@ -121,7 +121,7 @@ def parse_system(text: str, main: Dict) -> Dict:
     fields = dict(item.partition("=")[::2] for item in text.split(",") if item)
     unknown = sorted(set(fields) - set(SYSTEM_KEYS))
     if unknown or "out_dir" not in fields or any(not v for v in fields.values()):
-        raise ValueError(f"--system {text}: want out_dir=DIR[,s2t_model_file=F][,s2t_train_config=F][,gate_mode=M]")
+        raise UsageError(f"--system {text}: want out_dir=DIR[,s2t_model_file=F][,s2t_train_config=F][,gate_mode=M]")
     return {**main, **fields}
 
 
@@ -208,15 +208,17 @@ def merge_shards(out_dir: Path, name: str, nj: int) -> None:
     atomic_write(out_dir / name / "timing.json", json.dumps(timing, indent=2))
 
 
+@entry_point
 def main(cmd=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--s2t_train_config", required=True)
-    parser.add_argument("--s2t_model_file", required=True)
+    parser.add_argument("--s2t_train_config", type=existing_file, required=True)
+    parser.add_argument("--s2t_model_file", type=existing_file, required=True)
     parser.add_argument(
         "--decode_config",
+        type=existing_file,
         help="YAML with Speech2Text options (beam_size, ctc_weight, ...); st_ctc_weight: ctc_weight of translation",
     )
-    parser.add_argument("--data_root", required=True)
+    parser.add_argument("--data_root", type=existing_dir, required=True)
     parser.add_argument("--sets", required=True, help="space-separated test set names")
     parser.add_argument("--out_dir", type=Path, required=True)
     parser.add_argument("--nj", type=int, default=1)
@@ -228,24 +230,29 @@ def main(cmd=None):
         help="another model decoded in the same jobs, interleaved set by set (repeatable): "
         "out_dir=DIR[,s2t_model_file=F][,s2t_train_config=F][,gate_mode=predicted|all_open]",
     )
+    parser.add_argument(
+        "--num_threads", type=int, default=None, help="torch threads per job (default: espnet_gated.threads' rule)"
+    )
     args = parser.parse_args(cmd)
+    if args.nj < 1:
+        parser.error(f"--nj {args.nj}: needs at least one job")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (decode) %(levelname)s: %(message)s")
     options = dict(beam_size=5, ctc_weight=0.0, st_ctc_weight=0.0, maxlenratio=0.0, minlenratio=0.0, nbest=1)
     if args.decode_config:
-        options.update(yaml.safe_load(Path(args.decode_config).read_text()) or {})
-    options.update(s2t_train_config=args.s2t_train_config, s2t_model_file=args.s2t_model_file, ngpu=args.ngpu)
+        options.update(yaml.safe_load(args.decode_config.read_text()) or {})
+    config, model = str(args.s2t_train_config), str(args.s2t_model_file)
+    options.update(s2t_train_config=config, s2t_model_file=model, ngpu=args.ngpu)
     sets = args.sets.split()
-    try:  # fail early, before any job starts
-        systems = [{**options, "out_dir": str(args.out_dir)}] + [parse_system(s, options) for s in args.system]
-        out_dirs = [s["out_dir"] for s in systems]
-        if len(set(out_dirs)) != len(out_dirs):
-            raise ValueError(f"every --system needs its own out_dir, got {out_dirs}")
-        for system in systems:
-            check_inputs(system["s2t_train_config"], system["s2t_model_file"], args.data_root, sets)
-    except (ValueError, OSError) as e:
-        sys.exit(f"decode: error: {e}")
-    threads = max(1, (os.cpu_count() or 1) // args.nj)
-    job_args = [(j, args.nj, systems, args.data_root, sets, threads) for j in range(args.nj)]
+    # fail early, before any job starts
+    systems = [{**options, "out_dir": str(args.out_dir)}] + [parse_system(s, options) for s in args.system]
+    out_dirs = [s["out_dir"] for s in systems]
+    if len(set(out_dirs)) != len(out_dirs):
+        raise UsageError(f"every --system needs its own out_dir, got {out_dirs}")
+    for system in systems:
+        check_inputs(system["s2t_train_config"], system["s2t_model_file"], str(args.data_root), sets)
+    threads, why = choose_threads(args.nj, args.num_threads)
+    logging.info(f"{threads} torch intra-op thread(s) per job ({why})")
+    job_args = [(j, args.nj, systems, str(args.data_root), sets, threads) for j in range(args.nj)]
     if args.nj == 1:
         _run_job(*job_args[0])
     else:

@@ -30,7 +30,6 @@ import copy
 import io
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -38,6 +37,7 @@ import torch
 import yaml
 
 from espnet_gated.bin.make_config import GATED_MODEL_KEYS
+from espnet_gated.cli import entry_point
 from espnet_gated.inference import check_weights
 from espnet_gated.layout import parse_mask
 from espnet_gated.pruning import parse_side_mask, prune_decoder, prune_encoder, side_mask_str
@@ -180,13 +180,11 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@entry_point
 def main(cmd=None):
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
-    try:
-        summary = export(args.s2t_train_config, args.s2t_model_file, args.out, args.mask, args.lang_sym, args.task_sym)
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"export: error: {e}")
+    summary = export(args.s2t_train_config, args.s2t_model_file, args.out, args.mask, args.lang_sym, args.task_sym)
     p = summary["params"]
     logging.info(
         f"exported {summary['mask']} to {args.out}: {p['exported']:,} parameters "

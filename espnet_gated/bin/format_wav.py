@@ -19,7 +19,6 @@ Usage:
 import argparse
 import logging
 import os
-import sys
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -30,6 +29,7 @@ import numpy as np
 import soundfile
 
 from espnet_gated.audio import AudioError, check_samples, is_plain_wav, read_audio
+from espnet_gated.cli import entry_point, existing_dir
 from espnet_gated.datadir import Utterance, read_data_dir, write_data_dir
 from espnet_gated.utils import Progress
 
@@ -136,9 +136,10 @@ def format_dir(
     return {"kept": len(kept), "bad": len(bad), **converted}
 
 
+@entry_point
 def main(cmd=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--in_root", type=Path, required=True, help="holds the input data dirs")
+    parser.add_argument("--in_root", type=existing_dir, required=True, help="holds the input data dirs")
     parser.add_argument("--out_root", type=Path, required=True, help="the formatted dirs go here")
     parser.add_argument("--audio_root", type=Path, required=True, help="converted wavs go to <audio_root>/<set>")
     parser.add_argument("--sets", required=True, help="space-separated data dir names")
@@ -150,12 +151,10 @@ def main(cmd=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
     for name in args.sets.split():
         out_dir = args.out_root / name
-        try:
-            counts = format_dir(
-                args.in_root / name, out_dir, args.audio_root / name, args.fs, args.nj, args.on_bad_audio, args.min_sec
-            )
-        except (ValueError, OSError) as e:  # AudioError and the data-dir checks name the file and utterance
-            sys.exit(f"format_wav: error: {e}")
+        # AudioError and the data-dir checks name the file and utterance
+        counts = format_dir(
+            args.in_root / name, out_dir, args.audio_root / name, args.fs, args.nj, args.on_bad_audio, args.min_sec
+        )
         logging.info(f"{out_dir}: {counts['kept']} utterances, {counts['bad']} skipped")
 
 

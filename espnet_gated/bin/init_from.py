@@ -23,7 +23,7 @@ from pathlib import Path
 
 from espnet2.utils.types import str2bool
 
-from espnet_gated.pretrained import PretrainedError, init_from
+from espnet_gated.cli import entry_point, existing_file
 
 
 def _items(value: str):
@@ -39,7 +39,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--src", required=True, help="model directory or hub name (e.g. espnet/owsm_v3.1_ebf)")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument(
-        "--train_config", type=Path, help="recipe training config: optimizer, batches, gate_conf, sparsity_conf, ..."
+        "--train_config",
+        type=existing_file,
+        help="recipe training config: optimizer, batches, gate_conf, sparsity_conf, ...",
     )
     parser.add_argument(
         "--add_langs", type=_items, default=[], help="new languages, e.g. xyz or xyz=deu (rows copied from <deu>)"
@@ -48,30 +50,29 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--freeze_backbone", type=str2bool, default=False, help="train only the gate predictor (ESPnet freeze_param)"
     )
-    parser.add_argument("--config", type=Path, help="the pretrained config.yaml, if the directory has several")
-    parser.add_argument("--model_file", type=Path, help="the pretrained .pth, if the directory has several")
+    parser.add_argument("--config", type=existing_file, help="the pretrained config.yaml, if the directory has several")
+    parser.add_argument("--model_file", type=existing_file, help="the pretrained .pth, if the directory has several")
     parser.add_argument("--cache_dir", type=Path, help="Hugging Face cache directory (default: the hub's)")
     return parser
 
 
+@entry_point
 def main(cmd=None) -> int:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (init_from) %(levelname)s: %(message)s")
-    try:
-        files = init_from(
-            args.src,
-            args.out,
-            train_config=args.train_config,
-            add_langs=args.add_langs,
-            add_tasks=args.add_tasks,
-            freeze_backbone=args.freeze_backbone,
-            config_file=args.config,
-            model_file=args.model_file,
-            cache_dir=args.cache_dir,
-        )
-    except (PretrainedError, FileNotFoundError) as e:
-        print(f"init_from: error: {e}", file=sys.stderr)
-        return 1
+    from espnet_gated.pretrained import init_from  # imports ESPnet (~10 s): after the options are checked
+
+    files = init_from(
+        args.src,
+        args.out,
+        train_config=args.train_config,
+        add_langs=args.add_langs,
+        add_tasks=args.add_tasks,
+        freeze_backbone=args.freeze_backbone,
+        config_file=args.config,
+        model_file=args.model_file,
+        cache_dir=args.cache_dir,
+    )
     for name, path in files.items():
         logging.info(f"{name}: {path}")
     return 0

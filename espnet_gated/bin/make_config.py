@@ -20,7 +20,13 @@ from pathlib import Path
 
 import yaml
 
+from espnet_gated.cli import UsageError, entry_point, existing_file
 from espnet_gated.utils import atomic_write
+
+
+def load_yaml(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:  # a syntax error then names the file and line
+        return yaml.safe_load(f) or {}
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -34,7 +40,7 @@ def deep_merge(base: dict, override: dict) -> dict:
 def set_path(config: dict, dotted: str) -> dict:
     """Apply ``a.b.c=value`` (value parsed as YAML) to a copy of ``config``."""
     if "=" not in dotted:
-        raise ValueError(f"--set {dotted}: expected key.path=value")
+        raise UsageError(f"--set {dotted}: expected key.path=value")
     path, _, raw = dotted.partition("=")
     override = yaml.safe_load(raw)
     for key in reversed(path.split(".")):
@@ -67,22 +73,23 @@ def dense_config(config: dict) -> dict:
     return out
 
 
+@entry_point
 def main(cmd=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("base", type=Path)
-    parser.add_argument("--merge", type=Path, action="append", default=[], help="override YAML (repeatable)")
+    parser.add_argument("base", type=existing_file)
+    parser.add_argument("--merge", type=existing_file, action="append", default=[], help="override YAML (repeatable)")
     parser.add_argument("--set", dest="settings", action="append", default=[], help="key.path=value (repeatable)")
     parser.add_argument("--dense", action="store_true", help="the dense ESPnet model of the gated base config")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(cmd)
-    config = yaml.safe_load(args.base.read_text()) or {}
+    config = load_yaml(args.base)
     if args.dense:
         try:
             config = dense_config(config)
         except ValueError as e:
-            parser.error(f"--dense: {args.base}: {e}")
+            raise UsageError(f"--dense: {args.base}: {e}") from None
     for path in args.merge:
-        config = deep_merge(config, yaml.safe_load(path.read_text()) or {})
+        config = deep_merge(config, load_yaml(path))
     for setting in args.settings:
         config = set_path(config, setting)
     atomic_write(args.out, yaml.safe_dump(config, sort_keys=False))

@@ -21,16 +21,18 @@ Usage:
 import argparse
 import dataclasses
 import logging
-import sys
 from pathlib import Path
 
-from espnet_gated.corpus.embedded import CorpusConfigError, load_config, prepare_embedded
-from espnet_gated.corpus.synth import EspeakError
+from espnet_gated.cli import entry_point, existing_file
+from espnet_gated.corpus.embedded import load_config, prepare_embedded
 
 
+@entry_point
 def main(cmd=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, required=True, help="corpus YAML (languages, sentences, speakers)")
+    parser.add_argument(
+        "--config", type=existing_file, required=True, help="corpus YAML (languages, sentences, speakers)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="the data dirs go here")
     parser.add_argument("--audio_dir", type=Path, required=True, help="the wavs go to <audio_dir>/<lang>/")
     parser.add_argument("--nj", type=int, default=1, help="parallel synthesis processes")
@@ -39,17 +41,14 @@ def main(cmd=None):
         parser.add_argument(f"--{split}_sentences", type=int, help=f"override the {split} sentences per language")
     args = parser.parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
-    try:
-        config = load_config(args.config)
-        sentences = dict(config.sentences)
-        for split in sentences:
-            if getattr(args, f"{split}_sentences") is not None:
-                sentences[split] = getattr(args, f"{split}_sentences")
-        seed = config.seed if args.seed is None else args.seed
-        config = dataclasses.replace(config, sentences=sentences, seed=seed)
-        prepare_embedded(config, args.out, args.audio_dir, nj=args.nj)
-    except (CorpusConfigError, EspeakError) as e:
-        sys.exit(f"make_embedded_corpus: error: {e}")
+    config = load_config(args.config)  # CorpusConfigError (a ValueError) names the file and key
+    sentences = dict(config.sentences)
+    for split in sentences:
+        if getattr(args, f"{split}_sentences") is not None:
+            sentences[split] = getattr(args, f"{split}_sentences")
+    seed = config.seed if args.seed is None else args.seed
+    config = dataclasses.replace(config, sentences=sentences, seed=seed)
+    prepare_embedded(config, args.out, args.audio_dir, nj=args.nj)
 
 
 if __name__ == "__main__":

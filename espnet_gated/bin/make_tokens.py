@@ -14,9 +14,9 @@ Usage:
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
+from espnet_gated.cli import entry_point, existing_dir
 from espnet_gated.datadir import read_data_dir
 from espnet_gated.tokenizer import prefix_symbols, train_bpe, unk_report
 from espnet_gated.utils import atomic_write
@@ -37,9 +37,10 @@ def make_tokens(data_dir: Path, out_dir: Path, nbpe: int, bpemode: str = "unigra
     return token_list
 
 
+@entry_point
 def main(cmd=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_dir", type=Path, required=True)
+    parser.add_argument("--data_dir", type=existing_dir, required=True)
     parser.add_argument("--out_dir", type=Path, required=True)
     parser.add_argument("--nbpe", type=int, default=300)
     parser.add_argument("--bpemode", choices=("unigram", "bpe"), default="unigram")
@@ -47,10 +48,7 @@ def main(cmd=None):
     args = parser.parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
     extra = [c.strip().strip("<>") for c in args.extra_langs.split(",") if c.strip()]
-    try:
-        make_tokens(args.data_dir, args.out_dir, args.nbpe, args.bpemode, extra)
-    except (ValueError, OSError) as e:  # the data-dir checks name the file and line
-        sys.exit(f"make_tokens: error: {e}")
+    make_tokens(args.data_dir, args.out_dir, args.nbpe, args.bpemode, extra)  # the data-dir checks name file and line
 
 
 if __name__ == "__main__":

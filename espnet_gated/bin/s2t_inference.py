@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Dict, Optional
 
+import yaml
 from espnet.nets.beam_search import Hypothesis
 from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError
 from espnet.utils.cli_utils import get_commandline_args
@@ -30,9 +31,12 @@ from espnet2.bin.s2t_inference import get_parser as espnet_get_parser
 from espnet2.fileio.datadir_writer import DatadirWriter
 from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 
+from espnet_gated.cli import UsageError, entry_point
+from espnet_gated.datadir import LANG, TASK
 from espnet_gated.inference import GATE_MODES, UNSEEN_CONTEXT, GatedSpeech2Text
 from espnet_gated.layout import format_mask
-from espnet_gated.tasks import GatedS2TTask, check_model_file
+from espnet_gated.tasks import GatedS2TTask, check_model_file, read_token_list
+from espnet_gated.tokenizer import HEAD_SYMBOLS, TAIL_SYMBOLS
 from espnet_gated.utils import Progress, atomic_write
 
 #: Speech2Text's constructor arguments, taken from the parsed options by name
@@ -46,22 +50,41 @@ def _count_keys(path: str) -> int:
 
 def check_supported(args) -> None:
     if args.ngpu > 1:
-        raise NotImplementedError("only single-GPU decoding is supported; split the data with --nj")
+        raise UsageError("only single-GPU decoding is supported; split the data with espnet_gated.bin.decode --nj")
     if getattr(args, "word_lm_train_config", None) is not None:
-        raise NotImplementedError("word LM is not implemented")
+        raise UsageError("word LM is not implemented")
+
+
+def check_context_symbols(train_config: str, lang_sym: str, task_sym: str) -> None:
+    """UsageError unless the model's token list has ``lang_sym`` and ``task_sym`` (``<deu>``,
+    ``<asr>``); the message lists the language and task tokens it has."""
+    with open(train_config, encoding="utf-8") as f:
+        tokens = read_token_list((yaml.safe_load(f) or {}).get("token_list") or [])
+    names = [t[1:-1] for t in tokens if t.startswith("<") and t.endswith(">")]
+    tasks = [f"<{n}>" for n in names if TASK.match(n)]
+    not_langs = set(tasks) | set(HEAD_SYMBOLS) | set(TAIL_SYMBOLS)
+    langs = [f"<{n}>" for n in names if LANG.match(n) and f"<{n}>" not in not_langs]
+    for option, sym in (("--lang_sym", lang_sym), ("--task_sym", task_sym)):
+        if sym not in tokens:
+            raise UsageError(
+                f"{option} {sym}: not in the token list of {train_config}; its languages: {' '.join(sorted(langs))}; "
+                f"its tasks: {' '.join(sorted(tasks))}"
+            )
 
 
 def build_speech2text(options: dict, lang_sym: str, task_sym: str) -> GatedSpeech2Text:
     """GatedSpeech2Text from ESPnet-style decoding options (unknown keys are ignored)."""
     kwargs = {k: v for k, v in options.items() if k in SPEECH2TEXT_ARGS}
-    if kwargs.get("s2t_train_config") and kwargs.get("s2t_model_file"):
-        check_model_file(kwargs["s2t_train_config"], kwargs["s2t_model_file"])
     # '<' and '>' are awkward on a command line: accept deu as well as <deu>
     kwargs.update(
         device="cuda" if options.get("ngpu", 0) >= 1 else "cpu",
         lang_sym=f"<{lang_sym.strip('<>')}>",
         task_sym=f"<{task_sym.strip('<>')}>",
     )
+    if kwargs.get("s2t_train_config"):  # before the model is loaded
+        check_context_symbols(kwargs["s2t_train_config"], kwargs["lang_sym"], kwargs["task_sym"])
+        if kwargs.get("s2t_model_file"):
+            check_model_file(kwargs["s2t_train_config"], kwargs["s2t_model_file"])
     return GatedSpeech2Text(**kwargs)
 
 
@@ -153,7 +176,7 @@ def inference(args) -> None:
     )
     set_all_random_seed(args.seed)
     if len(args.data_path_and_name_and_type) != 1 or args.data_path_and_name_and_type[0][1] != "speech":
-        raise ValueError("give exactly one --data_path_and_name_and_type <wav.scp>,speech,sound")
+        raise UsageError("give exactly one --data_path_and_name_and_type <wav.scp>,speech,sound")
     speech2text = build_speech2text(vars(args), args.lang_sym, args.task_sym)
     wav_scp = args.data_path_and_name_and_type[0][0]
     timing = decode_to_dir(
@@ -181,6 +204,7 @@ def get_parser():
     return parser
 
 
+@entry_point
 def main(cmd=None):
     print(get_commandline_args(), file=sys.stderr)
     args = get_parser().parse_args(cmd)

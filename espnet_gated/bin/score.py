@@ -24,17 +24,21 @@ import argparse
 import logging
 from pathlib import Path
 
+from espnet_gated.cli import entry_point, existing_dir, existing_file
 from espnet_gated.report import make_results
 
 
+@entry_point
 def main(cmd=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ref_root", type=Path, required=True, help="directory holding the reference test sets")
-    parser.add_argument("--decode_dir", type=Path, required=True, help="directory holding <set>/1best_recog")
+    parser.add_argument(
+        "--ref_root", type=existing_dir, required=True, help="directory holding the reference test sets"
+    )
+    parser.add_argument("--decode_dir", type=existing_dir, required=True, help="directory holding <set>/1best_recog")
     parser.add_argument("--test_sets", required=True, help="space-separated test set names")
-    parser.add_argument("--config", type=Path, help="the model's training config.yaml (for the FLOPs)")
+    parser.add_argument("--config", type=existing_file, help="the model's training config.yaml (for the FLOPs)")
     parser.add_argument("--beam_size", type=int, default=1, help="beam size of the decode (for the FLOPs)")
-    parser.add_argument("--normalizers", type=Path, help="corpus YAML with languages: [{code, normalizer}]")
+    parser.add_argument("--normalizers", type=existing_file, help="corpus YAML with languages: [{code, normalizer}]")
     parser.add_argument("--out", type=Path, required=True, help="results directory")
     parser.add_argument(
         "--reference", type=Path, help="results directory of the reference without pruning: RESULTS.md opens with both"
@@ -42,20 +46,17 @@ def main(cmd=None):
     parser.add_argument("--reference_label", default="", help="what the reference is, for RESULTS.md")
     args = parser.parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (score) %(levelname)s: %(message)s")
-    try:
-        summary = make_results(
-            args.ref_root,
-            args.decode_dir,
-            args.test_sets.split(),
-            args.out,
-            config=args.config,
-            beam_size=args.beam_size,
-            normalizers=args.normalizers,
-            reference=args.reference,
-            reference_label=args.reference_label,
-        )
-    except (OSError, ValueError) as e:
-        raise SystemExit(f"{parser.prog}: error: {e}") from None
+    summary = make_results(
+        args.ref_root,
+        args.decode_dir,
+        args.test_sets.split(),
+        args.out,
+        config=args.config,
+        beam_size=args.beam_size,
+        normalizers=args.normalizers,
+        reference=args.reference,
+        reference_label=args.reference_label,
+    )
     logging.info(f"{args.out}/RESULTS.md: {summary['n_utts']} utterances of {len(summary['test_sets'])} test sets")
 
 

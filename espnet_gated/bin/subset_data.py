@@ -16,11 +16,11 @@ Usage:
 
 import argparse
 import logging
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import List, Optional, Set
 
+from espnet_gated.cli import entry_point, existing_dir
 from espnet_gated.datadir import read_data_dir, write_data_dir
 from espnet_gated.utils import atomic_write, read_kaldi_map
 
@@ -91,9 +91,10 @@ def subset_dir(
     return written
 
 
+@entry_point
 def main(cmd=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--in_root", type=Path, required=True)
+    parser.add_argument("--in_root", type=existing_dir, required=True)
     parser.add_argument("--out_root", type=Path, required=True)
     parser.add_argument("--sets", required=True, help="space-separated data dir names")
     parser.add_argument("--min_sec", type=float, default=0.0)
@@ -107,14 +108,11 @@ def main(cmd=None):
     args = parser.parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
     written = []
-    for name in args.sets.split():
-        try:
-            written += subset_dir(
-                args.in_root / name, args.out_root, args.min_sec, args.max_sec, args.max_chars,
-                args.langs, args.tasks, args.split_by_context, args.fs,
-            )  # fmt: skip
-        except (ValueError, OSError) as e:  # the message names the directory and file
-            sys.exit(f"subset_data: error: {e}")
+    for name in args.sets.split():  # an error names the directory and file
+        written += subset_dir(
+            args.in_root / name, args.out_root, args.min_sec, args.max_sec, args.max_chars,
+            args.langs, args.tasks, args.split_by_context, args.fs,
+        )  # fmt: skip
     if args.names_out:
         atomic_write(args.names_out, "".join(f"{n}\n" for n in written))
 

@@ -16,6 +16,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from espnet_gated.cli import entry_point
 from espnet_gated.report import make_sweep
 
 
@@ -26,6 +27,7 @@ def parse_run(text: str):
     return name, Path(path)
 
 
+@entry_point
 def main(cmd=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=parse_run, nargs="+", required=True, help="name=results_dir, reference first")
@@ -35,10 +37,7 @@ def main(cmd=None):
     names = [name for name, _ in args.runs]
     if len(set(names)) != len(names):
         parser.error(f"run names must be unique: {names}")
-    try:
-        make_sweep(args.runs, args.out)
-    except (OSError, ValueError) as e:
-        raise SystemExit(f"{parser.prog}: error: {e}") from None
+    make_sweep(args.runs, args.out)
     logging.info(f"{args.out}/sweep.md: {len(args.runs)} runs")
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from espnet_gated.cli import entry_point, existing_file
+
 # "3epoch:train:101-150batch: iter_time=0.01, ..., loss=12.3, ..., train_time=1.2"
 REPORT = re.compile(r"(\d+)epoch:train:(\d+)-(\d+)batch: (.*)")
 N_BATCH = re.compile(r"\[train\] mini-batch sizes summary: N-batch=(\d+)")
@@ -27,6 +29,7 @@ SHOWN = ("loss", "acc", "sparsity_enc", "target_enc", "sparsity_dec", "target_de
 # "7epoch results: [train] ..., [valid] loss_ctc=2.9, ..., time=5.09 seconds, total_count=322"
 EPOCH_RESULTS = re.compile(r"(\d+)epoch results: .*\[valid\] (.*)")
 PASSED = ("WARNING", "training was finished", "Error", "error", "Traceback", "Killed")
+PASSED += ("intra-op thread",)  # s2t_train's thread count (espnet_gated.threads)
 
 
 def _fields(text: str) -> dict:
@@ -84,9 +87,10 @@ class Progress:
         )
 
 
+@entry_point
 def main(cmd=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, required=True, help="the training config (max_epoch, ...)")
+    parser.add_argument("--config", type=existing_file, required=True, help="the training config (max_epoch, ...)")
     parser.add_argument("--log", type=Path, required=True, help="file that receives the full trainer output")
     args = parser.parse_args(cmd)
     config = yaml.safe_load(args.config.read_text()) or {}

@@ -29,8 +29,9 @@ SILENCE_MARGIN_S = 0.1
 SILENCE_LEVEL = 1e-3
 
 
-class EspeakError(RuntimeError):
-    """espeak-ng is missing, lacks a voice, or failed; the message says what to do."""
+class EspeakError(OSError):
+    """espeak-ng is missing, lacks a voice, or failed; the message says what to do (an OSError:
+    the tools report it in one line, see espnet_gated.cli)."""
 
 
 @dataclass(frozen=True)

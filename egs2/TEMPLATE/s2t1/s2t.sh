@@ -240,7 +240,7 @@ claim_train_dir() {  # claim_train_dir OUTPUT_DIR IDENTITY
     mkdir -p "${out}"
     printf '%s' "${identity}" > "${out}/.train_opts"
 }
-train_model() {  # train_model OUTPUT_DIR CONFIG [extra options...]; $stop_epoch, if set, ends it early
+train_model() {  # train_model OUTPUT_DIR CONFIG [extra options...]
     local out=$1 config=$2; shift 2
     claim_train_dir "${out}" "$(train_dir_identity "${config}" "$@")"
     # Distributed training goes through ESPnet's own logic (espnet2/train/distributed_utils.py,
@@ -269,14 +269,22 @@ train_model() {  # train_model OUTPUT_DIR CONFIG [extra options...]; $stop_epoch
     fi
     local freeze_opts=()  # every module but the gate predictor (espnet_gated.pretrained.backbone_modules)
     [ "${freeze_backbone}" = false ] || freeze_opts=(--freeze_param frontend normalize encoder decoder ctc)
-    local stop_opts=()
-    [ -z "${stop_epoch:-}" ] || stop_opts=(--max_epoch "${stop_epoch}")
     log "training ${out} (log: ${out}/train.log)"
+    # the trainer's own exit status decides (PIPESTATUS[0]), not the progress filter's: a model
+    # file left by an earlier run must not hide a crash of this one
+    local status=(0 0)
     # shellcheck disable=SC2086
     "${launcher[@]}" "${python}" -m espnet_gated.bin.s2t_train --config "${config}" "${token_opts[@]}" \
         "${train_data_opts[@]}" "${shape_opts[@]}" --output_dir "${out}" --ngpu "${ngpu}" --resume true "${dist_opts[@]}" \
-        "${freeze_opts[@]}" ${train_args} "$@" "${stop_opts[@]}" 2>&1 |
-        "${python}" "${repo_root}/espnet_gated/bin/train_progress.py" --config "${config}" --log "${out}/train.log" || true
+        "${freeze_opts[@]}" ${train_args} "$@" 2>&1 |
+        "${python}" "${repo_root}/espnet_gated/bin/train_progress.py" --config "${config}" --log "${out}/train.log" ||
+        status=("${PIPESTATUS[@]}")
+    if [ "${status[0]}" -ne 0 ]; then
+        log "ERROR: training failed (exit status ${status[0]}); the last lines of ${out}/train.log:"
+        tail -n 20 "${out}/train.log" | sed 's/^/    /' >&2
+        exit 1
+    fi
+    [ "${status[1]}" -eq 0 ] || log "WARNING: the progress filter failed (exit status ${status[1]}): ${out}/train.log lacks lines"
     [ -f "${out}/${inference_model}" ] || die "training did not produce ${out}/${inference_model}: see ${out}/train.log"
 }
 

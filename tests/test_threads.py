@@ -1,0 +1,59 @@
+"""The torch thread rule of training and decoding (espnet_gated.threads)."""
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from espnet_gated import threads
+from espnet_gated.bin.s2t_train import local_processes
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """8 cores in the affinity, of which ``busy`` are kept busy by other work."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "affinity_cores", lambda: list(range(8)))
+    state = {"busy": 0.0}
+    monkeypatch.setattr(threads, "busy_cores", lambda cpus: state["busy"])
+    return state
+
+
+def test_idle_cores_are_shared_among_the_local_processes(machine):
+    assert threads.choose_threads(1)[0] == 8
+    assert threads.choose_threads(3)[0] == 2  # decode jobs or DDP ranks: 8 // 3
+    machine["busy"] = 2.4  # two cores busy elsewhere
+    threads_, why = threads.choose_threads(3)
+    assert threads_ == 2 and "8 cores in this process's affinity, 2 busy with other work, 3 local" in why
+    machine["busy"] = 7.6
+    assert threads.choose_threads(1)[0] == 1
+    assert threads.choose_threads(16)[0] == 1  # never 0
+
+
+def test_an_explicit_count_wins_then_omp_num_threads(machine, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert threads.choose_threads(2) == (3, "OMP_NUM_THREADS")
+    assert threads.choose_threads(2, requested=5) == (5, "--num_threads")
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")
+    with pytest.raises(ValueError, match="OMP_NUM_THREADS='many': not a number of threads"):
+        threads.choose_threads(1)
+
+
+def test_a_busy_process_is_seen():
+    cpus = threads.affinity_cores()
+    competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        assert threads.busy_cores(cpus, window_s=1.0) >= 0.7  # at least the competitor's core
+    finally:
+        competitor.kill()
+        competitor.wait()
+
+
+def test_training_counts_the_processes_espnet_spawns_on_the_node():
+    def args(ngpu, spawn):
+        return argparse.Namespace(ngpu=ngpu, multiprocessing_distributed=spawn)
+
+    assert local_processes(args(4, True)) == 4  # one DDP process per GPU
+    assert local_processes(args(4, False)) == 1  # DataParallel, or one process of an external launcher
+    assert local_processes(args(0, True)) == 1
