@@ -14,9 +14,21 @@
   ``strict=False`` and would silently keep random weights): unexpected or missing keys
   raise, except a missing gate predictor (a dense checkpoint: all gates open, warned);
 * :meth:`GatedSpeech2Text.decode_batch` decodes several utterances at once
-  (:mod:`espnet_gated.batch_beam_search`); ESPnet 202511 decodes one at a time.
+  (:mod:`espnet_gated.batch_beam_search`); ESPnet 202511 decodes one at a time;
+* :meth:`GatedSpeech2Text.from_pretrained` loads a model directory, a packed model (.zip)
+  or a Hugging Face hub repository and returns the gated decoder (ESPnet's returns a plain
+  ``Speech2Text``);
+* ``lang_sym="none"`` identifies the language first (:meth:`GatedSpeech2Text.identify_language`),
+  then decodes with that language (and so with its gate mask); it is in ``last_lang``.
 
-The mask of the last decoded utterance is in ``last_mask`` (``last_masks`` for a batch),
+Language identification's gate rule: the utterance is encoded with every module open (the
+dense backbone, which every mask is a part of, and which a model initialised from OWSM learned
+language identification with), the decoder scores one step after ``<sos>``, and the most
+probable of :func:`candidate_languages` wins, as ESPnet's ``Speech2Language`` does for OWSM.
+An exported model has one fixed mask and identifies with it.
+
+The mask of the last decoded utterance is in ``last_mask`` (``last_masks`` for a batch, and
+``last_langs`` the identified languages, None where given),
 the split of its time between encoding (feature extraction, gate predictor, encoder) and
 beam search in ``last_timing`` (``gates_s``: the gate predictor's share of encoding).
 """
@@ -44,6 +56,20 @@ register()  # ESPnet's Speech2Text builds the model through S2TTask's class choi
 #: gate_mode values: the gate predictor's masks, or every module kept (the dense model
 #: computed by the gated code, e.g. the reference of a sparsity sweep)
 GATE_MODES = ("predicted", "all_open")
+#: the lang_sym that asks for language identification (``--lang_sym none``, also ``<none>``)
+IDENTIFY = "none"
+
+
+def wants_identification(lang_sym: Optional[str]) -> bool:
+    return isinstance(lang_sym, str) and lang_sym.strip("<>") == IDENTIFY
+
+
+def candidate_languages(model) -> List[str]:
+    """The language tokens that language identification chooses from: the model's language
+    tokens (``<deu>``, ... in OWSM's block ``<abk>`` .. ``<zul>``)."""
+    from espnet_gated.pretrained import token_kind
+
+    return [t for t in model.token_list if token_kind(t) == "lang"]
 
 
 def is_exported(model) -> bool:
@@ -119,6 +145,77 @@ class GatedSpeech2Text(Speech2Text):
         self.last_timing = {"encoder_s": 0.0, "decoder_s": 0.0, "gates_s": 0.0}
         #: per decoder call of the last ``decode_batch``: (prefix length, utterances, rows per utterance)
         self.last_search_log: List[Tuple[int, List[int], int]] = []
+        self.last_lang: Optional[str] = None
+        self.last_langs: List[Optional[str]] = []
+
+    @classmethod
+    def from_pretrained(cls, model_tag: Optional[str] = None, cache_dir=None, **kwargs) -> "GatedSpeech2Text":
+        """The gated decoder of a model directory (an ``exp/<tag>`` training dir, an exported
+        model, an unpacked pack), a packed model (``.zip``: unpacked once next to it, or under
+        ``cache_dir``) or a Hugging Face hub name (needs ``pip install "espnet-gated[hub]"``).
+
+        ``kwargs`` are the constructor's (``beam_size``, ``lang_sym``, ``device``, ...);
+        ``s2t_train_config``/``s2t_model_file`` choose among several in the directory.
+        Without ``model_tag`` it is the constructor itself, as ESPnet's ``from_pretrained``.
+        """
+        if model_tag is None:
+            return cls(**kwargs)
+        from espnet_gated.pretrained import PretrainedError, fetch, locate, resolved_config_file
+
+        try:
+            root = fetch(model_tag, cache_dir, option="from_pretrained(DIR)")
+            pre = locate(root, kwargs.pop("s2t_train_config", None), kwargs.pop("s2t_model_file", None))
+        except PretrainedError as e:
+            raise ValueError(f"from_pretrained('{model_tag}'): {e}") from None
+        with resolved_config_file(pre) as config_file:
+            return cls(s2t_train_config=str(config_file), s2t_model_file=str(pre.model_file), **kwargs)
+
+    # ------------------------------------------------------------------ language identification
+    @torch.no_grad()
+    def identify_language(self, speeches: Sequence[Union[torch.Tensor, np.ndarray]]) -> List[List[Tuple[str, float]]]:
+        """Per utterance, :func:`candidate_languages` with their probabilities, best first
+        (the gate rule is in the module docstring)."""
+        model = self.s2t_model
+        candidates = candidate_languages(model)
+        if not candidates:
+            raise ValueError("language identification: the model's token list has no language tokens")
+        ids = torch.tensor([model.token_list.index(t) for t in candidates], device=self.device)
+        out = []
+        for speech in speeches:
+            x = self._prepare(speech).unsqueeze(0).to(self.device)
+            lengths = x.new_full([1], dtype=torch.long, fill_value=x.size(1))
+            with self._every_module_open():
+                enc, enc_lens = model.encode(x, lengths)
+                if isinstance(enc, tuple):
+                    enc = enc[0]
+                enc = enc[:, : int(enc_lens[0])]
+                model.decoder.init_state(enc[0])  # as the beam search does: this utterance's cross-attention cache
+                sos = torch.tensor([[model.sos]], dtype=torch.long, device=self.device)
+                logp, _ = model.decoder.batch_score(sos, [None], enc)
+            probs = torch.softmax(logp[0, ids].float(), -1)
+            order = torch.argsort(probs, descending=True).tolist()
+            out.append([(candidates[i], float(probs[i])) for i in order])
+        return out
+
+    @contextmanager
+    def _every_module_open(self):
+        model = self.s2t_model
+        if self.exported:
+            yield
+            return
+        layout = model.gate_layout
+        enc = torch.ones(layout.n_layers["enc"], len(ENCODER_MODULES))
+        dec = torch.ones(layout.n_layers["dec"], len(DECODER_MODULES))
+        with model.forced_gates(enc, dec), model.decoder.installed_gates(dec.to(self.device)):
+            yield
+
+    def _identified(self, speeches, langs: List[str]) -> Tuple[List[str], List[Optional[str]]]:
+        """``langs`` with each ``none`` replaced by the identified language; (langs, identified or None)."""
+        asked = [i for i, lang in enumerate(langs) if wants_identification(lang)]
+        found: List[Optional[str]] = [None] * len(langs)
+        for i, ranked in zip(asked, self.identify_language([speeches[i] for i in asked]), strict=True):
+            found[i] = ranked[0][0]
+        return [found[i] or lang for i, lang in enumerate(langs)], found
 
     # ------------------------------------------------------------------ helpers
     @contextmanager
@@ -189,6 +286,7 @@ class GatedSpeech2Text(Speech2Text):
         task_sym = task_sym if task_sym is not None else self.task_sym
         self.last_timing = {"encoder_s": 0.0, "decoder_s": 0.0, "gates_s": 0.0}
         start = time.perf_counter()
+        (lang_sym,), (self.last_lang,) = self._identified([speech], [lang_sym])  # its time counts as encoding
         with self._context(lang_sym, task_sym), self._length_of(speech), self._gates(), self._timed_predictor():
             results = super().__call__(speech, text_prev, lang_sym, task_sym, predict_time)
         self.last_timing["encoder_s"] = time.perf_counter() - start - self.last_timing["decoder_s"]
@@ -269,6 +367,7 @@ class GatedSpeech2Text(Speech2Text):
         tasks = [task_sym or self.task_sym] * n if task_sym is None or isinstance(task_sym, str) else list(task_sym)
         if len(langs) != n or len(tasks) != n:
             raise ValueError(f"decode_batch: {n} utterances but {len(langs)} lang_sym and {len(tasks)} task_sym")
+        langs, self.last_langs = self._identified(speeches, langs)
         model = self.s2t_model
         notime = self.converter.token2id[self.preprocessor_conf["notime_symbol"]]
         primers = []
