@@ -13,17 +13,26 @@ goes to ``<out_dir>/logs/decode.<job>.log``.
 Translation sets (task ``st_*``) are decoded with the decode config's ``st_ctc_weight`` (default 0)
 as their ``ctc_weight``: the CTC learns the source transcript (``text.ctc``), not the translation.
 
+Jobs: ``--job K`` (1..nj) decodes shard K only and ``--merge true`` merges once every shard is
+done (an error names the missing ones): what the stage engine runs through its launcher
+(``--decode_cmd``: local or Slurm, ``espnet_gated.launcher``). Without either, the nj jobs run
+here (the local launcher) and are merged. With ``--ngpu 1`` each job decodes on its own device
+(the launcher sets ``CUDA_VISIBLE_DEVICES`` per job; Slurm does with ``--gres``).
+
 Usage:
     python -m espnet_gated.bin.decode --s2t_train_config exp/s2t/config.yaml \
         --s2t_model_file exp/s2t/valid.acc.ave.pth --decode_config conf/decode.yaml \
         --data_root dump/raw --sets "test_deu_asr test_deu_st_eng" --out_dir exp/s2t/decode --nj 2
+    # the same as jobs (e.g. on Slurm), then the merge
+    python -m espnet_gated.launcher slurm --gpu 1 JOB=1:4 exp/s2t/decode/logs/launch.JOB.log \
+        python -m espnet_gated.bin.decode ... --nj 4 --ngpu 1 --job JOB
+    python -m espnet_gated.bin.decode ... --nj 4 --merge true
 """
 
 import argparse
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import sys
 from pathlib import Path
@@ -32,6 +41,7 @@ from typing import Dict, List
 import yaml
 
 from espnet_gated.datadir import validate_data_dir
+from espnet_gated.launcher import LaunchError, cpu_count, local_jobs, run_local
 from espnet_gated.utils import atomic_write, read_kaldi_map
 
 DONE = ".done"
@@ -151,6 +161,15 @@ def _run_job(job: int, nj: int, options: Dict, data_root: str, sets: List[str], 
         atomic_write(shard / DONE, fingerprint)
 
 
+def unfinished_shards(out_dir: Path, sets: List[str], nj: int) -> List[Path]:
+    return [
+        _shard_dir(out_dir, name, nj, j)
+        for name in sets
+        for j in range(nj)
+        if not (_shard_dir(out_dir, name, nj, j) / DONE).is_file()
+    ]
+
+
 def merge_shards(out_dir: Path, name: str, nj: int) -> None:
     """Concatenate the shards' result files in key order; sum their timings."""
     shards = [_shard_dir(out_dir, name, nj, j) for j in range(nj)]
@@ -180,7 +199,10 @@ def main(cmd=None):
     parser.add_argument("--sets", required=True, help="space-separated test set names")
     parser.add_argument("--out_dir", type=Path, required=True)
     parser.add_argument("--nj", type=int, default=1)
-    parser.add_argument("--ngpu", type=int, default=0)
+    parser.add_argument("--ngpu", type=int, default=0, help="1: decode on a GPU (each job on its own)")
+    parser.add_argument("--job", type=int, help="decode only this job's shard (1..nj), do not merge")
+    parser.add_argument("--merge", type=lambda v: v.lower() == "true", default=False,
+                        help="true: only merge the shards (every job must be done)")  # fmt: skip
     args = parser.parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (decode) %(levelname)s: %(message)s")
     options = dict(beam_size=5, ctc_weight=0.0, st_ctc_weight=0.0, maxlenratio=0.0, minlenratio=0.0, nbest=1)
@@ -188,17 +210,32 @@ def main(cmd=None):
         options.update(yaml.safe_load(Path(args.decode_config).read_text()) or {})
     options.update(s2t_train_config=args.s2t_train_config, s2t_model_file=args.s2t_model_file, ngpu=args.ngpu)
     sets = args.sets.split()
-    try:  # fail early, before any job starts
-        check_inputs(args.s2t_train_config, args.s2t_model_file, args.data_root, sets)
-    except (ValueError, OSError) as e:
-        sys.exit(f"decode: error: {e}")
-    threads = max(1, (os.cpu_count() or 1) // args.nj)
-    job_args = [(j, args.nj, options, args.data_root, sets, str(args.out_dir), threads) for j in range(args.nj)]
-    if args.nj == 1:
-        _run_job(*job_args[0])
-    else:
-        with multiprocessing.get_context("spawn").Pool(args.nj) as pool:
-            pool.starmap(_run_job, job_args)
+    if args.job is not None and not 1 <= args.job <= args.nj:
+        sys.exit(f"decode: error: --job {args.job} is not one of the jobs 1..{args.nj}")
+    if not args.merge:
+        try:  # fail early, before any job starts
+            check_inputs(args.s2t_train_config, args.s2t_model_file, args.data_root, sets)
+        except (ValueError, OSError) as e:
+            sys.exit(f"decode: error: {e}")
+        if args.job is not None or args.nj == 1:
+            # alone in its process: the launcher's OMP_NUM_THREADS, else every CPU it may use
+            threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or cpu_count()
+            _run_job((args.job or 1) - 1, args.nj, options, args.data_root, sets, str(args.out_dir), threads)
+            if args.job is not None:
+                return
+        else:
+            command = [sys.executable, "-m", "espnet_gated.bin.decode", *(sys.argv[1:] if cmd is None else cmd)]
+            log = str(args.out_dir / "logs" / "launch.JOB.log")
+            try:
+                run_local(local_jobs([*command, "--job", "JOB"], 1, args.nj, log, gpus_per_job=min(args.ngpu, 1)))
+            except LaunchError as e:
+                sys.exit(f"decode: error: {e}")
+    missing = unfinished_shards(args.out_dir, sets, args.nj)
+    if missing:
+        sys.exit(
+            f"decode: error: {len(missing)} shard(s) not decoded, e.g. {missing[0]} "
+            f"(see {args.out_dir / 'logs'}; decode them with --job, then merge again)"
+        )
     for name in sets:
         merge_shards(args.out_dir, name, args.nj)
         logging.info(f"{args.out_dir / name}: merged {args.nj} job(s)")

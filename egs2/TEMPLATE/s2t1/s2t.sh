@@ -11,10 +11,12 @@ repo_root=$(cd "${engine_dir}/../../.." && pwd)
 
 # ---------------------------------------------------------------- options (--name value)
 stage=1                 # first stage to run
-stop_stage=13           # last stage to run (14 = sparsity sweep)
+stop_stage=13           # last stage to run (14 pack, 16 upload, 17 sparsity sweep)
 nj=2                    # parallel jobs for data preparation, formatting and decoding
-ngpu=0                  # GPUs for training (and decoding if > 0)
+ngpu=0                  # GPUs for training (and decoding if > 0: one per decoding job)
 num_nodes=1             # nodes for multi-node training (ESPnet's launcher; see README)
+train_cmd=local         # stage 11/17 training: local, or slurm [sbatch options] (one sbatch --wait job)
+decode_cmd=local        # stage 12/17 decoding jobs: local, or slurm [sbatch options]; add --dry_run to print them
 python=""               # python interpreter (default: <repo>/.venv/bin/python, else python3)
 langs=""                # restrict to these languages, e.g. deu,fra (default: all in the data)
 tasks=""                # restrict to these tasks, e.g. asr,st_eng (default: all)
@@ -31,7 +33,7 @@ extra_langs=""          # stage 5: language tokens to reserve for later fine-tun
 token_list_dir=""       # stage 5: use this existing bpe.model + tokens.txt (e.g. OWSM's) instead
 init_from=""            # stage 5: fine-tune this pretrained OWSM model dir or hub name (e.g. espnet/owsm_v3.1_ebf)
 add_langs=""            # stage 5 with --init_from: languages to add to its token list, e.g. xyz or xyz=deu
-freeze_backbone=false   # stage 11/14: train only the gate predictor (ESPnet --freeze_param on the rest)
+freeze_backbone=false   # stage 11/17: train only the gate predictor (ESPnet --freeze_param on the rest)
 train_config=conf/train.yaml    # stage 11: ESPnet training config
 train_args=""           # stage 11: extra options for espnet_gated.bin.s2t_train
 init_param=""           # stage 11: ESPnet --init_param (e.g. a dense OWSM model file)
@@ -40,9 +42,10 @@ decode_config=conf/decode.yaml  # stage 12: decoding options (beam_size, ctc_wei
 inference_model=valid.acc.ave.pth  # stage 12: checkpoint to decode with
 inference_tag=""        # stage 12-13: suffix for decode/results dirs (default: none)
 score_opts=""           # stage 13: extra options for espnet_gated.bin.score
-sweep_targets="0.25 0.5 0.75"   # stage 14: sparsity targets
-sweep_side=dec          # stage 14: enc, dec or both
-sweep_config=conf/sweep.yaml    # stage 14: fine-tuning overrides (epochs, lr, alpha)
+hf_repo=""              # stage 14/16: Hugging Face hub repository to upload the pack to, e.g. user/name
+sweep_targets="0.25 0.5 0.75"   # stage 17: sparsity targets
+sweep_side=dec          # stage 17: enc, dec or both
+sweep_config=conf/sweep.yaml    # stage 17: fine-tuning overrides (epochs, lr, alpha)
 
 help_message=$(cat <<EOF
 Usage: $0 [--option value] ...
@@ -57,7 +60,15 @@ Stages (ESPnet's s2t.sh numbering):
   11 training of the gated model with the sparsity loss (-> exp/<tag>/, resumable)
   12 decoding of every test set, recording each utterance's gate mask
   13 scoring: WER/CER, BLEU/chrF, module usage, FLOPs (-> exp/<tag>/results/)
-  14 sparsity sweep: fine-tune at several targets, quality-vs-speed table and plot
+  14 pack: the model, its token list, BPE model, statistics, results and a model card (README.md)
+     in ESPnet's packed layout (-> exp/<tag>/<tag>_<inference_model>.zip)
+  15 (ESPnet's Zenodo upload, deprecated there: not provided; stage 16 uploads)
+  16 upload of the pack to the Hugging Face hub repository --hf_repo (offline: says so, the pack stays)
+  17 sparsity sweep: fine-tune at several targets, quality-vs-speed table and plot
+
+Jobs: --decode_cmd and --train_cmd run through espnet_gated.launcher: local (default) or
+  slurm with sbatch options (--decode_cmd "slurm --partition gpu"); --ngpu 1 gives each decoding
+  job its own GPU; "local --dry_run" prints the decoding jobs' command lines and runs nothing.
 
 Options (default value in brackets):
 $(sed -n '/^# -\{10,\} options/,/^help_message/p' "${BASH_SOURCE[0]}" | grep -E '^[a-z_]+=' | grep -v '^help_message=' |
@@ -254,12 +265,17 @@ train_model() {  # train_model OUTPUT_DIR CONFIG [extra options...]
     fi
     local freeze_opts=()  # every module but the gate predictor (espnet_gated.pretrained.backbone_modules)
     [ "${freeze_backbone}" = false ] || freeze_opts=(--freeze_param frontend normalize encoder decoder ctc)
+    local submit=()  # --train_cmd slurm: the whole training (srun included) as one sbatch --wait job
+    # shellcheck disable=SC2206
+    [ "${train_cmd}" = local ] || submit=("${python}" -m espnet_gated.launcher ${train_cmd} --gpu "${ngpu}"
+        --nodes "${num_nodes}" JOB=1:1 "${out}/launch.log" --)
     log "training ${out} (log: ${out}/train.log)"
     # shellcheck disable=SC2086
-    "${launcher[@]}" "${python}" -m espnet_gated.bin.s2t_train --config "${config}" "${token_opts[@]}" \
+    "${submit[@]}" "${launcher[@]}" "${python}" -m espnet_gated.bin.s2t_train --config "${config}" "${token_opts[@]}" \
         "${train_data_opts[@]}" "${shape_opts[@]}" --output_dir "${out}" --ngpu "${ngpu}" --resume true "${dist_opts[@]}" \
         "${freeze_opts[@]}" ${train_args} "$@" 2>&1 |
         "${python}" "${repo_root}/espnet_gated/bin/train_progress.py" --config "${config}" --log "${out}/train.log" || true
+    if is_dry_run "${train_cmd}"; then log "dry run (--train_cmd ${train_cmd}): nothing trained"; exit 0; fi
     [ -f "${out}/${inference_model}" ] || die "training did not produce ${out}/${inference_model}: see ${out}/train.log"
 }
 
@@ -270,11 +286,18 @@ if run_stage 11 "${expdir}" "${opts}"; then
 fi
 
 # ---------------------------------------------------------------- stages 12-13
+is_dry_run() { case " $1 " in *" --dry_run "*) return 0 ;; *) return 1 ;; esac; }
 decode_sets() {  # decode_sets MODEL_DIR DECODE_DIR DECODE_CONFIG
-    "${python}" -m espnet_gated.bin.decode --s2t_train_config "$1/config.yaml" \
-        --s2t_model_file "$1/${inference_model}" --decode_config "$3" \
-        --data_root dump/raw --sets "$(scored_test_sets | tr '\n' ' ')" --out_dir "$2" --nj "${nj}" \
-        --ngpu "$([ "${ngpu}" -gt 0 ] && echo 1 || echo 0)"
+    # the nj jobs go through the launcher (${decode_cmd}), each on its own GPU with --ngpu > 0; then the merge
+    local gpu opts
+    gpu=$([ "${ngpu}" -gt 0 ] && echo 1 || echo 0)
+    opts=(--s2t_train_config "$1/config.yaml" --s2t_model_file "$1/${inference_model}" --decode_config "$3"
+        --data_root dump/raw --sets "$(scored_test_sets | tr '\n' ' ')" --out_dir "$2" --nj "${nj}" --ngpu "${gpu}")
+    # shellcheck disable=SC2086
+    "${python}" -m espnet_gated.launcher ${decode_cmd} --gpu "${gpu}" JOB=1:"${nj}" "$2/logs/launch.JOB.log" \
+        "${python}" -m espnet_gated.bin.decode "${opts[@]}" --job JOB || die "decoding $2 failed (logs: $2/logs/)"
+    if is_dry_run "${decode_cmd}"; then log "dry run (--decode_cmd ${decode_cmd}): nothing decoded"; exit 0; fi
+    "${python}" -m espnet_gated.bin.decode "${opts[@]}" --merge true
 }
 score_sets() {  # score_sets MODEL_DIR DECODE_DIR RESULTS_DIR DECODE_CONFIG
     local beam
@@ -297,12 +320,51 @@ if run_stage 13 "${results_dir}" "${opts}"; then
     mark_done "${results_dir}" "${opts}" 13
 fi
 
-# ---------------------------------------------------------------- stage 14
+# ---------------------------------------------------------------- stages 14-16
+# ESPnet's numbering: 14 packs the model (espnet_gated.bin.pack: ESPnet's layout plus a model card
+# with the results of stage 13), 15 is ESPnet's Zenodo upload (not provided), 16 uploads the pack
+# to the Hugging Face hub (espnet_gated.bin.upload; without the network the pack stays ready and
+# the stage is not marked done, so a later run uploads it).
+packed_model=${expdir}/${tag}_${inference_model%.*}.zip
+stamp() { if [ -f "$1" ]; then stat -c '%s.%Y' "$1"; else echo none; fi; }
+scored_opts=${opts}
+opts="model=${model_id} results=$(digest "${results_dir}/scores.json").$(digest "${results_dir}/RESULTS.md") hf=${hf_repo}"
+if run_stage 14 "${expdir}" "${opts}"; then
+    [ -f "${expdir}/${inference_model}" ] || die "${expdir}/${inference_model} not found: train first (stage 11)"
+    "${python}" -m espnet_gated.bin.pack --s2t_train_config "${expdir}/config.yaml" \
+        --s2t_model_file "${expdir}/${inference_model}" --results_dir "${results_dir}" --out "${packed_model}" \
+        ${hf_repo:+--hf_repo "${hf_repo}"} || die "packing failed"
+    log "pack: ${packed_model} (model card: README.md in it)"
+    mark_done "${expdir}" "${opts}" 14
+fi
+if [ "${stage}" -le 15 ] && [ "${stop_stage}" -ge 15 ]; then
+    current_stage=15
+    log "ESPnet's Zenodo upload is not provided (deprecated in ESPnet): stage 16 uploads to the Hugging Face hub"
+fi
+opts="pack=$(stamp "${packed_model}") hf=${hf_repo}"
+if run_stage 16 "${expdir}" "${opts}"; then
+    [ -f "${packed_model}" ] || die "${packed_model} not found: pack the model first (stage 14)"
+    if [ -z "${hf_repo}" ]; then
+        log "WARNING: no --hf_repo given: nothing uploaded (the pack is ${packed_model})"
+    else
+        rc=0
+        "${python}" -m espnet_gated.bin.upload --pack "${packed_model}" --hf_repo "${hf_repo}" \
+            --work_dir "exp/hf_${hf_repo//\//_}" || rc=$?
+        case "${rc}" in
+            0) mark_done "${expdir}" "${opts}" 16 ;;
+            3) log "WARNING: not uploaded (see above); the pack is ready, run stage 16 again to upload it" ;;
+            *) die "uploading ${packed_model} failed" ;;
+        esac
+    fi
+fi
+opts=${scored_opts}
+
+# ---------------------------------------------------------------- stage 17
 # Fine-tune the trained model at each target (sweep_config overrides the training config),
 # then decode and score each; the reference is the trained model with every gate open.
 sweep_dir=exp/${tag}_sweep_${sweep_side}
 opts="${opts} targets=${sweep_targets} side=${sweep_side} sweep=$(digest "${sweep_config}")"
-if run_stage 14 "${sweep_dir}" "${opts}"; then
+if run_stage 17 "${sweep_dir}" "${opts}"; then
     [ -f "${sweep_config}" ] || die "sweep config ${sweep_config} not found"
     case "${sweep_side}" in enc|dec|both) ;; *) die "--sweep_side must be enc, dec or both" ;; esac
     dense_dir=${sweep_dir}/all_open
@@ -333,5 +395,5 @@ if run_stage 14 "${sweep_dir}" "${opts}"; then
     done
     "${python}" -m espnet_gated.bin.sweep_report --runs "${runs[@]}" --out "${sweep_dir}"
     log "sweep: ${sweep_dir}/sweep.md"
-    mark_done "${sweep_dir}" "${opts}" 14
+    mark_done "${sweep_dir}" "${opts}" 17
 fi
