@@ -21,11 +21,14 @@
 * ``lang_sym="none"`` identifies the language first (:meth:`GatedSpeech2Text.identify_language`),
   then decodes with that language (and so with its gate mask); it is in ``last_lang``.
 
-Language identification's gate rule: the utterance is encoded with every module open (the
-dense backbone, which every mask is a part of, and which a model initialised from OWSM learned
-language identification with), the decoder scores one step after ``<sos>``, and the most
-probable of :func:`candidate_languages` wins, as ESPnet's ``Speech2Language`` does for OWSM.
-An exported model has one fixed mask and identifies with it.
+Language identification's gate rule: each of :func:`candidate_languages` is tried with its own
+gates, the mask the gate predictor gives the utterance with that language and the task (as in
+training, where the decoder predicts ``<lang>`` after ``<sos>`` from the encoder output under
+the true language's mask); the decoder scores one step after ``<sos>`` (as ESPnet's
+``Speech2Language`` does for OWSM) and the language whose own mask gives it the highest
+probability wins. The candidates are encoded as one batch (one row per language: K candidates
+cost K encoder passes of the utterance). ``gate_mode="all_open"`` tries every language with
+every module open (one mask, like a dense OWSM); an exported model has one fixed mask.
 
 The mask of the last decoded utterance is in ``last_mask`` (``last_masks`` for a batch, and
 ``last_langs`` the identified languages, None where given),
@@ -172,49 +175,44 @@ class GatedSpeech2Text(Speech2Text):
 
     # ------------------------------------------------------------------ language identification
     @torch.no_grad()
-    def identify_language(self, speeches: Sequence[Union[torch.Tensor, np.ndarray]]) -> List[List[Tuple[str, float]]]:
+    def identify_language(
+        self, speeches: Sequence[Union[torch.Tensor, np.ndarray]], task_sym: Optional[str] = None
+    ) -> List[List[Tuple[str, float]]]:
         """Per utterance, :func:`candidate_languages` with their probabilities, best first
         (the gate rule is in the module docstring)."""
         model = self.s2t_model
+        task_sym = task_sym if task_sym is not None else self.task_sym
         candidates = candidate_languages(model)
         if not candidates:
             raise ValueError("language identification: the model's token list has no language tokens")
         ids = torch.tensor([model.token_list.index(t) for t in candidates], device=self.device)
+        rows = 1 if self.exported else len(candidates)  # an exported model has one mask for every language
         out = []
         for speech in speeches:
-            x = self._prepare(speech).unsqueeze(0).to(self.device)
-            lengths = x.new_full([1], dtype=torch.long, fill_value=x.size(1))
-            with self._every_module_open():
+            x = self._prepare(speech).to(self.device).unsqueeze(0).expand(rows, -1)
+            lengths = x.new_full([rows], dtype=torch.long, fill_value=x.size(1))
+            with self._context(candidates[:rows], [task_sym] * rows), self._gates():
                 enc, enc_lens = model.encode(x, lengths)
-                if isinstance(enc, tuple):
-                    enc = enc[0]
-                enc = enc[:, : int(enc_lens[0])]
-                model.decoder.init_state(enc[0])  # as the beam search does: this utterance's cross-attention cache
-                sos = torch.tensor([[model.sos]], dtype=torch.long, device=self.device)
-                logp, _ = model.decoder.batch_score(sos, [None], enc)
-            probs = torch.softmax(logp[0, ids].float(), -1)
-            order = torch.argsort(probs, descending=True).tolist()
-            out.append([(candidates[i], float(probs[i])) for i in order])
+            if isinstance(enc, tuple):
+                enc = enc[0]
+            sos = torch.full((rows, 1), model.sos, dtype=torch.long, device=self.device)
+            gates = None if self.exported else model.current_gates.dec
+            with nullcontext() if gates is None else model.decoder.installed_gates(gates):
+                logits, _ = model.decoder(enc, enc_lens, sos, torch.ones(rows, dtype=torch.long, device=self.device))
+            probs = torch.softmax(logits[:, 0, ids].float(), -1)  # (rows, candidates)
+            # each language scored under its own mask: the probability its row gives it
+            own = probs[0] if self.exported else probs.diagonal()
+            own = own / own.sum()
+            order = torch.argsort(own, descending=True).tolist()
+            out.append([(candidates[i], float(own[i])) for i in order])
         return out
 
-    @contextmanager
-    def _every_module_open(self):
-        model = self.s2t_model
-        if self.exported:
-            yield
-            return
-        layout = model.gate_layout
-        enc = torch.ones(layout.n_layers["enc"], len(ENCODER_MODULES))
-        dec = torch.ones(layout.n_layers["dec"], len(DECODER_MODULES))
-        with model.forced_gates(enc, dec), model.decoder.installed_gates(dec.to(self.device)):
-            yield
-
-    def _identified(self, speeches, langs: List[str]) -> Tuple[List[str], List[Optional[str]]]:
+    def _identified(self, speeches, langs: List[str], tasks: List[str]) -> Tuple[List[str], List[Optional[str]]]:
         """``langs`` with each ``none`` replaced by the identified language; (langs, identified or None)."""
         asked = [i for i, lang in enumerate(langs) if wants_identification(lang)]
         found: List[Optional[str]] = [None] * len(langs)
-        for i, ranked in zip(asked, self.identify_language([speeches[i] for i in asked]), strict=True):
-            found[i] = ranked[0][0]
+        for i in asked:
+            found[i] = self.identify_language([speeches[i]], tasks[i])[0][0][0]
         return [found[i] or lang for i, lang in enumerate(langs)], found
 
     # ------------------------------------------------------------------ helpers
@@ -286,7 +284,7 @@ class GatedSpeech2Text(Speech2Text):
         task_sym = task_sym if task_sym is not None else self.task_sym
         self.last_timing = {"encoder_s": 0.0, "decoder_s": 0.0, "gates_s": 0.0}
         start = time.perf_counter()
-        (lang_sym,), (self.last_lang,) = self._identified([speech], [lang_sym])  # its time counts as encoding
+        (lang_sym,), (self.last_lang,) = self._identified([speech], [lang_sym], [task_sym])  # time: encoding
         with self._context(lang_sym, task_sym), self._length_of(speech), self._gates(), self._timed_predictor():
             results = super().__call__(speech, text_prev, lang_sym, task_sym, predict_time)
         self.last_timing["encoder_s"] = time.perf_counter() - start - self.last_timing["decoder_s"]
@@ -367,7 +365,7 @@ class GatedSpeech2Text(Speech2Text):
         tasks = [task_sym or self.task_sym] * n if task_sym is None or isinstance(task_sym, str) else list(task_sym)
         if len(langs) != n or len(tasks) != n:
             raise ValueError(f"decode_batch: {n} utterances but {len(langs)} lang_sym and {len(tasks)} task_sym")
-        langs, self.last_langs = self._identified(speeches, langs)
+        langs, self.last_langs = self._identified(speeches, langs, tasks)
         model = self.s2t_model
         notime = self.converter.token2id[self.preprocessor_conf["notime_symbol"]]
         primers = []

@@ -164,6 +164,13 @@ def _script_word(arg: str) -> str:
     return '"${SLURM_ARRAY_TASK_ID}"'.join(shlex.quote(p) if p else "" for p in parts) or "''"
 
 
+def job_name(command: Sequence[str]) -> str:
+    """The Python module a command runs (``decode`` of ``python -m espnet_gated.bin.decode``), else its program."""
+    if "-m" in command[:-1]:
+        return command[list(command).index("-m") + 1].rsplit(".", 1)[-1]
+    return Path(command[0]).name
+
+
 def slurm_submission(
     command: Sequence[str], first: int, last: int, log: str, gpus_per_job: int, nodes: int, sbatch_opts: Sequence[str]
 ):
@@ -177,7 +184,7 @@ def slurm_submission(
         f"cd {shlex.quote(os.getcwd())}",
         " ".join(_script_word(a) for a in command),
     ]
-    sbatch = ["sbatch", "--parsable", "--wait", f"--job-name={Path(command[0]).name}", f"--array={first}-{last}",
+    sbatch = ["sbatch", "--parsable", "--wait", f"--job-name={job_name(command)}", f"--array={first}-{last}",
               f"--output={JOB.sub('%a', log)}"]  # fmt: skip
     if gpus_per_job > 0:
         sbatch.append(f"--gres=gpu:{gpus_per_job}")

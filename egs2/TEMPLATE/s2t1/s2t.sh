@@ -132,6 +132,8 @@ all_test_sets() {
 scored_test_sets() { cat dump/raw/test_sets.txt 2>/dev/null || true; }
 # short checksum of a file (its options change a stage's marker); "none" before it exists
 digest() { if [ -f "$1" ]; then md5sum < "$1" | cut -c1-12; else echo none; fi; }
+# true if a launcher command line (--decode_cmd, --train_cmd) only prints its jobs
+is_dry_run() { case " $1 " in *" --dry_run "*) return 0 ;; *) return 1 ;; esac; }
 
 # ---------------------------------------------------------------- stage 1
 # the data depend on local/ and on conf/corpus.yaml (the corpus config, where a recipe has one)
@@ -254,7 +256,9 @@ train_model() {  # train_model OUTPUT_DIR CONFIG [extra options...]
     #  --multiprocessing_distributed false --dist_backend gloo; tests/test_resume_and_scale.py.)
     local launcher=() dist_opts=()
     if [ "${num_nodes}" -gt 1 ]; then
-        command -v srun >/dev/null || die "--num_nodes ${num_nodes} needs Slurm's srun (run inside an allocation)"
+        # with --train_cmd slurm, srun runs inside the submitted job
+        [ "${train_cmd}" != local ] || command -v srun >/dev/null ||
+            die "--num_nodes ${num_nodes} needs Slurm's srun (run inside an allocation, or use --train_cmd slurm)"
         rm -f "${out}"/.dist_init_*
         launcher=(srun --nodes "${num_nodes}" --ntasks-per-node 1 --export=ALL)
         dist_opts=(--dist_launcher slurm --multiprocessing_distributed true
@@ -286,7 +290,6 @@ if run_stage 11 "${expdir}" "${opts}"; then
 fi
 
 # ---------------------------------------------------------------- stages 12-13
-is_dry_run() { case " $1 " in *" --dry_run "*) return 0 ;; *) return 1 ;; esac; }
 decode_sets() {  # decode_sets MODEL_DIR DECODE_DIR DECODE_CONFIG
     # the nj jobs go through the launcher (${decode_cmd}), each on its own GPU with --ngpu > 0; then the merge
     local gpu opts
@@ -343,10 +346,10 @@ if [ "${stage}" -le 15 ] && [ "${stop_stage}" -ge 15 ]; then
 fi
 opts="pack=$(stamp "${packed_model}") hf=${hf_repo}"
 if run_stage 16 "${expdir}" "${opts}"; then
-    [ -f "${packed_model}" ] || die "${packed_model} not found: pack the model first (stage 14)"
     if [ -z "${hf_repo}" ]; then
-        log "WARNING: no --hf_repo given: nothing uploaded (the pack is ${packed_model})"
+        log "WARNING: no --hf_repo given: nothing uploaded (the pack: ${packed_model}, stage 14)"
     else
+        [ -f "${packed_model}" ] || die "${packed_model} not found: pack the model first (stage 14)"
         rc=0
         "${python}" -m espnet_gated.bin.upload --pack "${packed_model}" --hf_repo "${hf_repo}" \
             --work_dir "exp/hf_${hf_repo//\//_}" || rc=$?
