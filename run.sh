@@ -4,7 +4,8 @@
 #
 #   ./run.sh                              # everything (stages 1-13)
 #   ./run.sh --stage 12 --stop_stage 13   # decode and score again
-#   ./run.sh --stage 14 --stop_stage 14   # sparsity sweep (quality vs speed)
+#   ./run.sh --stage 14 --stop_stage 14   # pack the model with a model card (16: upload with --hf_repo)
+#   ./run.sh --stage 17 --stop_stage 17   # sparsity sweep (quality vs speed)
 set -euo pipefail
 cd "$(dirname "$0")"
 exec egs2/TEMPLATE/s2t1/s2t.sh \

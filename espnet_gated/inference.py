@@ -14,9 +14,24 @@
   ``strict=False`` and would silently keep random weights): unexpected or missing keys
   raise, except a missing gate predictor (a dense checkpoint: all gates open, warned);
 * :meth:`GatedSpeech2Text.decode_batch` decodes several utterances at once
-  (:mod:`espnet_gated.batch_beam_search`); ESPnet 202511 decodes one at a time.
+  (:mod:`espnet_gated.batch_beam_search`); ESPnet 202511 decodes one at a time;
+* :meth:`GatedSpeech2Text.from_pretrained` loads a model directory, a packed model (.zip)
+  or a Hugging Face hub repository and returns the gated decoder (ESPnet's returns a plain
+  ``Speech2Text``);
+* ``lang_sym="none"`` identifies the language first (:meth:`GatedSpeech2Text.identify_language`),
+  then decodes with that language (and so with its gate mask); it is in ``last_lang``.
 
-The mask of the last decoded utterance is in ``last_mask`` (``last_masks`` for a batch),
+Language identification's gate rule: each of :func:`candidate_languages` is tried with its own
+gates, the mask the gate predictor gives the utterance with that language and the task (as in
+training, where the decoder predicts ``<lang>`` after ``<sos>`` from the encoder output under
+the true language's mask); the decoder scores one step after ``<sos>`` (as ESPnet's
+``Speech2Language`` does for OWSM) and the language whose own mask gives it the highest
+probability wins. The candidates are encoded as one batch (one row per language: K candidates
+cost K encoder passes of the utterance). ``gate_mode="all_open"`` tries every language with
+every module open (one mask, like a dense OWSM); an exported model has one fixed mask.
+
+The mask of the last decoded utterance is in ``last_mask`` (``last_masks`` for a batch, and
+``last_langs`` the identified languages, None where given),
 the split of its time between encoding (feature extraction, gate predictor, encoder) and
 beam search in ``last_timing`` (``gates_s``: the gate predictor's share of encoding).
 """
@@ -47,6 +62,24 @@ GATE_MODES = ("predicted", "all_open")
 #: unseen_context values: for a language or task the gate predictor never trained on (its
 #: embedding is random, and so would its gates be), refuse to decode, or keep every module
 UNSEEN_CONTEXT = ("error", "all_open")
+
+#: the lang_sym that asks for language identification (``--lang_sym none``, also ``<none>``)
+IDENTIFY = "none"
+
+
+def wants_identification(lang_sym: Optional[str]) -> bool:
+    return isinstance(lang_sym, str) and lang_sym.strip("<>") == IDENTIFY
+
+
+def candidate_languages(model) -> List[str]:
+    """The language tokens that language identification chooses from: the model's language
+    tokens (``<deu>``, ... in OWSM's block ``<abk>`` .. ``<zul>``) that the gate predictor
+    trained on (all of them for a model that did not record its contexts)."""
+    from espnet_gated.pretrained import token_kind
+
+    langs = [t for t in model.token_list if token_kind(t) == "lang"]
+    trained, _ = model.gate_predictor.trained_contexts()
+    return [t for t in langs if t in trained] if trained else langs
 
 
 def is_exported(model) -> bool:
@@ -125,6 +158,72 @@ class GatedSpeech2Text(Speech2Text):
         self.last_timing = {"encoder_s": 0.0, "decoder_s": 0.0, "gates_s": 0.0}
         #: per decoder call of the last ``decode_batch``: (prefix length, utterances, rows per utterance)
         self.last_search_log: List[Tuple[int, List[int], int]] = []
+        self.last_lang: Optional[str] = None
+        self.last_langs: List[Optional[str]] = []
+
+    @classmethod
+    def from_pretrained(cls, model_tag: Optional[str] = None, cache_dir=None, **kwargs) -> "GatedSpeech2Text":
+        """The gated decoder of a model directory (an ``exp/<tag>`` training dir, an exported
+        model, an unpacked pack), a packed model (``.zip``: unpacked once next to it, or under
+        ``cache_dir``) or a Hugging Face hub name (needs ``pip install "espnet-gated[hub]"``).
+
+        ``kwargs`` are the constructor's (``beam_size``, ``lang_sym``, ``device``, ...);
+        ``s2t_train_config``/``s2t_model_file`` choose among several in the directory.
+        Without ``model_tag`` it is the constructor itself, as ESPnet's ``from_pretrained``.
+        """
+        if model_tag is None:
+            return cls(**kwargs)
+        from espnet_gated.pretrained import PretrainedError, fetch, locate, resolved_config_file
+
+        try:
+            root = fetch(model_tag, cache_dir, option="from_pretrained(DIR)")
+            pre = locate(root, kwargs.pop("s2t_train_config", None), kwargs.pop("s2t_model_file", None))
+        except PretrainedError as e:
+            raise ValueError(f"from_pretrained('{model_tag}'): {e}") from None
+        with resolved_config_file(pre) as config_file:
+            return cls(s2t_train_config=str(config_file), s2t_model_file=str(pre.model_file), **kwargs)
+
+    # ------------------------------------------------------------------ language identification
+    @torch.no_grad()
+    def identify_language(
+        self, speeches: Sequence[Union[torch.Tensor, np.ndarray]], task_sym: Optional[str] = None
+    ) -> List[List[Tuple[str, float]]]:
+        """Per utterance, :func:`candidate_languages` with their probabilities, best first
+        (the gate rule is in the module docstring)."""
+        model = self.s2t_model
+        task_sym = task_sym if task_sym is not None else self.task_sym
+        candidates = candidate_languages(model)
+        if not candidates:
+            raise ValueError("language identification: the model's token list has no language tokens")
+        ids = torch.tensor([model.token_list.index(t) for t in candidates], device=self.device)
+        rows = 1 if self.exported else len(candidates)  # an exported model has one mask for every language
+        out = []
+        for speech in speeches:
+            x = self._prepare(speech).to(self.device).unsqueeze(0).expand(rows, -1)
+            lengths = x.new_full([rows], dtype=torch.long, fill_value=x.size(1))
+            with self._context(candidates[:rows], [task_sym] * rows), self._gates(self.gate_mode == "all_open"):
+                enc, enc_lens = model.encode(x, lengths)
+            if isinstance(enc, tuple):
+                enc = enc[0]
+            sos = torch.full((rows, 1), model.sos, dtype=torch.long, device=self.device)
+            gates = None if self.exported else model.current_gates.dec
+            with nullcontext() if gates is None else model.decoder.installed_gates(gates):
+                logits, _ = model.decoder(enc, enc_lens, sos, torch.ones(rows, dtype=torch.long, device=self.device))
+            probs = torch.softmax(logits[:, 0, ids].float(), -1)  # (rows, candidates)
+            # each language scored under its own mask: the probability its row gives it
+            own = probs[0] if self.exported else probs.diagonal()
+            own = own / own.sum()
+            order = torch.argsort(own, descending=True).tolist()
+            out.append([(candidates[i], float(own[i])) for i in order])
+        return out
+
+    def _identified(self, speeches, langs: List[str], tasks: List[str]) -> Tuple[List[str], List[Optional[str]]]:
+        """``langs`` with each ``none`` replaced by the identified language; (langs, identified or None)."""
+        asked = [i for i, lang in enumerate(langs) if wants_identification(lang)]
+        found: List[Optional[str]] = [None] * len(langs)
+        for i in asked:
+            found[i] = self.identify_language([speeches[i]], tasks[i])[0][0][0]
+        return [found[i] or lang for i, lang in enumerate(langs)], found
 
     # ------------------------------------------------------------------ helpers
     @contextmanager
@@ -213,6 +312,7 @@ class GatedSpeech2Text(Speech2Text):
         task_sym = task_sym if task_sym is not None else self.task_sym
         self.last_timing = {"encoder_s": 0.0, "decoder_s": 0.0, "gates_s": 0.0}
         start = time.perf_counter()
+        (lang_sym,), (self.last_lang,) = self._identified([speech], [lang_sym], [task_sym])  # time: encoding
         open_all = self._opens_all(lang_sym, task_sym)
         with self._context(lang_sym, task_sym), self._length_of(speech), self._gates(open_all), self._timed_predictor():
             results = super().__call__(speech, text_prev, lang_sym, task_sym, predict_time)
@@ -294,6 +394,7 @@ class GatedSpeech2Text(Speech2Text):
         tasks = [task_sym or self.task_sym] * n if task_sym is None or isinstance(task_sym, str) else list(task_sym)
         if len(langs) != n or len(tasks) != n:
             raise ValueError(f"decode_batch: {n} utterances but {len(langs)} lang_sym and {len(tasks)} task_sym")
+        langs, self.last_langs = self._identified(speeches, langs, tasks)
         model = self.s2t_model
         notime = self.converter.token2id[self.preprocessor_conf["notime_symbol"]]
         primers = []

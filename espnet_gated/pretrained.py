@@ -1,8 +1,8 @@
 """Start a gated model from a pretrained dense OWSM model (``--init_from``).
 
 :func:`init_from` takes an ESPnet S2T model directory (as packed by ESPnet, downloaded from the
-Hugging Face hub, or an ESPnet ``exp/`` tree) or a hub name such as ``espnet/owsm_v3.1_ebf`` and
-writes, under ``out``:
+Hugging Face hub, or an ESPnet ``exp/`` tree), a packed model (``.zip``, :mod:`espnet_gated.pack`)
+or a hub name such as ``espnet/owsm_v3.1_ebf`` and writes, under ``out``:
 
 * ``train.yaml``: a training config for ``espnet_gated.bin.s2t_train --config``. The architecture
   (frontend, normalization, encoder, decoder, CTC) is the pretrained model's, with
@@ -18,7 +18,16 @@ writes, under ``out``:
   differently shaped key is an error naming it);
 * ``tokens.txt``, ``bpe.model``: the pretrained token list and sentencepiece model (stage 5 uses
   them through ``--token_list_dir``), and ``feats_stats.npz`` where the model uses ``global_mvn``;
-* ``init_from.yaml``: where everything came from (written last).
+* ``init_from.yaml``: where everything came from (written last), and ``config_fixes``: the keys of
+  ESPnet's development branch that some OWSM hub configs carry (ESPnet issue #5973:
+  ``attention_qk_norm``, ``self_attention_use_flash_attn``, ...), which ESPnet 202511 rejects; they
+  are mapped to 202511's ``qk_norm``/``use_flash_attn`` or dropped (:data:`DEV_BRANCH_KEYS`), each
+  one logged. Any other encoder/decoder option that 202511 does not take is an error naming it.
+
+``num_att_plot`` comes from the pretrained config unless the recipe config sets it (OWSM: 0).
+OWSM v4 (``conv2d8`` subsampling, 128 mel bins) loads like v3.1: the architecture is read from
+its config. :func:`locate` finds the files of a model directory for ``init_from``,
+``GatedSpeech2Text.from_pretrained`` and ``espnet_gated.pack`` alike.
 
 Paths recorded in the pretrained config (``bpemodel``, ``token_list``, ``normalize_conf.stats_file``)
 are resolved relative to the model directory first; if they do not exist there the directory is
@@ -43,12 +52,15 @@ Usage (see ``espnet_gated/bin/init_from.py`` for the command line)::
 """
 
 import argparse
+import inspect
 import logging
 import re
 import shutil
-from dataclasses import dataclass
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import yaml
@@ -117,6 +129,22 @@ TASK_TOKEN = re.compile(r"^<(asr|st_[a-z]+)>$")
 NOT_LANGUAGES = frozenset({"<unk>", "<asr>", "<sos>", "<eos>", "<sop>"})
 HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 MAX_NAMED = 20
+#: the checkpoint a recipe decodes (s2t.sh --inference_model): chosen when a directory holds several
+INFERENCE_MODEL = "valid.acc.ave.pth"
+#: training options carried over from the pretrained config unless the recipe config sets them
+#: (OWSM sets num_att_plot: 0; ESPnet's default of 3 costs ~40 s of attention plots per epoch on a CPU)
+CARRIED_KEYS = ("num_att_plot",)
+#: keys of ESPnet's development branch found in some OWSM hub configs (ESPnet issue #5973), which
+#: ESPnet 202511's classes reject: ``*_conf`` section -> {dev key: 202511 key}
+DEV_BRANCH_KEYS = {
+    "encoder_conf": {"attention_qk_norm": "qk_norm", "attention_use_flash_attn": "use_flash_attn"},
+    "decoder_conf": {
+        "self_attention_qk_norm": "qk_norm",
+        "src_attention_qk_norm": "qk_norm",
+        "self_attention_use_flash_attn": "use_flash_attn",
+        "src_attention_use_flash_attn": "use_flash_attn",
+    },
+}
 
 
 class PretrainedError(ValueError):
@@ -124,26 +152,34 @@ class PretrainedError(ValueError):
 
 
 # ---------------------------------------------------------------- finding the model
-def fetch(src: PathLike, cache_dir: Optional[PathLike] = None) -> Path:
-    """A local model directory, or a hub name (``espnet/owsm_v3.1_ebf``) downloaded with huggingface_hub."""
+def fetch(src: PathLike, cache_dir: Optional[PathLike] = None, option: str = "--init_from") -> Path:
+    """A local model directory, a packed model (``.zip`` of ``espnet_gated.bin.pack`` or ESPnet's
+    pack, unpacked once next to it or under ``cache_dir``), or a hub name (``espnet/owsm_v3.1_ebf``)
+    downloaded with huggingface_hub. ``option`` names the caller's option in error messages."""
+    from espnet_gated.pack import is_archive, unpack
+
     path = Path(src).expanduser()
     if path.is_dir():
         return path.resolve()
     name = str(src)
+    if path.is_file() and is_archive(path):
+        return unpack(path, cache_dir)
     if path.exists():
-        raise PretrainedError(f"{path}: not a directory; --init_from takes a model directory or a hub name")
+        raise PretrainedError(
+            f"{path}: not a directory nor a packed model (.zip); {option} takes either, or a hub name"
+        )
     if not HUB_NAME.match(name) or name.startswith((".", "/")):
-        raise PretrainedError(f"{path}: no such model directory (nor a hub name like espnet/owsm_v3.1_ebf)")
+        raise PretrainedError(f"{path}: no such model directory or file (nor a hub name like espnet/owsm_v3.1_ebf)")
     how = (
         f"download it where the hub is reachable (hf download {name} --local-dir DIR, or "
-        f"git clone https://huggingface.co/{name} DIR), copy DIR here and pass it: --init_from DIR"
+        f"git clone https://huggingface.co/{name} DIR), copy DIR here and pass it: {option} DIR"
     )
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
         raise PretrainedError(
             f"'{name}' is not a local directory, and fetching it from the Hugging Face hub needs "
-            f"huggingface_hub (pip install huggingface_hub); or {how}"
+            f'huggingface_hub (pip install "espnet-gated[hub]", or pip install huggingface_hub); or {how}'
         ) from None
     logging.info(f"fetching {name} from the Hugging Face hub")
     try:
@@ -189,10 +225,19 @@ def _is_train_config(path: Path) -> bool:
     return isinstance(data, dict) and "encoder" in data and not data.get("collect_stats")
 
 
-def _one(candidates: List[Path], root: Path, what: str, option: str, near: Optional[Path] = None) -> Path:
+def _one(
+    candidates: List[Path], root: Path, what: str, option: str, near: Optional[Path] = None, preferred: str = ""
+) -> Path:
+    candidates = list(dict.fromkeys(candidates))
     if len(candidates) > 1 and near is not None:
         close = [c for c in candidates if c.parent == near]
         candidates = close or candidates
+    named = [c for c in candidates if c.name == preferred]
+    if len(candidates) > 1 and len(named) == 1:
+        logging.info(
+            f"{root}: {len(candidates)} {what}s, using {named[0].relative_to(root)} (pass {option} for another)"
+        )
+        return named[0]
     if not candidates:
         raise PretrainedError(f"{root}: no {what} found; pass {option}")
     if len(candidates) > 1:
@@ -245,6 +290,7 @@ class Pretrained:
     token_list: List[str]
     bpemodel: Path
     stats_file: Optional[Path] = None
+    fixes: List[str] = field(default_factory=list)  # dev-branch config keys mapped or dropped
 
 
 def locate(root: PathLike, config_file: Optional[PathLike] = None, model_file: Optional[PathLike] = None) -> Pretrained:
@@ -272,10 +318,12 @@ def locate(root: PathLike, config_file: Optional[PathLike] = None, model_file: O
         model_file = meta["model_file"]
     else:
         weights = sorted(p for p in root.rglob("*.pth") if p.name != "checkpoint.pth")
-        model_file = _one(weights, root, "model .pth file", "--model_file", config_file.parent)
+        model_file = _one(weights, root, "model .pth file", "--model_file", config_file.parent, INFERENCE_MODEL)
     model_file = model_file.resolve()
 
-    config = _load_yaml(config_file)
+    config, fixes = map_dev_branch_keys(_load_yaml(config_file), config_file)
+    for note in fixes:
+        logging.warning(f"{config_file}: {note}")
     for key in ("encoder", "decoder", "model"):
         name = config.get(key, "espnet" if key == "model" else None)
         if name not in GATED_NAMES[key]:
@@ -287,25 +335,115 @@ def locate(root: PathLike, config_file: Optional[PathLike] = None, model_file: O
     if config.get("token_type", "bpe") != "bpe":
         raise PretrainedError(f"{config_file}: token_type '{config.get('token_type')}' (only bpe is supported)")
 
+    token_list, bpemodel, stats_file = recorded_files(config, root, config_file)
+    check_token_list(token_list, config_file)
+    if bpemodel is None:
+        raise PretrainedError(f"{config_file}: no bpemodel")
+    check_conf_keys(config, config_file)
+    return Pretrained(root, config_file, model_file, config, token_list, bpemodel, stats_file, fixes)
+
+
+def recorded_files(config: dict, root: Path, config_file: Path) -> Tuple[List[str], Optional[Path], Optional[Path]]:
+    """(token list, BPE model or None, statistics file or None) of a config, the files found as
+    :func:`resolve_recorded` finds them."""
     recorded = config.get("token_list")
     if isinstance(recorded, list):
         token_list = [str(t) for t in recorded]
     elif isinstance(recorded, str):
-        path = resolve_recorded(recorded, root, config_file, "token_list")
-        token_list = read_token_list(path)
+        token_list = read_token_list(resolve_recorded(recorded, root, config_file, "token_list"))
     else:
         raise PretrainedError(f"{config_file}: no token_list")
-    check_token_list(token_list, config_file)
-    if not isinstance(config.get("bpemodel"), str):
-        raise PretrainedError(f"{config_file}: no bpemodel")
-    bpemodel = resolve_recorded(config["bpemodel"], root, config_file, "bpemodel")
+    bpemodel = None
+    if isinstance(config.get("bpemodel"), str):
+        bpemodel = resolve_recorded(config["bpemodel"], root, config_file, "bpemodel")
     stats_file = None
     if config.get("normalize") == "global_mvn":
         recorded = (config.get("normalize_conf") or {}).get("stats_file")
         if not isinstance(recorded, str):
             raise PretrainedError(f"{config_file}: normalize global_mvn without normalize_conf.stats_file")
         stats_file = resolve_recorded(recorded, root, config_file, "normalize_conf.stats_file")
-    return Pretrained(root, config_file, model_file, config, token_list, bpemodel, stats_file)
+    return token_list, bpemodel, stats_file
+
+
+def recorded_files_missing(config_file: PathLike) -> bool:
+    """True if a file that ``config_file`` names (token list, BPE model, statistics) is not where
+    it says, seen from the working directory (ESPnet's loaders read them from there)."""
+    config = _load_yaml(Path(config_file))
+    recorded = [config.get("token_list"), config.get("bpemodel")]
+    if config.get("normalize") == "global_mvn":
+        recorded.append((config.get("normalize_conf") or {}).get("stats_file"))
+    return any(isinstance(path, str) and not Path(path).is_file() for path in recorded)
+
+
+def resolved_config(pre: Pretrained) -> dict:
+    """``pre.config`` with the files it names as absolute paths (the token list inline), so that
+    ESPnet's loader builds it from any working directory."""
+    config = {**pre.config, "token_list": list(pre.token_list), "bpemodel": str(pre.bpemodel)}
+    if pre.stats_file is not None:
+        config["normalize_conf"] = {**(config.get("normalize_conf") or {}), "stats_file": str(pre.stats_file)}
+    return config
+
+
+@contextmanager
+def resolved_config_file(pre: Pretrained) -> Iterator[Path]:
+    """A temporary config.yaml of :func:`resolved_config` (ESPnet's loaders take a file)."""
+    with tempfile.TemporaryDirectory(prefix="espnet_gated_config.") as tmp:
+        path = Path(tmp) / "config.yaml"
+        path.write_text(yaml.safe_dump(resolved_config(pre), sort_keys=False, allow_unicode=True), encoding="utf-8")
+        yield path
+
+
+def map_dev_branch_keys(config: dict, where: PathLike) -> Tuple[dict, List[str]]:
+    """``config`` with the :data:`DEV_BRANCH_KEYS` renamed to ESPnet 202511's keys (or dropped
+    where the 202511 key already says the same); returns (config, one note per key)."""
+    config, notes = dict(config), []
+    for section, mapping in DEV_BRANCH_KEYS.items():
+        conf = config.get(section)
+        if not isinstance(conf, dict) or not set(conf) & set(mapping):
+            continue
+        conf = dict(conf)
+        wanted: Dict[str, List[Tuple[str, object]]] = {}
+        for key in [k for k in conf if k in mapping]:
+            wanted.setdefault(mapping[key], []).append((key, conf.pop(key)))
+        for target, sources in wanted.items():
+            values = {bool(v) for _, v in sources}
+            named = ", ".join(f"{section}.{k}={v!r}" for k, v in sources)
+            if len(values) > 1 and target == "qk_norm":  # changes the weights: no single 202511 value fits
+                raise PretrainedError(f"{where}: {named} disagree; ESPnet 202511 has one {section}.qk_norm")
+            value = any(values)  # use_flash_attn only chooses a kernel: on if any attention used it
+            if target in conf and bool(conf[target]) != value and target == "qk_norm":
+                raise PretrainedError(f"{where}: {named} contradicts {section}.{target}={conf[target]!r}")
+            if target in conf:
+                notes.append(f"dropped {named} (ESPnet's development branch; {section}.{target}={conf[target]!r} kept)")
+            else:
+                conf[target] = value
+                notes.append(f"mapped {named} (ESPnet's development branch) to {section}.{target}={value!r}")
+        config[section] = conf
+    return config, notes
+
+
+def _accepted_options(cls) -> set:
+    """Keyword options of ``cls`` and of its bases as far as they pass ``**kwargs`` on."""
+    names = set()
+    for klass in cls.__mro__:
+        params = inspect.signature(klass.__init__).parameters.values()
+        names |= {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return names - {"self"}
+
+
+def check_conf_keys(config: dict, where: PathLike) -> None:
+    """Name the encoder/decoder options that ESPnet 202511's classes would reject with a TypeError."""
+    from espnet2.tasks.s2t import decoder_choices, encoder_choices
+
+    for key, choices in (("encoder", encoder_choices), ("decoder", decoder_choices)):
+        unknown = sorted(set(config.get(f"{key}_conf") or {}) - _accepted_options(choices.get_class(config[key])))
+        if unknown:
+            raise PretrainedError(
+                f"{where}: {key}_conf has options that {key} '{config[key]}' of ESPnet 202511 does not take: "
+                f"{', '.join(unknown)}"
+            )
 
 
 def check_token_list(tokens: Sequence[str], where: PathLike) -> None:
@@ -497,6 +635,9 @@ def gated_training_config(pre: Pretrained, recipe: Optional[dict], files: Dict[s
         elif key in recipe and mine != value and not (key.endswith("_conf") and not mine):
             ignored.append(f"{key}={mine!r} (pretrained: {value!r})")
         out[key] = value
+    for key in CARRIED_KEYS:
+        if key in pre.config and key not in recipe:
+            out[key] = pre.config[key]
     for key in MERGED_KEYS:
         base, mine = pre.config.get(key), recipe.get(key)
         if isinstance(base, dict) and isinstance(mine, dict):
@@ -660,6 +801,7 @@ def init_from(
         "stats_file": str(pre.stats_file) if pre.stats_file else None,
         "train_config": str(train_config) if train_config else None,
         "ignored_recipe_keys": ignored,
+        "config_fixes": pre.fixes,
         "added_tokens": added,
         "freeze_param": freeze,
         "fresh_keys": len(fresh),

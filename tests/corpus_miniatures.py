@@ -114,12 +114,20 @@ def fleurs_row(sentence_id: str, file_name: str, raw: str) -> str:
     return "\t".join([sentence_id, file_name, raw, normalized, characters, str(FS // 2), "FEMALE"])
 
 
-def make_fleurs(root: Path, data: Dict[str, Dict[str, List[Tuple[str, str, str]]]] = FLEURS) -> Path:
+def make_fleurs(
+    root: Path, data: Dict[str, Dict[str, List[Tuple[str, str, str]]]] = FLEURS, extracted: bool = False
+) -> Path:
+    """The hub's layout (``audio/<split>.tar.gz``), or with ``extracted`` the same audio as a user
+    who ran ``tar xzf <split>.tar.gz`` in ``audio/`` has it (``audio/<split>/<file>``, no archive)."""
     for config, splits in data.items():
         for split, rows in splits.items():
             config_dir = root / "data" / config
             write_lines(config_dir / f"{split}.tsv", [fleurs_row(*row) for row in rows])
             (config_dir / "audio").mkdir(parents=True, exist_ok=True)
+            if extracted:
+                for i, (_, file_name, _) in enumerate(rows):
+                    write_wav(config_dir / "audio" / split / file_name, seconds=0.3, freq=300 + 50 * i)
+                continue
             with tarfile.open(config_dir / "audio" / f"{split}.tar.gz", "w:gz") as tar:
                 for i, (_, file_name, _) in enumerate(rows):
                     wav = write_wav(root / "tmp" / file_name, seconds=0.3, freq=300 + 50 * i)

@@ -47,8 +47,12 @@ MISSING_FILE = {
     "make_config": ["{missing}", "--out", "{out}"],
     "make_embedded_corpus": ["--config", "{missing}", "--out", "{out}", "--audio_dir", "{out}"],
     "make_tokens": ["--data_dir", "{missing}", "--out_dir", "{out}"],
+    "pack": ["--s2t_train_config", "{missing}", "--s2t_model_file", "{missing}", "--out", "{out}"],
+    "upload": ["--pack", "{missing}", "--hf_repo", "user/name", "--work_dir", "{out}"],
     "s2t_inference": [
         "--s2t_train_config",
+        "{missing}",
+        "--s2t_model_file",
         "{missing}",
         "--data_path_and_name_and_type",
         "{missing},speech,sound",

@@ -1,6 +1,7 @@
 """Real-corpus importers on hand-made miniatures of the published layouts (tests/corpus_miniatures.py)."""
 
 import os
+import shutil
 import string
 from pathlib import Path
 
@@ -243,6 +244,30 @@ def test_fleurs_extraction_is_idempotent_and_asr_is_the_default(tmp_path):
     (root / "data/de_de/audio/train.tar.gz").unlink()  # everything needed is extracted already
     assert prepare_fleurs(root, out, langs=["de_de"]) == {"train": 3, "test": 1}
     assert wav.stat().st_mtime == 1
+
+
+def _data_dir_files(out: Path) -> dict:
+    """Every file of the data directory ``out`` (Kaldi files and audio) by relative path -> bytes."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_fleurs_already_extracted_gives_the_same_data_dir_as_the_archives(tmp_path):
+    archived, extracted = make_fleurs(tmp_path / "a"), make_fleurs(tmp_path / "x", extracted=True)
+    assert not list(extracted.rglob("*.tar.gz")) and (extracted / "data/de_de/audio/train").is_dir()
+    options = dict(langs=["deu", "cmn_hans_cn"], tasks=["asr", "st_eng"])
+    out = tmp_path / "out"  # the same output path, so that wav.scp can be compared byte for byte
+    assert prepare_fleurs(archived, out, **options) == {"train": 8, "test": 2}
+    from_archives = _data_dir_files(out)
+    shutil.rmtree(out)
+    assert prepare_fleurs(extracted, out, **options) == {"train": 8, "test": 2}
+    assert _data_dir_files(out) == from_archives
+    wav = out / "audio/fleurs/de_de/train/10004088536354799741.wav"
+    assert wav.is_symlink() and wav.resolve() == extracted / "data/de_de/audio/train/10004088536354799741.wav"
+    # a wav neither extracted nor archived is named with both places
+    (extracted / "data/de_de/audio/test/10030009998887776665.wav").unlink()
+    (out / "audio/fleurs/de_de/test/10030009998887776665.wav").unlink()
+    with pytest.raises(CorpusError, match=r"de_de/audio/test.tar.gz: missing, and .*de_de/audio/test/ does not hold"):
+        prepare_fleurs(extracted, out, **options)
 
 
 def test_fleurs_member_missing_from_the_tar_is_named(tmp_path):

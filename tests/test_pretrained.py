@@ -1,6 +1,8 @@
 """--init_from: a dense OWSM-layout model directory becomes a gated model that decodes like it,
 fine-tunes with ESPnet's trainer, and can learn new languages without changing old outputs."""
 
+import argparse
+import importlib.util
 import os
 import random
 import shutil
@@ -39,9 +41,16 @@ MODEL = "valid.total_count.ave_5best.till45epoch.pth"
 N_MELS = 20
 
 
-def make_owsm_dir(root: Path) -> Path:
+def make_owsm_dir(
+    root: Path,
+    encoder_conf: dict = None,
+    decoder_conf: dict = None,
+    n_mels: int = N_MELS,
+    num_att_plot: int = 0,
+) -> Path:
     """A dense ESPnet S2T model in the layout of the OWSM v3.1 hub snapshot: exp/<train>/config.yaml
-    (token list inline, bpemodel and stats file relative), the averaged .pth, the BPE model, the stats."""
+    (token list inline, bpemodel and stats file relative), the averaged .pth, the BPE model, the stats.
+    The default architecture is v3.1's with tiny sizes; :data:`V4_ENCODER` etc. make a v4 one."""
     rng = random.Random(0)
     text = root / "bpe_text.txt"
     root.mkdir(parents=True)
@@ -57,7 +66,7 @@ def make_owsm_dir(root: Path) -> Path:
     stats = root / STATS
     stats.parent.mkdir(parents=True)
     g = np.random.default_rng(0)
-    count, mean, var = 1000.0, g.normal(-5, 1, N_MELS), g.uniform(1, 4, N_MELS)
+    count, mean, var = 1000.0, g.normal(-5, 1, n_mels), g.uniform(1, 4, n_mels)
     np.savez(stats, count=np.array(count), sum=mean * count, sum_square=(var + mean**2) * count)
     (stats.parents[1] / "config.yaml").write_text("collect_stats: true\nencoder: e_branchformer\n")
 
@@ -68,7 +77,7 @@ def make_owsm_dir(root: Path) -> Path:
         bpemodel=BPE,
         input_size=None,
         frontend="default",
-        frontend_conf=dict(n_fft=512, win_length=400, hop_length=160, n_mels=N_MELS, fs="16k"),
+        frontend_conf=dict(n_fft=512, win_length=400, hop_length=160, n_mels=n_mels, fs="16k"),
         specaug="specaug",
         specaug_conf=dict(
             apply_time_warp=False,
@@ -81,9 +90,9 @@ def make_owsm_dir(root: Path) -> Path:
         normalize="global_mvn",
         normalize_conf=dict(stats_file=STATS),
         encoder="e_branchformer",
-        encoder_conf={**ENCODER_CONF, "num_blocks": 2, "dropout_rate": 0.05},
+        encoder_conf=encoder_conf or {**ENCODER_CONF, "num_blocks": 2, "dropout_rate": 0.05},
         decoder="transformer",
-        decoder_conf={**DECODER_CONF, "num_blocks": 2},
+        decoder_conf=decoder_conf or {**DECODER_CONF, "num_blocks": 2},
         model="espnet",
         model_conf=dict(ctc_weight=0.3, lsm_weight=0.1, length_normalized_loss=False, sym_na="<na>"),
         ctc_conf=dict(dropout_rate=0.0, ctc_type="builtin", reduce=True, zero_infinity=True),
@@ -106,6 +115,7 @@ def make_owsm_dir(root: Path) -> Path:
         init=None,
         optim="adamw",
         version="202310",
+        num_att_plot=num_att_plot,
     )
     for key, value in settings.items():
         setattr(args, key, value)
@@ -125,6 +135,31 @@ def make_owsm_dir(root: Path) -> Path:
         yaml_no_alias_safe_dump(vars(args), f, indent=4, sort_keys=False)
     (root / "README.md").write_text("tiny OWSM-layout model for tests\n")
     return root
+
+
+#: ESPnet's OWSM v4 architecture (egs2/owsm_v4/s2t1/conf/train_conv2d8_size384_e6_d6_mel128.yaml: every
+#: encoder and decoder key as there, the sizes scaled down): conv2d8 subsampling, 128 mel bins, flash
+#: attention and gradient checkpointing switched on
+V4_ENCODER = dict(
+    output_size=32, attention_heads=2, attention_layer_type="selfattn", pos_enc_layer_type="abs_pos",
+    rel_pos_type="latest", cgmlp_linear_units=64, cgmlp_conv_kernel=3, use_linear_after_conv=False,
+    gate_activation="identity", num_blocks=2, dropout_rate=0.05, positional_dropout_rate=0.05,
+    attention_dropout_rate=0.0, input_layer="conv2d8", layer_drop_rate=0.0, linear_units=64,
+    positionwise_layer_type="linear", use_ffn=True, macaron_ffn=True, merge_conv_kernel=3, use_flash_attn=True,
+    gradient_checkpoint_layers=[0, 1, 2],
+)  # fmt: skip
+V4_DECODER = dict(
+    attention_heads=2, linear_units=64, num_blocks=2, dropout_rate=0.05, positional_dropout_rate=0.05,
+    self_attention_dropout_rate=0.0, src_attention_dropout_rate=0.0, use_flash_attn=True,
+    gradient_checkpoint_layers=[1, 2],
+)  # fmt: skip
+V4_MELS = 128
+#: keys of ESPnet's development branch in OWSM v3.1 hub configs before their fix (ESPnet issue #5973)
+DEV_ENCODER_KEYS = dict(attention_qk_norm=False, attention_use_flash_attn=True)
+DEV_DECODER_KEYS = dict(
+    self_attention_qk_norm=False, src_attention_qk_norm=False,
+    self_attention_use_flash_attn=True, src_attention_use_flash_attn=True,
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +206,36 @@ def test_located_files_of_the_hub_layout(owsm):
     ]
 
 
+def assert_decodes_like_the_dense_model(owsm: Path, converted: Path, gate_modes=("all_open", "predicted")) -> None:
+    """ESPnet's dense model of ``owsm`` and the gated model of ``converted``, every gate open and
+    as predicted by a fresh gate predictor (which keeps every module), give the same hypotheses."""
+    dense = dense_speech2text(owsm, **DECODE)
+    use_prompt_ctc(dense.beam_search)  # CTC scoring as ours: without the <deu><asr><notimestamps> prompt
+    for gate_mode in gate_modes:
+        gated = GatedSpeech2Text(
+            s2t_train_config=converted / "config.yaml",
+            s2t_model_file=converted / "init.pth",
+            gate_mode=gate_mode,
+            **DECODE,
+        )
+        for seed, seconds in enumerate((1.0, 1.6, 2.5)):
+            x = speech(seconds, seed)
+            want, got = dense(x), gated(x)
+            assert [h[:4] for h in got] == [h[:4] for h in want]  # text, tokens, ids, text without specials
+            assert len(want[0][2]) > 3, "the test model should say something"
+            torch.testing.assert_close(got[0][4].score, want[0][4].score)
+            assert all(bool(m.all()) for m in gated.last_mask)
+
+
+def assert_key_sets_checked(converted: Path, dense_model_file: Path) -> None:
+    """init.pth holds every dense weight unchanged and only the gate predictor's on top."""
+    dense, gated = torch.load(dense_model_file), torch.load(converted / "init.pth")
+    assert set(gated) - set(dense) == {k for k in gated if k.startswith("gate_predictor.")} != set()
+    assert set(dense) <= set(gated) and all(torch.equal(gated[k], v) for k, v in dense.items())
+    record = yaml.safe_load((converted / "init_from.yaml").read_text())
+    assert record["fresh_keys"] == len([k for k in gated if k.startswith("gate_predictor.")])
+
+
 def test_init_from_decodes_like_the_dense_model(owsm, converted):
     files = sorted(p.name for p in converted.iterdir())
     assert files == sorted(
@@ -186,23 +251,63 @@ def test_init_from_decodes_like_the_dense_model(owsm, converted):
     assert config["normalize_conf"]["stats_file"] == str(converted / "feats_stats.npz")
     assert (converted / "bpe.model").read_bytes() == (owsm / BPE).read_bytes()
     assert (converted / "tokens.txt").read_text().split() == locate(owsm).token_list
+    assert config["num_att_plot"] == 0  # OWSM's, not ESPnet's default of 3
+    assert_key_sets_checked(converted, owsm / EXP / MODEL)
+    assert_decodes_like_the_dense_model(owsm, converted)
 
-    dense = dense_speech2text(owsm, **DECODE)
-    use_prompt_ctc(dense.beam_search)  # CTC scoring as ours: without the <deu><asr><notimestamps> prompt
-    for gate_mode in ("all_open", "predicted"):  # a fresh gate predictor keeps every module
-        gated = GatedSpeech2Text(
-            s2t_train_config=converted / "config.yaml",
-            s2t_model_file=converted / "init.pth",
-            gate_mode=gate_mode,
-            **DECODE,
-        )
-        for seed, seconds in enumerate((1.0, 1.6, 2.5)):
-            x = speech(seconds, seed)
-            want, got = dense(x), gated(x)
-            assert [h[:4] for h in got] == [h[:4] for h in want]  # text, tokens, ids, text without specials
-            assert len(want[0][2]) > 3, "the test model should say something"
-            torch.testing.assert_close(got[0][4].score, want[0][4].score)
-            assert all(bool(m.all()) for m in gated.last_mask)
+
+def test_owsm_v4_layout_loads_and_decodes_like_the_dense_model(tmp_path):
+    v4 = make_owsm_dir(tmp_path / "owsm_v4_tiny", V4_ENCODER, V4_DECODER, n_mels=V4_MELS)
+    out = tmp_path / "init_v4"
+    init_from(v4, out, train_config=_recipe(tmp_path, num_att_plot=None))
+    config = yaml.safe_load((out / "train.yaml").read_text())
+    assert config["encoder_conf"]["input_layer"] == "conv2d8" and config["frontend_conf"]["n_mels"] == V4_MELS
+    assert config["encoder_conf"]["use_flash_attn"] is True and config["num_att_plot"] == 0
+    assert_key_sets_checked(out, v4 / EXP / MODEL)
+    assert_decodes_like_the_dense_model(v4, out, gate_modes=("all_open",))
+
+
+def _recipe(tmp_path: Path, **settings) -> Path:
+    recipe = {"optim": "adam", "num_att_plot": 2, **settings}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in recipe.items() if v is not None}))
+    return path
+
+
+def test_dev_branch_config_keys_are_mapped_and_said(owsm, tmp_path):
+    """A v3.1 hub config with ESPnet's development-branch keys: stock ESPnet 202511 cannot build it;
+    init_from maps them, says which, and the model decodes like the clean one."""
+    dev = tmp_path / "owsm_dev_keys"
+    shutil.copytree(owsm, dev)
+    config = yaml.safe_load((dev / EXP / "config.yaml").read_text())
+    config["encoder_conf"].update(DEV_ENCODER_KEYS)
+    config["decoder_conf"].update(DEV_DECODER_KEYS)
+    (dev / EXP / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(TypeError, match="attention_qk_norm"):
+        stats = {**config["normalize_conf"], "stats_file": str(owsm / STATS)}
+        S2TTask.build_model(argparse.Namespace(**{**config, "normalize_conf": stats}))
+    out = tmp_path / "init_dev"
+    init_from(dev, out, train_config=_recipe(tmp_path))
+    record = yaml.safe_load((out / "init_from.yaml").read_text())
+    fixes = "\n".join(record["config_fixes"])
+    for key in [*DEV_ENCODER_KEYS, *DEV_DECODER_KEYS]:
+        assert key in fixes, key
+    assert "to encoder_conf.qk_norm=False" in fixes and "to decoder_conf.use_flash_attn=True" in fixes
+    train = yaml.safe_load((out / "train.yaml").read_text())
+    assert not set(DEV_ENCODER_KEYS) & set(train["encoder_conf"]) and train["decoder_conf"]["qk_norm"] is False
+    assert train["num_att_plot"] == 2  # the recipe's setting wins over OWSM's
+    assert_key_sets_checked(out, owsm / EXP / MODEL)
+    assert_decodes_like_the_dense_model(owsm, out, gate_modes=("all_open",))
+
+    config["decoder_conf"]["src_attention_qk_norm"] = True  # one ESPnet 202511 qk_norm cannot say both
+    (dev / EXP / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(PretrainedError, match="self_attention_qk_norm=False, .*src_attention_qk_norm=True disagree"):
+        locate(dev)
+    config["decoder_conf"]["src_attention_qk_norm"] = False
+    config["encoder_conf"]["attention_sparse_topk"] = 8  # a key no mapping knows: named, not a TypeError
+    (dev / EXP / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(PretrainedError, match="encoder_conf has options .* does not take: attention_sparse_topk"):
+        locate(dev)
 
 
 def test_fine_tune_with_espnets_trainer_from_the_init_checkpoint(owsm, tmp_path):
@@ -390,6 +495,11 @@ def test_hub_name_offline_says_how_to_pass_a_local_directory(tmp_path, monkeypat
     message = str(err.value)
     assert "espnet/owsm_v3.1_ebf" in message and "--init_from DIR" in message
     assert "git clone https://huggingface.co/espnet/owsm_v3.1_ebf" in message
+    if importlib.util.find_spec("huggingface_hub") is not None:  # else: the message below
+        assert "could not be fetched from the Hugging Face hub" in message and "offline" in message
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # as where the hub extra is not installed
+    with pytest.raises(PretrainedError, match=r'needs huggingface_hub \(pip install "espnet-gated\[hub\]"'):
+        fetch("espnet/owsm_v3.1_ebf", option="from_pretrained(DIR)")
     with pytest.raises(PretrainedError, match="no such model directory"):
         fetch(tmp_path / "missing")
 

@@ -41,9 +41,11 @@ def test_help_documents_every_option(tmp_path):
     proc = run_recipe(make_recipe(tmp_path / "r"), "--help")
     assert proc.returncode == 0, proc.stderr
     for option in ("stage", "stop_stage", "nj", "ngpu", "num_nodes", "langs", "tasks", "train_config",
-                   "decode_config", "tag", "init_from", "sweep_targets"):  # fmt: skip
+                   "decode_config", "tag", "init_from", "sweep_targets", "decode_cmd", "train_cmd",
+                   "hf_repo"):  # fmt: skip
         assert f"  --{option} [" in proc.stdout, option
-    for stage in ("1 ", "3 ", "4 ", "5 ", "10 ", "11 ", "12 ", "13 ", "14 "):
+    stages = ("1 ", "3 ", "4 ", "5 ", "10 ", "11 ", "12 ", "13 ", "14 pack", "15 ", "16 upload", "17 sparsity sweep")
+    for stage in stages:
         assert f"\n  {stage}" in proc.stdout, stage
     assert "help_message" not in proc.stdout
 
@@ -170,9 +172,9 @@ def test_reduced_recipe_end_to_end_then_skips_finished_stages(tmp_path):
     assert proc.stderr.count("already done") == 8
     assert {p: p.stat().st_mtime for p in recipe.rglob(".stage*.done")} == marker_times
 
-    # stage 14 at one target of one side: a fine-tuning from the pretrained model, decoded with the reference
+    # stage 17 at one target of one side: a fine-tuning from the pretrained model, decoded with the reference
     proc = run_recipe(
-        recipe, "--nbpe", "120", "--nj", "2", "--stage", "14", "--stop_stage", "14", "--sweep_targets", "0.5",
+        recipe, "--nbpe", "120", "--nj", "2", "--stage", "17", "--stop_stage", "17", "--sweep_targets", "0.5",
         "--sweep_sides", "dec",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

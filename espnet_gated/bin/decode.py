@@ -18,18 +18,28 @@ order alternates from set to set), so that their decode times are measured side 
 same utterances and the same machine state: the recipe decodes the reference without pruning
 this way next to the gated model (``gate_mode=all_open``), and the sparsity sweep all its runs.
 
+Jobs: ``--job K`` (1..nj) decodes shard K only and ``--merge true`` merges once every shard is
+done (an error names the missing ones): what the stage engine runs through its launcher
+(``--decode_cmd``: local or Slurm, ``espnet_gated.launcher``). Without either, the nj jobs run
+here (the local launcher) and are merged. With ``--ngpu 1`` each job decodes on its own device
+(the launcher sets ``CUDA_VISIBLE_DEVICES`` per job; Slurm does with ``--gres``).
+
 Usage:
     python -m espnet_gated.bin.decode --s2t_train_config exp/s2t/config.yaml \
         --s2t_model_file exp/s2t/valid.acc.ave.pth --decode_config conf/decode.yaml \
         --data_root dump/raw --sets "test_deu_asr test_deu_st_eng" --out_dir exp/s2t/decode --nj 2 \
         --system out_dir=exp/s2t_reference/decode,s2t_model_file=exp/s2t_reference/valid.acc.ave.pth,gate_mode=all_open
+    # the same as jobs (e.g. on Slurm), then the merge
+    python -m espnet_gated.launcher slurm --gpu 1 JOB=1:4 exp/s2t/decode/logs/launch.JOB.log \
+        python -m espnet_gated.bin.decode ... --nj 4 --ngpu 1 --job JOB
+    python -m espnet_gated.bin.decode ... --nj 4 --merge true
 """
 
 import argparse
 import hashlib
 import json
 import logging
-import multiprocessing
+import sys
 from pathlib import Path
 from typing import Dict, List
 
@@ -37,6 +47,7 @@ import yaml
 
 from espnet_gated.cli import UsageError, entry_point, existing_dir, existing_file
 from espnet_gated.datadir import validate_data_dir
+from espnet_gated.launcher import LaunchError, local_jobs, run_local
 from espnet_gated.threads import choose_threads
 from espnet_gated.utils import atomic_write, read_kaldi_map
 
@@ -134,7 +145,11 @@ def warm_up(speech2text, wav: str, lang: str, task: str) -> None:
     import soundfile
 
     speech, _ = soundfile.read(wav, dtype="float32")
-    speech2text(speech, lang_sym=f"<{lang}>", task_sym=f"<{task}>")
+    logging.disable(logging.INFO)  # its beam-search lines would read as a decoded utterance in the log
+    try:
+        speech2text(speech, lang_sym=f"<{lang}>", task_sym=f"<{task}>")
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def _run_job(job: int, nj: int, systems: List[Dict], data_root: str, sets: List[str], threads: int) -> None:
@@ -191,6 +206,15 @@ def _run_job(job: int, nj: int, systems: List[Dict], data_root: str, sets: List[
             atomic_write(shard / DONE, fingerprint)
 
 
+def unfinished_shards(out_dir: Path, sets: List[str], nj: int) -> List[Path]:
+    return [
+        _shard_dir(out_dir, name, nj, j)
+        for name in sets
+        for j in range(nj)
+        if not (_shard_dir(out_dir, name, nj, j) / DONE).is_file()
+    ]
+
+
 def merge_shards(out_dir: Path, name: str, nj: int) -> None:
     """Concatenate the shards' result files in key order; sum their timings."""
     shards = [_shard_dir(out_dir, name, nj, j) for j in range(nj)]
@@ -222,7 +246,7 @@ def main(cmd=None):
     parser.add_argument("--sets", required=True, help="space-separated test set names")
     parser.add_argument("--out_dir", type=Path, required=True)
     parser.add_argument("--nj", type=int, default=1)
-    parser.add_argument("--ngpu", type=int, default=0)
+    parser.add_argument("--ngpu", type=int, default=0, help="1: decode on a GPU (each job on its own)")
     parser.add_argument(
         "--system",
         action="append",
@@ -233,6 +257,9 @@ def main(cmd=None):
     parser.add_argument(
         "--num_threads", type=int, default=None, help="torch threads per job (default: espnet_gated.threads' rule)"
     )
+    parser.add_argument("--job", type=int, help="decode only this job's shard (1..nj), do not merge")
+    parser.add_argument("--merge", type=lambda v: v.lower() == "true", default=False,
+                        help="true: only merge the shards (every job must be done)")  # fmt: skip
     args = parser.parse_args(cmd)
     if args.nj < 1:
         parser.error(f"--nj {args.nj}: needs at least one job")
@@ -243,25 +270,39 @@ def main(cmd=None):
     config, model = str(args.s2t_train_config), str(args.s2t_model_file)
     options.update(s2t_train_config=config, s2t_model_file=model, ngpu=args.ngpu)
     sets = args.sets.split()
-    # fail early, before any job starts
+    if args.job is not None and not 1 <= args.job <= args.nj:
+        raise UsageError(f"--job {args.job} is not one of the jobs 1..{args.nj}")
     systems = [{**options, "out_dir": str(args.out_dir)}] + [parse_system(s, options) for s in args.system]
-    out_dirs = [s["out_dir"] for s in systems]
+    out_dirs = [Path(s["out_dir"]) for s in systems]
     if len(set(out_dirs)) != len(out_dirs):
-        raise UsageError(f"every --system needs its own out_dir, got {out_dirs}")
-    for system in systems:
-        check_inputs(system["s2t_train_config"], system["s2t_model_file"], str(args.data_root), sets)
-    threads, why = choose_threads(args.nj, args.num_threads)
-    logging.info(f"{threads} torch intra-op thread(s) per job ({why})")
-    job_args = [(j, args.nj, systems, str(args.data_root), sets, threads) for j in range(args.nj)]
-    if args.nj == 1:
-        _run_job(*job_args[0])
-    else:
-        with multiprocessing.get_context("spawn").Pool(args.nj) as pool:
-            pool.starmap(_run_job, job_args)
+        raise UsageError(f"every --system needs its own out_dir, got {[str(d) for d in out_dirs]}")
+    if not args.merge:
+        for system in systems:  # fail early, before any job starts
+            check_inputs(system["s2t_train_config"], system["s2t_model_file"], str(args.data_root), sets)
+        if args.job is not None or args.nj == 1:
+            # alone in its process (the local launcher sets OMP_NUM_THREADS to its share)
+            threads, why = choose_threads(1, args.num_threads)
+            logging.info(f"{threads} torch intra-op thread(s) ({why})")
+            _run_job((args.job or 1) - 1, args.nj, systems, str(args.data_root), sets, threads)
+            if args.job is not None:
+                return
+        else:
+            command = [sys.executable, "-m", "espnet_gated.bin.decode", *(sys.argv[1:] if cmd is None else cmd)]
+            log = str(args.out_dir / "logs" / "launch.JOB.log")
+            try:
+                run_local(local_jobs([*command, "--job", "JOB"], 1, args.nj, log, gpus_per_job=min(args.ngpu, 1)))
+            except LaunchError as e:
+                raise OSError(str(e)) from None
+    missing = [shard for out_dir in out_dirs for shard in unfinished_shards(out_dir, sets, args.nj)]
+    if missing:
+        raise OSError(
+            f"{len(missing)} shard(s) not decoded, e.g. {missing[0]} "
+            f"(see {args.out_dir / 'logs'}; decode them with --job, then merge again)"
+        )
     for out_dir in out_dirs:
         for name in sets:
-            merge_shards(Path(out_dir), name, args.nj)
-            logging.info(f"{Path(out_dir) / name}: merged {args.nj} job(s)")
+            merge_shards(out_dir, name, args.nj)
+            logging.info(f"{out_dir / name}: merged {args.nj} job(s)")
 
 
 if __name__ == "__main__":

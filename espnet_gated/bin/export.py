@@ -6,9 +6,13 @@ language-task pair is fixed, so the modules it closes can be dropped from the we
 any model can also be exported with an explicit ``--mask``. The output directory holds
 ``config.yaml`` (ESPnet's plain ``model: espnet`` with ``encoder_conf.static_mask`` and
 ``decoder_conf.static_mask``), ``model.pth`` (no weights of closed modules, no gate
-predictor) and ``export.json`` (mask, sizes, source files). Decode it like the gated
-model, with ``espnet_gated.bin.s2t_inference`` or ``GatedSpeech2Text``: the hypotheses
-are those of the gated model forced to the same mask.
+predictor), the files the model needs to decode, copied from the source model
+(``tokens.txt``, ``bpe.model``, ``feats_stats.npz`` for global_mvn; config.yaml names them by
+absolute path, as ESPnet's unpacked models do, and our loaders find them in the directory
+if it is moved) and ``export.json`` (mask, sizes, source files). Decode it like the gated
+model, with ``espnet_gated.bin.s2t_inference``, ``GatedSpeech2Text`` or
+``GatedSpeech2Text.from_pretrained(out_dir)``: the hypotheses are those of the gated model
+forced to the same mask.
 
 Usage:
     # the mask the predictor picks for German ASR (context-only predictor)
@@ -21,8 +25,7 @@ Usage:
         --s2t_train_config exp/s2t/config.yaml --s2t_model_file exp/s2t/valid.acc.ave.pth \
         --mask "enc=1111.1011.1111.1101 dec=111.101.011" --out exp/s2t/export_fixed
 
-    python -m espnet_gated.bin.s2t_inference --s2t_train_config exp/s2t/export_deu_asr/config.yaml \
-        --s2t_model_file exp/s2t/export_deu_asr/model.pth --lang_sym deu --task_sym asr ...
+    python -m espnet_gated.bin.s2t_inference --model_tag exp/s2t/export_deu_asr --lang_sym deu --task_sym asr ...
 """
 
 import argparse
@@ -30,6 +33,7 @@ import copy
 import io
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -40,6 +44,7 @@ from espnet_gated.bin.make_config import GATED_MODEL_KEYS
 from espnet_gated.cli import entry_point
 from espnet_gated.inference import check_weights
 from espnet_gated.layout import parse_mask
+from espnet_gated.pretrained import recorded_files
 from espnet_gated.pruning import parse_side_mask, prune_decoder, prune_encoder, side_mask_str
 from espnet_gated.tasks import GatedS2TTask
 from espnet_gated.utils import atomic_output, atomic_write
@@ -67,6 +72,27 @@ def save_model_dir(out_dir, config: Dict, state_dict: Dict[str, torch.Tensor], m
         f.write(buffer.getvalue())
     atomic_write(config_path, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     return config_path, model_path
+
+
+def copy_model_files(config: Dict, config_file, config_out: Dict, out_dir) -> Dict:
+    """Copy the token list, the BPE model and the statistics file that ``config`` (of
+    ``config_file``) names into ``out_dir``; returns ``config_out`` naming the copies."""
+    token_list, bpemodel, stats_file = recorded_files(config, Path(config_file).resolve().parent, Path(config_file))
+    out = Path(out_dir).resolve()
+    atomic_write(out / "tokens.txt", "".join(f"{t}\n" for t in token_list))
+    config_out = {**config_out, "token_list": str(out / "tokens.txt")}
+    for source, name in ((bpemodel, "bpe.model"), (stats_file, "feats_stats.npz")):
+        if source is not None and source.resolve() != (out / name).resolve():
+            with atomic_output(out / name, "wb") as f, open(source, "rb") as src:
+                shutil.copyfileobj(src, f)
+    if bpemodel is not None:
+        config_out["bpemodel"] = str(out / "bpe.model")
+    if stats_file is not None:
+        config_out["normalize_conf"] = {
+            **(config_out.get("normalize_conf") or {}),
+            "stats_file": str(out / "feats_stats.npz"),
+        }
+    return config_out
 
 
 def build_from_config(config: Dict, device: str = "cpu"):
@@ -144,6 +170,7 @@ def export(
         raise RuntimeError(f"exported model needs weights the pruned gated model lacks: {missing[:5]}")
     state = {k: pruned_state[k].detach().clone().contiguous() for k in exported.state_dict()}
     exported.load_state_dict(state, strict=True)
+    config_out = copy_model_files(config, config_file, config_out, out_dir)
     config_path, model_path = save_model_dir(out_dir, config_out, exported.state_dict())
     summary = {
         "source_config": str(config_file),

@@ -2,10 +2,12 @@
 r"""Prepare fine-tuning of a pretrained dense OWSM model as a gated model (what ``s2t.sh --init_from`` runs).
 
 SRC is an ESPnet S2T model directory (packed by ESPnet, a Hugging Face snapshot, or an ESPnet exp
-tree) or a hub name (fetched with huggingface_hub where the network allows). OUT receives
+tree), a packed model (.zip of espnet_gated.bin.pack, unpacked next to it) or a hub name (fetched
+with huggingface_hub where the network allows; OWSM v3.1 and v4). OUT receives
 ``train.yaml`` (for ``s2t_train --config``), ``init.pth`` (for ``--init_param``), ``tokens.txt`` and
 ``bpe.model`` (for ``--token_list``/``--bpemodel``, or ``s2t.sh --token_list_dir OUT``),
-``config.yaml`` (to decode the model as it is), ``feats_stats.npz`` and ``init_from.yaml``.
+``config.yaml`` (to decode the model as it is), ``feats_stats.npz`` and ``init_from.yaml`` (what came
+from where, and the development-branch config keys that were mapped or dropped).
 Details: ``espnet_gated/pretrained.py``.
 
 Usage:
@@ -36,7 +38,7 @@ def get_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--src", required=True, help="model directory or hub name (e.g. espnet/owsm_v3.1_ebf)")
+    parser.add_argument("--src", required=True, help="model dir, pack (.zip) or hub name (e.g. espnet/owsm_v3.1_ebf)")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument(
         "--train_config",

@@ -7,11 +7,20 @@ per utterance the gate mask it used in ``<output_dir>/1best_recog/gates``
 ``<output_dir>/timing.json`` (utterances, wall, encoder and beam-search seconds).
 For whole test sets split over parallel jobs, use ``espnet_gated.bin.decode``.
 
+The model: ``--s2t_train_config``/``--s2t_model_file`` (paths the config names are also found
+relative to its model directory, so a moved or exported model directory decodes), or
+``--model_tag`` (as ESPnet's): a model directory, a packed model (.zip) or a Hugging Face hub
+name; ``--s2t_model_file`` may also be a .zip. ``--lang_sym none`` identifies each utterance's
+language first (``GatedSpeech2Text.identify_language``) and writes it to ``1best_recog/lang``
+(``<utt> deu``, as ``utt2lang``).
+
 Usage:
     python -m espnet_gated.bin.s2t_inference \
         --s2t_train_config exp/s2t/config.yaml --s2t_model_file exp/s2t/valid.acc.ave.pth \
         --data_path_and_name_and_type dump/raw/test_deu_asr/wav.scp,speech,sound \
         --lang_sym deu --task_sym asr --beam_size 5 --output_dir exp/s2t/decode/test_deu_asr
+    python -m espnet_gated.bin.s2t_inference --model_tag exp/s2t/s2t_valid.acc.ave.zip \
+        --data_path_and_name_and_type wav.scp,speech,sound --lang_sym none --task_sym asr --output_dir decode_lid
 """
 
 import inspect
@@ -35,6 +44,8 @@ from espnet_gated.cli import UsageError, entry_point
 from espnet_gated.datadir import LANG, TASK
 from espnet_gated.inference import GATE_MODES, UNSEEN_CONTEXT, GatedSpeech2Text
 from espnet_gated.layout import format_mask
+from espnet_gated.pack import is_archive
+from espnet_gated.pretrained import PretrainedError, locate, recorded_files_missing, resolved_config_file
 from espnet_gated.tasks import GatedS2TTask, check_model_file, read_token_list
 from espnet_gated.tokenizer import HEAD_SYMBOLS, TAIL_SYMBOLS
 from espnet_gated.utils import Progress, atomic_write
@@ -73,7 +84,9 @@ def check_context_symbols(train_config: str, lang_sym: str, task_sym: str) -> No
 
 
 def build_speech2text(options: dict, lang_sym: str, task_sym: str) -> GatedSpeech2Text:
-    """GatedSpeech2Text from ESPnet-style decoding options (unknown keys are ignored)."""
+    """GatedSpeech2Text from ESPnet-style decoding options (unknown keys are ignored): the model
+    of ``model_tag`` (or of a packed ``s2t_model_file``), else of ``s2t_train_config`` and
+    ``s2t_model_file``."""
     kwargs = {k: v for k, v in options.items() if k in SPEECH2TEXT_ARGS}
     # '<' and '>' are awkward on a command line: accept deu as well as <deu>
     kwargs.update(
@@ -81,11 +94,26 @@ def build_speech2text(options: dict, lang_sym: str, task_sym: str) -> GatedSpeec
         lang_sym=f"<{lang_sym.strip('<>')}>",
         task_sym=f"<{task_sym.strip('<>')}>",
     )
-    if kwargs.get("s2t_train_config"):  # before the model is loaded
-        check_context_symbols(kwargs["s2t_train_config"], kwargs["lang_sym"], kwargs["task_sym"])
-        if kwargs.get("s2t_model_file"):
-            check_model_file(kwargs["s2t_train_config"], kwargs["s2t_model_file"])
-    return GatedSpeech2Text(**kwargs)
+    config, model = kwargs.get("s2t_train_config"), kwargs.get("s2t_model_file")
+    source = options.get("model_tag")
+    if source is None and model is not None and config is None and (is_archive(model) or Path(model).is_dir()):
+        source = kwargs.pop("s2t_model_file")
+    if source is not None:
+        return GatedSpeech2Text.from_pretrained(source, **kwargs)
+    if config:  # before the model is loaded
+        check_context_symbols(config, kwargs["lang_sym"], kwargs["task_sym"])
+    if not (config and model) or not recorded_files_missing(config):
+        if config and model:
+            check_model_file(config, model)
+        return GatedSpeech2Text(**kwargs)
+    # a model directory that was moved (or an exported one): the files its config names are in it
+    try:
+        pre = locate(Path(config).parent, config, model)
+    except PretrainedError as e:
+        raise ValueError(str(e)) from None
+    with resolved_config_file(pre) as resolved:
+        check_model_file(resolved, model)
+        return GatedSpeech2Text(**{**kwargs, "s2t_train_config": str(resolved)})
 
 
 def decode_to_dir(
@@ -121,16 +149,22 @@ def decode_to_dir(
         start = time.perf_counter()
         try:
             if len(pending) == 1:
-                decoded = [(pending[0][0], speech2text(speech=pending[0][1]), speech2text.last_mask)]
+                results = speech2text(speech=pending[0][1])
+                decoded = [(pending[0][0], results, speech2text.last_mask, speech2text.last_lang)]
             else:
                 nbests = speech2text.decode_batch([speech for _, speech in pending])
-                decoded = [(key, r, m) for (key, _), r, m in zip(pending, nbests, speech2text.last_masks, strict=True)]
+                decoded = [
+                    (key, r, m, lang)
+                    for (key, _), r, m, lang in zip(
+                        pending, nbests, speech2text.last_masks, speech2text.last_langs, strict=True
+                    )
+                ]
         except TooShortUttError as e:
             if len(pending) > 1:  # find the short one: one at a time
                 return [d for p in pending for d in decode([p])]
             logging.warning(f"Utterance {pending[0][0]} {e}")
             hyp = Hypothesis(score=0.0, scores={}, states={}, yseq=[])
-            return [(pending[0][0], [[" ", ["<space>"], [2], " ", hyp]] * nbest, None)]
+            return [(pending[0][0], [[" ", ["<space>"], [2], " ", hyp]] * nbest, None, None)]
         timing["wall_s"] += time.perf_counter() - start
         timing["encoder_s"] += speech2text.last_timing["encoder_s"]
         timing["decoder_s"] += speech2text.last_timing["decoder_s"]
@@ -139,10 +173,12 @@ def decode_to_dir(
     with DatadirWriter(output_dir) as writer:
 
         def write(decoded):
-            for key, results, mask in decoded:
+            for key, results, mask, lang in decoded:
                 timing["n_utts"] += 1
                 if mask is not None:
                     writer["1best_recog"]["gates"][key] = format_mask(*mask)
+                if lang is not None:  # identified (--lang_sym none)
+                    writer["1best_recog"]["lang"][key] = lang.strip("<>")
                 if isinstance(results, tuple):  # intermediate CTC outputs are not written
                     results = results[0]
                 for n, (text, token, token_int, text_nospecial, hyp) in enumerate(results[:nbest], 1):
@@ -177,6 +213,10 @@ def inference(args) -> None:
     set_all_random_seed(args.seed)
     if len(args.data_path_and_name_and_type) != 1 or args.data_path_and_name_and_type[0][1] != "speech":
         raise UsageError("give exactly one --data_path_and_name_and_type <wav.scp>,speech,sound")
+    if not (args.model_tag or args.s2t_model_file):
+        raise UsageError(
+            "give the model: --s2t_train_config and --s2t_model_file, or --model_tag (dir, .zip, hub name)"
+        )
     speech2text = build_speech2text(vars(args), args.lang_sym, args.task_sym)
     wav_scp = args.data_path_and_name_and_type[0][0]
     timing = decode_to_dir(

@@ -5,11 +5,14 @@ Layout read::
     <root>/data/<config>/{train,dev,test}.tsv        no header; 7 tab-separated columns:
         id  file_name  raw_transcription  transcription  characters  num_samples  gender
     <root>/data/<config>/audio/{train,dev,test}.tar.gz   the wavs, matched by basename
+    <root>/data/<config>/audio/{train,dev,test}/          or the same, already extracted
 
 ``<config>`` is e.g. ``de_de``, ``cmn_hans_cn``; it maps to ISO-639-3 via
 :mod:`espnet_gated.langs`. The targets are the cased, punctuated ``raw_transcription``.
-The wavs a call needs are extracted once into ``<out>/audio/fleurs/<config>/<split>/``
-(files already there are kept), and wav.scp points there.
+The wavs a call needs are put once into ``<out>/audio/fleurs/<config>/<split>/`` (files
+already there are kept), and wav.scp points there: extracted from the archive, or, where
+``audio/<split>/`` holds them already extracted (found by basename, at any depth), linked
+to those files (a symbolic link, no copy). Either way the data directory is the same.
 
 ST: FLEURS has no translations, but ``id`` is the FLoRes sentence id shared by all
 languages, so ``st_<lang>`` gives each recording the ``raw_transcription`` of the same
@@ -76,6 +79,49 @@ def read_split(tsv: Path) -> List[Recording]:
     return recordings
 
 
+def extracted_wavs(folder: Path) -> Dict[str, Path]:
+    """Basename -> file of the already extracted audio under ``folder`` (none if it is absent)."""
+    found: Dict[str, Path] = {}
+    if not folder.is_dir():
+        return found
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            if path.name in found:
+                raise CorpusError(f"{folder}: {path.name} is there twice ({found[path.name]} and {path})")
+            found[path.name] = path
+    return found
+
+
+def link_extracted(found: Dict[str, Path], wanted: Dict[str, Path]) -> Dict[str, Path]:
+    """Link each wanted file that is in ``found`` (symbolic link, atomically); returns the rest."""
+    rest = {}
+    for name, dest in wanted.items():
+        if dest.is_file():
+            continue
+        if name not in found:
+            rest[name] = dest
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        os.symlink(found[name].resolve(), tmp)
+        os.replace(tmp, dest)
+    return rest
+
+
+def provide_audio(audio_dir: Path, split: str, wanted: Dict[str, Path]) -> None:
+    """Put every wanted wav at its path: linked from ``audio/<split>/`` where it is extracted
+    there, else extracted from ``audio/<split>.tar.gz``."""
+    rest = link_extracted(extracted_wavs(audio_dir / split), wanted)
+    tar_path = audio_dir / f"{split}.tar.gz"
+    if rest and not tar_path.is_file():
+        raise CorpusError(
+            f"{tar_path}: missing, and {audio_dir / split}/ does not hold {len(rest)} needed wavs "
+            f"(e.g. {sorted(rest)[0]})"
+        )
+    extract_audio(tar_path, rest)
+
+
 def extract_audio(tar_path: Path, wanted: Dict[str, Path]) -> None:
     """Extract the members named (by basename) in ``wanted`` to their paths, skipping files
     already there; each file appears under its name only when complete."""
@@ -110,7 +156,7 @@ def extract_audio(tar_path: Path, wanted: Dict[str, Path]) -> None:
 def prepare_fleurs(
     root: PathLike, out: PathLike, langs: Optional[Iterable[str]] = None, tasks: Optional[Iterable[str]] = None
 ) -> Dict[str, int]:
-    """Extract the needed wavs and write ``out/{train,dev,test}/``; returns the counts."""
+    """Extract (or link) the needed wavs and write ``out/{train,dev,test}/``; returns the counts."""
     selection = Selection(langs, tasks, default_tasks=["asr"])
     data = absolute(root) / "data"
     configs = (
@@ -164,5 +210,5 @@ def prepare_fleurs(
                     )
     selection.check_found(splits, str(data))
     for (config, split), wanted in sorted(audio.items()):
-        extract_audio(data / config / "audio" / f"{split}.tar.gz", wanted)
+        provide_audio(data / config / "audio", split, wanted)
     return write_splits(out, splits, "fleurs", SPLITS)

@@ -11,10 +11,12 @@ repo_root=$(cd "${engine_dir}/../../.." && pwd)
 
 # ---------------------------------------------------------------- options (--name value)
 stage=1                 # first stage to run
-stop_stage=13           # last stage to run (14 = sparsity sweep)
+stop_stage=13           # last stage to run (14 pack, 16 upload, 17 sparsity sweep)
 nj=2                    # parallel jobs for data preparation, formatting and decoding
-ngpu=0                  # GPUs for training (and decoding if > 0)
+ngpu=0                  # GPUs for training (and decoding if > 0: one per decoding job)
 num_nodes=1             # nodes for multi-node training (ESPnet's launcher; see README)
+train_cmd=local         # stage 11/17 training: local, or slurm [sbatch options] (one sbatch --wait job)
+decode_cmd=local        # stage 12/17 decoding jobs: local, or slurm [sbatch options]; add --dry_run to print them
 python=""               # python interpreter (default: <repo>/.venv/bin/python, else python3)
 langs=""                # restrict to these languages, e.g. deu,fra (default: all in the data)
 tasks=""                # restrict to these tasks, e.g. asr,st_eng (default: all)
@@ -31,7 +33,7 @@ extra_langs=""          # stage 5: language tokens to reserve for later fine-tun
 token_list_dir=""       # stage 5: use this existing bpe.model + tokens.txt (e.g. OWSM's) instead
 init_from=""            # stage 5: fine-tune this pretrained OWSM model dir or hub name (e.g. espnet/owsm_v3.1_ebf)
 add_langs=""            # stage 5 with --init_from: languages to add to its token list, e.g. xyz or xyz=deu
-freeze_backbone=false   # stage 11/14: train only the gate predictor (ESPnet --freeze_param on the rest)
+freeze_backbone=false   # stage 11/17: train only the gate predictor (ESPnet --freeze_param on the rest)
 train_config=conf/train.yaml    # stage 11: ESPnet training config of the gated model
 pretrain_config=""      # stage 11: overrides of train_config to pretrain its architecture dense from scratch first (the
                         # part of OWSM with --init_from; e.g. conf/pretrain.yaml); the fine-tunings start from it
@@ -44,9 +46,10 @@ decode_config=conf/decode.yaml  # stage 12: decoding options (beam_size, ctc_wei
 inference_model=valid.acc.ave.pth  # stage 12: checkpoint to decode with
 inference_tag=""        # stage 12-13: suffix for decode/results dirs (default: none)
 score_opts=""           # stage 13: extra options for espnet_gated.bin.score
-sweep_targets="0.25 0.5 0.75"   # stage 14: sparsity targets
-sweep_sides="enc dec both"      # stage 14: the sides each target applies to (enc, dec, both)
-sweep_config=conf/sweep.yaml    # stage 14: overrides of train_config for every sweep run
+hf_repo=""              # stage 14/16: Hugging Face hub repository to upload the pack to, e.g. user/name
+sweep_targets="0.25 0.5 0.75"   # stage 17: sparsity targets
+sweep_sides="enc dec both"      # stage 17: the sides each target applies to (enc, dec, both)
+sweep_config=conf/sweep.yaml    # stage 17: overrides of train_config for every sweep run
 
 help_message=$(cat <<EOF
 Usage: $0 [--option value] ...
@@ -65,8 +68,16 @@ Stages (ESPnet's s2t.sh numbering):
      interleaved set by set in the same jobs, with the reference (decode times side by side)
   13 scoring: WER/CER, BLEU/chrF, module usage, FLOPs, decode time, and the comparison with the
      reference that opens RESULTS.md (-> exp/<tag>/results/)
-  14 sparsity sweep: fine-tune at every target of every side, decode all runs and the reference
+  14 pack: the model, its token list, BPE model, statistics, results and a model card (README.md)
+     in ESPnet's packed layout (-> exp/<tag>/<tag>_<inference_model>.zip)
+  15 (ESPnet's Zenodo upload, deprecated there: not provided; stage 16 uploads)
+  16 upload of the pack to the Hugging Face hub repository --hf_repo (offline: says so, the pack stays)
+  17 sparsity sweep: fine-tune at every target of every side, decode all runs and the reference
      together, quality-vs-speed table and plot (-> exp/<tag>_sweep/)
+
+Jobs: --decode_cmd and --train_cmd run through espnet_gated.launcher: local (default) or
+  slurm with sbatch options (--decode_cmd "slurm --partition gpu"); --ngpu 1 gives each decoding
+  job its own GPU; "local --dry_run" prints the decoding jobs' command lines and runs nothing.
 
 Options (default value in brackets):
 $(sed -n '/^# -\{10,\} options/,/^help_message/p' "${BASH_SOURCE[0]}" | grep -E '^[a-z_]+=' | grep -v '^help_message=' |
@@ -130,6 +141,8 @@ all_test_sets() {
 scored_test_sets() { cat dump/raw/test_sets.txt 2>/dev/null || true; }
 # short checksum of a file (its options change a stage's marker); "none" before it exists
 digest() { if [ -f "$1" ]; then md5sum < "$1" | cut -c1-12; else echo none; fi; }
+# true if a launcher command line (--decode_cmd, --train_cmd) only prints its jobs
+is_dry_run() { case " $1 " in *" --dry_run "*) return 0 ;; *) return 1 ;; esac; }
 
 # ---------------------------------------------------------------- stage 1
 # the data depend on local/ and on conf/corpus.yaml (the corpus config, where a recipe has one)
@@ -258,7 +271,9 @@ train_model() {  # train_model OUTPUT_DIR CONFIG [extra options...]
     #  --multiprocessing_distributed false --dist_backend gloo; tests/test_resume_and_scale.py.)
     local launcher=() dist_opts=()
     if [ "${num_nodes}" -gt 1 ]; then
-        command -v srun >/dev/null || die "--num_nodes ${num_nodes} needs Slurm's srun (run inside an allocation)"
+        # with --train_cmd slurm, srun runs inside the submitted job
+        [ "${train_cmd}" != local ] || command -v srun >/dev/null ||
+            die "--num_nodes ${num_nodes} needs Slurm's srun (run inside an allocation, or use --train_cmd slurm)"
         rm -f "${out}"/.dist_init_*
         launcher=(srun --nodes "${num_nodes}" --ntasks-per-node 1 --export=ALL)
         dist_opts=(--dist_launcher slurm --multiprocessing_distributed true
@@ -269,12 +284,16 @@ train_model() {  # train_model OUTPUT_DIR CONFIG [extra options...]
     fi
     local freeze_opts=()  # every module but the gate predictor (espnet_gated.pretrained.backbone_modules)
     [ "${freeze_backbone}" = false ] || freeze_opts=(--freeze_param frontend normalize encoder decoder ctc)
+    local submit=()  # --train_cmd slurm: the whole training (srun included) as one sbatch --wait job
+    # shellcheck disable=SC2206
+    [ "${train_cmd}" = local ] || submit=("${python}" -m espnet_gated.launcher ${train_cmd} --gpu "${ngpu}"
+        --nodes "${num_nodes}" JOB=1:1 "${out}/launch.log" --)
     log "training ${out} (log: ${out}/train.log)"
     # the trainer's own exit status decides (PIPESTATUS[0]), not the progress filter's: a model
     # file left by an earlier run must not hide a crash of this one
     local status=(0 0)
     # shellcheck disable=SC2086
-    "${launcher[@]}" "${python}" -m espnet_gated.bin.s2t_train --config "${config}" "${token_opts[@]}" \
+    "${submit[@]}" "${launcher[@]}" "${python}" -m espnet_gated.bin.s2t_train --config "${config}" "${token_opts[@]}" \
         "${train_data_opts[@]}" "${shape_opts[@]}" --output_dir "${out}" --ngpu "${ngpu}" --resume true "${dist_opts[@]}" \
         "${freeze_opts[@]}" ${train_args} "$@" 2>&1 |
         "${python}" "${repo_root}/espnet_gated/bin/train_progress.py" --config "${config}" --log "${out}/train.log" ||
@@ -285,26 +304,29 @@ train_model() {  # train_model OUTPUT_DIR CONFIG [extra options...]
         exit 1
     fi
     [ "${status[1]}" -eq 0 ] || log "WARNING: the progress filter failed (exit status ${status[1]}): ${out}/train.log lacks lines"
+    if is_dry_run "${train_cmd}"; then log "dry run (--train_cmd ${train_cmd}): nothing trained"; exit 0; fi
     [ -f "${out}/${inference_model}" ] || die "training did not produce ${out}/${inference_model}: see ${out}/train.log"
 }
 
 # The gated model and the reference without pruning fine-tune the same starting model with the same
 # schedule (train_config), with and without gates: the same budget, only the gates differ. The start
 # is the dense pretraining of pretrain_config (from scratch), else --init_from/--init_param, else none.
+# Their configs derive from train_config, made only when stage 11 or later runs (data stages need no model).
 start=${init_param}
 pretrain_dir="" ref_dir=""
 mkdir -p exp
 if [ -n "${pretrain_config}" ]; then
     [ -f "${pretrain_config}" ] || die "pretraining config ${pretrain_config} not found"
     pretrain_dir=exp/${tag}_pretrain
-    "${python}" -m espnet_gated.bin.make_config "${train_config}" --dense --merge "${pretrain_config}" \
-        --out "${pretrain_dir}.yaml" || die "cannot make the pretraining config from ${train_config} and ${pretrain_config}"
+    [ "${stop_stage}" -lt 11 ] || "${python}" -m espnet_gated.bin.make_config "${train_config}" --dense \
+        --merge "${pretrain_config}" --out "${pretrain_dir}.yaml" ||
+        die "cannot make the pretraining config from ${train_config} and ${pretrain_config}"
     start=${pretrain_dir}/${inference_model}
 fi
 if [ "${train_reference}" = true ]; then
     ref_dir=exp/${tag}_reference
-    "${python}" -m espnet_gated.bin.make_config "${train_config}" --dense --out "${ref_dir}.yaml" ||
-        die "cannot make the reference config from ${train_config}"
+    [ "${stop_stage}" -lt 11 ] || "${python}" -m espnet_gated.bin.make_config "${train_config}" --dense \
+        --out "${ref_dir}.yaml" || die "cannot make the reference config from ${train_config}"
 fi
 
 opts="${opts} train_args=${train_args} init=${init_param} freeze=${freeze_backbone}"
@@ -339,11 +361,18 @@ ref_decode_dir=${ref_root}/decode${inference_tag:+_${inference_tag}}
 ref_results_dir=${ref_root}/results${inference_tag:+_${inference_tag}}
 
 decode_sets() {  # decode_sets MODEL_DIR DECODE_DIR DECODE_CONFIG [--system SPEC ...]
-    local model_dir=$1 decode_dir=$2 config=$3; shift 3
-    "${python}" -m espnet_gated.bin.decode --s2t_train_config "${model_dir}/config.yaml" \
-        --s2t_model_file "${model_dir}/${inference_model}" --decode_config "${config}" \
-        --data_root dump/raw --sets "$(scored_test_sets | tr '\n' ' ')" --out_dir "${decode_dir}" --nj "${nj}" \
-        --ngpu "$([ "${ngpu}" -gt 0 ] && echo 1 || echo 0)" "$@"
+    # the nj jobs go through the launcher (${decode_cmd}), each on its own GPU with --ngpu > 0; then the merge
+    local gpu opts model_dir=$1 decode_dir=$2 config=$3
+    shift 3
+    gpu=$([ "${ngpu}" -gt 0 ] && echo 1 || echo 0)
+    opts=(--s2t_train_config "${model_dir}/config.yaml" --s2t_model_file "${model_dir}/${inference_model}"
+        --decode_config "${config}" --data_root dump/raw --sets "$(scored_test_sets | tr '\n' ' ')"
+        --out_dir "${decode_dir}" --nj "${nj}" --ngpu "${gpu}" "$@")
+    # shellcheck disable=SC2086
+    "${python}" -m espnet_gated.launcher ${decode_cmd} --gpu "${gpu}" JOB=1:"${nj}" "${decode_dir}/logs/launch.JOB.log" \
+        "${python}" -m espnet_gated.bin.decode "${opts[@]}" --job JOB || die "decoding ${decode_dir} failed (logs: ${decode_dir}/logs/)"
+    if is_dry_run "${decode_cmd}"; then log "dry run (--decode_cmd ${decode_cmd}): nothing decoded"; exit 0; fi
+    "${python}" -m espnet_gated.bin.decode "${opts[@]}" --merge true
 }
 score_sets() {  # score_sets MODEL_DIR DECODE_DIR RESULTS_DIR DECODE_CONFIG [options of espnet_gated.bin.score...]
     local model_dir=$1 decode_dir=$2 results=$3 config=$4 beam; shift 4
@@ -371,14 +400,53 @@ if run_stage 13 "${results_dir}" "${opts}"; then
     mark_done "${results_dir}" "${opts}" 13
 fi
 
-# ---------------------------------------------------------------- stage 14
+# ---------------------------------------------------------------- stages 14-16
+# ESPnet's numbering: 14 packs the model (espnet_gated.bin.pack: ESPnet's layout plus a model card
+# with the results of stage 13), 15 is ESPnet's Zenodo upload (not provided), 16 uploads the pack
+# to the Hugging Face hub (espnet_gated.bin.upload; without the network the pack stays ready and
+# the stage is not marked done, so a later run uploads it).
+packed_model=${expdir}/${tag}_${inference_model%.*}.zip
+stamp() { if [ -f "$1" ]; then stat -c '%s.%Y' "$1"; else echo none; fi; }
+scored_opts=${opts}
+opts="model=${model_id} results=$(digest "${results_dir}/scores.json").$(digest "${results_dir}/RESULTS.md") hf=${hf_repo}"
+if run_stage 14 "${expdir}" "${opts}"; then
+    [ -f "${expdir}/${inference_model}" ] || die "${expdir}/${inference_model} not found: train first (stage 11)"
+    "${python}" -m espnet_gated.bin.pack --s2t_train_config "${expdir}/config.yaml" \
+        --s2t_model_file "${expdir}/${inference_model}" --results_dir "${results_dir}" --out "${packed_model}" \
+        ${hf_repo:+--hf_repo "${hf_repo}"} || die "packing failed"
+    log "pack: ${packed_model} (model card: README.md in it)"
+    mark_done "${expdir}" "${opts}" 14
+fi
+if [ "${stage}" -le 15 ] && [ "${stop_stage}" -ge 15 ]; then
+    current_stage=15
+    log "ESPnet's Zenodo upload is not provided (deprecated in ESPnet): stage 16 uploads to the Hugging Face hub"
+fi
+opts="pack=$(stamp "${packed_model}") hf=${hf_repo}"
+if run_stage 16 "${expdir}" "${opts}"; then
+    if [ -z "${hf_repo}" ]; then
+        log "WARNING: no --hf_repo given: nothing uploaded (the pack: ${packed_model}, stage 14)"
+    else
+        [ -f "${packed_model}" ] || die "${packed_model} not found: pack the model first (stage 14)"
+        rc=0
+        "${python}" -m espnet_gated.bin.upload --pack "${packed_model}" --hf_repo "${hf_repo}" \
+            --work_dir "exp/hf_${hf_repo//\//_}" || rc=$?
+        case "${rc}" in
+            0) mark_done "${expdir}" "${opts}" 16 ;;
+            3) log "WARNING: not uploaded (see above); the pack is ready, run stage 16 again to upload it" ;;
+            *) die "uploading ${packed_model} failed" ;;
+        esac
+    fi
+fi
+opts=${scored_opts}
+
+# ---------------------------------------------------------------- stage 17
 # Every target of every side is a fine-tuning of train_config (with sweep_config's overrides) from
 # where the gated model started (the same budget as the gated model and the reference), or, with no
 # starting model, from the trained gated model (its gate schedules restarted). All runs and the
 # reference are then decoded together, interleaved set by set, so their decode times compare side by side.
 sweep_dir=exp/${tag}_sweep
 opts="${opts} targets=${sweep_targets} sides=${sweep_sides} sweep=$(digest "${sweep_config}")"
-if run_stage 14 "${sweep_dir}" "${opts}"; then
+if run_stage 17 "${sweep_dir}" "${opts}"; then
     [ -f "${sweep_config}" ] || die "sweep config ${sweep_config} not found"
     if [ -n "${start}" ]; then
         sweep_start=${start}
@@ -420,5 +488,5 @@ if run_stage 14 "${sweep_dir}" "${opts}"; then
     done
     "${python}" -m espnet_gated.bin.sweep_report --runs "${reports[@]}" --out "${sweep_dir}"
     log "sweep: ${sweep_dir}/sweep.md"
-    mark_done "${sweep_dir}" "${opts}" 14
+    mark_done "${sweep_dir}" "${opts}" 17
 fi

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Our sparsity sweeps next to the published numbers (run by run.sh after stage 14).
+"""Our sparsity sweeps next to the published numbers (run by run.sh after stage 17).
 
 Reads ``<exp>_sweep_<side>/sweep.json`` (espnet_gated.bin.sweep_report) for every side, each run's
 ``results/scores.json`` and its decode's per-set ``timing.json``, and ``conf/paper_results.yaml``.
@@ -117,7 +117,7 @@ def main(cmd=None) -> int:
         parts += ["| " + " | ".join(row) + " |" for row in table]
         parts.append("")
     if not rows:
-        parts.append("No sweep results yet: run stage 14.\n")
+        parts.append("No sweep results yet: run stage 17.\n")
     parts.append("Published qualitative findings (compare with the module-usage tables):\n")
     parts += [f"- {finding}" for finding in paper.get("findings", [])]
     args.out.parent.mkdir(parents=True, exist_ok=True)
