@@ -14,9 +14,17 @@ A block has as many rows as the utterance with the most running hypotheses; shor
 blocks are padded with copies that are never selected. Utterances that finish leave the
 batch. The hypotheses are the ones ESPnet's search finds for each utterance alone (up to
 floating-point rounding in batched matrix products).
+
+On a GPU a step synchronises with the host once, to read the chosen tokens and scores
+(which hypotheses end is decided on the host, as in ESPnet): the top-k of all utterances is
+one operation, end detection reads host copies of the scores, and the CTC prefix scorer
+(:class:`VectorizedCTCPrefixScore`) has no per-hypothesis loops (ESPnet's reads a device
+value for every hypothesis at every step). CTC log-probabilities are computed in float32
+even under autocast (half-precision decoding).
 """
 
 import logging
+import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -33,6 +41,75 @@ from espnet_gated.layout import DECODER_MODULES
 from espnet_gated.rows import build_plan
 
 logger = logging.getLogger(__name__)
+
+
+class VectorizedCTCPrefixScore(CTCPrefixScoreTH):
+    """ESPnet's ``CTCPrefixScoreTH`` with its per-hypothesis loops replaced by indexing.
+
+    The same arithmetic (bit for bit: the frame recursion is ESPnet's), without the three
+    Python loops over the hypotheses of every step, one of which reads a device value per
+    hypothesis (``if pos >= 0``): on a GPU that is a host-device synchronisation per
+    hypothesis and step, on a CPU a few thousand small operations per step in a batch of
+    16 utterances. Windowing (``margin > 0``) is ESPnet's code.
+    """
+
+    def __call__(self, y, state, scoring_ids=None, att_w=None):
+        if att_w is not None and self.margin > 0:
+            return super().__call__(y, state, scoring_ids, att_w)
+        output_length = y.size(1) - 1  # ignore sos
+        last_ids = y[:, -1]
+        n_bh = y.size(0)
+        n_hyps = n_bh // self.batch
+        self.scoring_num = scoring_ids.size(-1) if scoring_ids is not None else 0
+        if state is None:
+            r_prev = torch.full(
+                (self.input_length, 2, self.batch, n_hyps), self.logzero, dtype=self.dtype, device=self.device
+            )
+            r_prev[:, 1] = torch.cumsum(self.x[0, :, :, self.blank], 0).unsqueeze(2)
+            r_prev = r_prev.view(-1, 2, n_bh)
+            s_prev = 0.0
+        else:
+            r_prev, s_prev, _, _ = state
+        rows = torch.arange(n_bh, device=self.device)
+        if self.scoring_num > 0:
+            snum = self.scoring_num
+            scoring_idmap = torch.full((n_bh, self.odim), -1, dtype=torch.long, device=self.device)
+            scoring_idmap[rows.unsqueeze(1), scoring_ids] = torch.arange(snum, device=self.device)
+            scoring_idx = (scoring_ids + self.idx_bo.repeat(1, n_hyps).view(-1, 1)).view(-1)
+            x_ = torch.index_select(self.x.view(2, -1, self.batch * self.odim), 2, scoring_idx).view(2, -1, n_bh, snum)
+        else:
+            scoring_ids = scoring_idmap = None
+            snum = self.odim
+            x_ = self.x.unsqueeze(3).repeat(1, 1, 1, n_hyps, 1).view(2, -1, n_bh, snum)
+        r = torch.full((self.input_length, 2, n_bh, snum), self.logzero, dtype=self.dtype, device=self.device)
+        if output_length == 0:
+            r[0, 0] = x_[0, 0]
+        r_sum = torch.logsumexp(r_prev, 1)
+        log_phi = r_sum.unsqueeze(2).repeat(1, 1, snum)
+        if scoring_ids is not None:
+            # where the last label was scored, its column takes r_prev[:, 1]; the others write to a spare column
+            pos = scoring_idmap[rows, last_ids]
+            log_phi = torch.cat([log_phi, log_phi[:, :, :1]], dim=2)
+            log_phi[:, rows, torch.where(pos >= 0, pos, snum)] = r_prev[:, 1]
+            log_phi = log_phi[:, :, :snum]
+        else:
+            log_phi[:, rows, last_ids] = r_prev[:, 1]
+        start, end = max(output_length, 1), self.input_length
+        for t in range(start, end):
+            rp = r[t - 1]
+            rr = torch.stack([rp[0], log_phi[t - 1], rp[0], rp[1]]).view(2, 2, n_bh, snum)
+            r[t] = torch.logsumexp(rr, 1) + x_[:, t]
+        log_phi_x = torch.cat((log_phi[0].unsqueeze(0), log_phi[:-1]), dim=0) + x_[0]
+        log_psi_ = torch.logsumexp(torch.cat((log_phi_x[start:end], r[start - 1, 0].unsqueeze(0)), dim=0), dim=0)
+        if scoring_ids is not None:
+            log_psi = torch.full((n_bh, self.odim), self.logzero, dtype=self.dtype, device=self.device)
+            log_psi.scatter_(1, scoring_ids, log_psi_)
+        else:
+            log_psi = log_psi_
+        log_psi[:, self.eos] = r_sum[self.end_frames[rows // n_hyps], rows]
+        if self.eos != self.blank:
+            log_psi[:, self.blank] = self.logzero
+        return (log_psi - s_prev), (r, log_psi, 0, 0, scoring_idmap)
 
 
 def _length_limits(maxlenratio: float, minlenratio: float, n_frames: int, cap: Optional[int] = None) -> Tuple[int, int]:
@@ -93,20 +170,27 @@ class MultiUtteranceBeamSearch:
         self.ctc: Optional[CTCPrefixScorer] = beam_search.part_scorers.get("ctc")
         #: per step: (prefix length, active utterance indices, rows per utterance)
         self.step_log: List[Tuple[int, List[int], int]] = []
+        #: seconds spent in CTC prefix scoring by the last call (host time: on a GPU, launches)
+        self.ctc_s = 0.0
 
     # ------------------------------------------------------------------ helpers
-    def _plan(self, masks: torch.Tensor, active: Sequence[int], per: int, cache: Dict):
+    def _plan(self, masks: torch.Tensor, active: Sequence[int], per: int, cache: Dict, device: torch.device):
         key = (tuple(active), per)
         if key not in cache:
-            cache[key] = build_plan(masks[list(active)].repeat_interleave(per, dim=0))
+            cache[key] = build_plan(masks[list(active)].repeat_interleave(per, dim=0), device)
         return cache[key]
 
-    def _ctc_impl(self, logps: List[torch.Tensor], active: Sequence[int]) -> CTCPrefixScoreTH:
+    def _ctc_impl(self, logps: List[torch.Tensor], active: Sequence[int]) -> VectorizedCTCPrefixScore:
         lengths = [logps[u].size(1) for u in active]
         x = logps[active[0]].new_zeros(len(active), max(lengths), logps[active[0]].size(2))
         for j, u in enumerate(active):
             x[j, : lengths[j]] = logps[u][0]
-        return CTCPrefixScoreTH(x, torch.tensor(lengths), 0, self.ctc.eos)
+        return VectorizedCTCPrefixScore(x, torch.tensor(lengths), 0, self.ctc.eos)
+
+    def _ctc_log_probs(self, encs: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """Per utterance (1, T, V) CTC log-probabilities, in float32 also under autocast."""
+        with torch.autocast(encs[0].device.type, enabled=False):
+            return [self.ctc.ctc.log_softmax(e.float().unsqueeze(0)) for e in encs]
 
     # ------------------------------------------------------------------ search
     @torch.no_grad()
@@ -142,6 +226,7 @@ class MultiUtteranceBeamSearch:
         ):
             raise ValueError("this decoder has a static mask (an exported model): it takes no other gates")
         self.step_log = []
+        self.ctc_s = 0.0
         return self._search(list(range(len(encs))), encs, primers, masks, maxlenratio, minlenratio)
 
     def _search(self, utts, all_encs, all_primers, all_masks, maxlenratio, minlenratio) -> List[List[Hypothesis]]:
@@ -166,8 +251,6 @@ class MultiUtteranceBeamSearch:
             memory_mask = memory_mask.unsqueeze(1)
         memory_kv = MemoryKeysValues(memory, memory_mask)
         logps, ctc_impl, ctc_state = None, None, None
-        if self.ctc is not None:
-            logps = [self.ctc.ctc.log_softmax(e.unsqueeze(0)) for e in encs]
         # running hypotheses: rows in blocks of `per` per active utterance, `live[j]` real ones first
         active = list(range(n_utt))
         per, live = 1, [1] * n_utt
@@ -176,10 +259,14 @@ class MultiUtteranceBeamSearch:
         run_scores = {k: torch.zeros(n_utt, device=device) for k in bs.scorers}
         cache = self_kv = None
         ended: List[List[Hypothesis]] = [[] for _ in range(n_utt)]
+        ended_host: List[List[Dict]] = [[] for _ in range(n_utt)]  # their lengths and scores for end detection
         finished = [False] * n_utt
         plans: Dict = {}
         if self.ctc is not None:
+            ctc_start = time.perf_counter()
+            logps = self._ctc_log_probs(encs)
             ctc_impl = self._ctc_impl(logps, active)
+            self.ctc_s += time.perf_counter() - ctc_start
         tgt_mask_cache: Dict[int, torch.Tensor] = {}
         i = 0
         while active:
@@ -187,7 +274,7 @@ class MultiUtteranceBeamSearch:
             self.step_log.append((length, [utts[u] for u in active], per))
             if length not in tgt_mask_cache:
                 tgt_mask_cache[length] = subsequent_mask(length, device=device).unsqueeze(0)
-            plan = self._plan(masks, active, per, plans)
+            plan = self._plan(masks, active, per, plans, device)
             # ---- scoring (the order of ESPnet's BatchBeamSearch.search)
             memory_rows = None
             if not decoder.cache_src_kv:  # per-row memory, as ESPnet's decoder gets it
@@ -217,24 +304,30 @@ class MultiUtteranceBeamSearch:
                 part_ids = torch.topk(pre, bs.pre_beam_size, dim=-1)[1]
             part_state = None
             if self.ctc is not None:
+                ctc_start = time.perf_counter()
                 # the primer's last token stands for <sos>: CTC scores only what follows the prompt
                 scores["ctc"], part_state = ctc_impl(yseq[:, len(primers[0]) - 1 :], ctc_state, part_ids)
+                self.ctc_s += time.perf_counter() - ctc_start
                 weighted += bs.weights["ctc"] * scores["ctc"]
             weighted += score.to(dtype=dtype, device=device).unsqueeze(1)
-            # ---- top-k per utterance among its live rows
-            prev_rows, tokens = [], []
-            for j in range(len(active)):
-                block = weighted[j * per : j * per + live[j]]
-                top = block.reshape(-1).topk(bs.beam_size)[1]
-                prev_rows.append(torch.div(top, bs.n_vocab, rounding_mode="trunc") + j * per)
-                tokens.append(top % bs.n_vocab)
-            prev = torch.cat(prev_rows)
-            tok = torch.cat(tokens)
+            # ---- top-k per utterance among its live rows, all utterances in one operation
+            n_active = len(active)
+            blocks = weighted.view(n_active, per, bs.n_vocab)
+            if min(live) < per:  # padding rows of a block are never chosen
+                padding = torch.tensor([[r >= n for r in range(per)] for n in live]).to(device)
+                blocks = blocks.masked_fill(padding.unsqueeze(-1), float("-inf"))
+            top = blocks.reshape(n_active, per * bs.n_vocab).topk(bs.beam_size)[1]
+            prev = (
+                torch.div(top, bs.n_vocab, rounding_mode="trunc") + per * torch.arange(n_active, device=device)[:, None]
+            ).flatten()
+            tok = (top % bs.n_vocab).flatten()
             cand_yseq = torch.cat([yseq[prev], tok[:, None]], dim=1)
             cand_score = weighted[prev, tok]
             cand_scores = {k: run_scores[k][prev] + v[prev, tok] for k, v in scores.items()}
-            # ---- post-processing per utterance (ESPnet's BatchBeamSearch.post_process)
-            is_eos = (tok == bs.eos).tolist()
+            # ---- post-processing per utterance (ESPnet's BatchBeamSearch.post_process), on host copies
+            host = torch.stack([tok.to(torch.float64), cand_score.to(torch.float64)]).cpu()  # the step's one sync
+            is_eos = (host[0] == bs.eos).tolist()
+            host_score = host[1].tolist()
             keep_idx, new_live, still_active = [], [], []
             for j, u in enumerate(active):
                 maxlen, minlen = limits[u]
@@ -256,10 +349,11 @@ class MultiUtteranceBeamSearch:
                                     hs=[],
                                 )
                             )
+                            ended_host[u].append({"yseq": y, "score": host_score[c]})
                     else:
                         remaining.append(c)
                 done = not remaining
-                if not done and maxlenratio == 0.0 and end_detect([h.asdict() for h in ended[u]], i):
+                if not done and maxlenratio == 0.0 and end_detect(ended_host[u], i):
                     logger.debug(f"utterance {utts[u]}: end detected at {i}")
                     done = True
                 if done:
@@ -287,17 +381,18 @@ class MultiUtteranceBeamSearch:
                     None if kv is None else (kv[0].index_select(0, rows), kv[1].index_select(0, rows)) for kv in new_kv
                 ]
             if self.ctc is not None:
+                ctc_start = time.perf_counter()
                 r, log_psi, f_min, f_max, idmap = part_state
                 new_tok = tok[idx_t]
                 cols = new_tok if idmap is None else idmap[rows, new_tok]
                 ctc_state = (r[:, :, rows, cols], log_psi[rows, new_tok].unsqueeze(1), f_min, f_max)
-            if still_active != active:
-                pos = [active.index(u) for u in still_active]
-                memory_kv = memory_kv.select(pos)
-                if self.ctc is not None:
+                if still_active != active:
                     ctc_impl = self._ctc_impl(logps, still_active)
                     r, s, f_min, f_max = ctc_state
                     ctc_state = (r[: ctc_impl.input_length], s, f_min, f_max)
+                self.ctc_s += time.perf_counter() - ctc_start
+            if still_active != active:
+                memory_kv = memory_kv.select([active.index(u) for u in still_active])
                 active = still_active
             per, live = new_per, new_live
             i += 1
