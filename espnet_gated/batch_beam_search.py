@@ -6,9 +6,10 @@ utterances together: at every step the running hypotheses of all utterances are 
 into one decoder call, each utterance's hypotheses forming a contiguous block of rows.
 Each utterance keeps its own gate mask: the decoder runs a module only on the blocks of
 the utterances that keep it (``rows.build_plan``), and cross-attention attends each block
-to its own utterance's cached keys/values. CTC prefix scoring uses ESPnet's
-``CTCPrefixScoreTH``, which scores the hypotheses of several utterances at once, on the
-tokens after the prompt (as :class:`espnet_gated.scorers.PromptCTCPrefixScorer` does).
+to its own utterance's cached keys/values. CTC prefix scoring scores the hypotheses of all
+utterances at once (:class:`espnet_gated.ctc_prefix_score.BatchCTCPrefixScore`, ESPnet's
+arithmetic), on the tokens after the prompt (as :class:`espnet_gated.scorers.PromptCTCPrefixScorer`
+does).
 
 A block has as many rows as the utterance with the most running hypotheses; shorter
 blocks are padded with copies that are never selected. Utterances that finish leave the
@@ -18,9 +19,9 @@ floating-point rounding in batched matrix products).
 On a GPU a step synchronises with the host once, to read the chosen tokens and scores
 (which hypotheses end is decided on the host, as in ESPnet): the top-k of all utterances is
 one operation, end detection reads host copies of the scores, and the CTC prefix scorer
-(:class:`VectorizedCTCPrefixScore`) has no per-hypothesis loops (ESPnet's reads a device
-value for every hypothesis at every step). CTC log-probabilities are computed in float32
-even under autocast (half-precision decoding).
+has no per-hypothesis loops (ESPnet's reads a device value for every hypothesis at every
+step). CTC log-probabilities are computed in float32 even under autocast (half-precision
+decoding).
 """
 
 import logging
@@ -30,86 +31,17 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from espnet.nets.batch_beam_search import BatchBeamSearch
 from espnet.nets.beam_search import Hypothesis
-from espnet.nets.ctc_prefix_score import CTCPrefixScoreTH
 from espnet.nets.e2e_asr_common import end_detect
 from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
 from espnet.nets.scorers.ctc import CTCPrefixScorer
 from espnet.nets.scorers.length_bonus import LengthBonus
 
+from espnet_gated.ctc_prefix_score import BatchCTCPrefixScore
 from espnet_gated.decoder import GatedTransformerDecoder, MemoryKeysValues
 from espnet_gated.layout import DECODER_MODULES
 from espnet_gated.rows import build_plan
 
 logger = logging.getLogger(__name__)
-
-
-class VectorizedCTCPrefixScore(CTCPrefixScoreTH):
-    """ESPnet's ``CTCPrefixScoreTH`` with its per-hypothesis loops replaced by indexing.
-
-    The same arithmetic (bit for bit: the frame recursion is ESPnet's), without the three
-    Python loops over the hypotheses of every step, one of which reads a device value per
-    hypothesis (``if pos >= 0``): on a GPU that is a host-device synchronisation per
-    hypothesis and step, on a CPU a few thousand small operations per step in a batch of
-    16 utterances. Windowing (``margin > 0``) is ESPnet's code.
-    """
-
-    def __call__(self, y, state, scoring_ids=None, att_w=None):
-        if att_w is not None and self.margin > 0:
-            return super().__call__(y, state, scoring_ids, att_w)
-        output_length = y.size(1) - 1  # ignore sos
-        last_ids = y[:, -1]
-        n_bh = y.size(0)
-        n_hyps = n_bh // self.batch
-        self.scoring_num = scoring_ids.size(-1) if scoring_ids is not None else 0
-        if state is None:
-            r_prev = torch.full(
-                (self.input_length, 2, self.batch, n_hyps), self.logzero, dtype=self.dtype, device=self.device
-            )
-            r_prev[:, 1] = torch.cumsum(self.x[0, :, :, self.blank], 0).unsqueeze(2)
-            r_prev = r_prev.view(-1, 2, n_bh)
-            s_prev = 0.0
-        else:
-            r_prev, s_prev, _, _ = state
-        rows = torch.arange(n_bh, device=self.device)
-        if self.scoring_num > 0:
-            snum = self.scoring_num
-            scoring_idmap = torch.full((n_bh, self.odim), -1, dtype=torch.long, device=self.device)
-            scoring_idmap[rows.unsqueeze(1), scoring_ids] = torch.arange(snum, device=self.device)
-            scoring_idx = (scoring_ids + self.idx_bo.repeat(1, n_hyps).view(-1, 1)).view(-1)
-            x_ = torch.index_select(self.x.view(2, -1, self.batch * self.odim), 2, scoring_idx).view(2, -1, n_bh, snum)
-        else:
-            scoring_ids = scoring_idmap = None
-            snum = self.odim
-            x_ = self.x.unsqueeze(3).repeat(1, 1, 1, n_hyps, 1).view(2, -1, n_bh, snum)
-        r = torch.full((self.input_length, 2, n_bh, snum), self.logzero, dtype=self.dtype, device=self.device)
-        if output_length == 0:
-            r[0, 0] = x_[0, 0]
-        r_sum = torch.logsumexp(r_prev, 1)
-        log_phi = r_sum.unsqueeze(2).repeat(1, 1, snum)
-        if scoring_ids is not None:
-            # where the last label was scored, its column takes r_prev[:, 1]; the others write to a spare column
-            pos = scoring_idmap[rows, last_ids]
-            log_phi = torch.cat([log_phi, log_phi[:, :, :1]], dim=2)
-            log_phi[:, rows, torch.where(pos >= 0, pos, snum)] = r_prev[:, 1]
-            log_phi = log_phi[:, :, :snum]
-        else:
-            log_phi[:, rows, last_ids] = r_prev[:, 1]
-        start, end = max(output_length, 1), self.input_length
-        for t in range(start, end):
-            rp = r[t - 1]
-            rr = torch.stack([rp[0], log_phi[t - 1], rp[0], rp[1]]).view(2, 2, n_bh, snum)
-            r[t] = torch.logsumexp(rr, 1) + x_[:, t]
-        log_phi_x = torch.cat((log_phi[0].unsqueeze(0), log_phi[:-1]), dim=0) + x_[0]
-        log_psi_ = torch.logsumexp(torch.cat((log_phi_x[start:end], r[start - 1, 0].unsqueeze(0)), dim=0), dim=0)
-        if scoring_ids is not None:
-            log_psi = torch.full((n_bh, self.odim), self.logzero, dtype=self.dtype, device=self.device)
-            log_psi.scatter_(1, scoring_ids, log_psi_)
-        else:
-            log_psi = log_psi_
-        log_psi[:, self.eos] = r_sum[self.end_frames[rows // n_hyps], rows]
-        if self.eos != self.blank:
-            log_psi[:, self.blank] = self.logzero
-        return (log_psi - s_prev), (r, log_psi, 0, 0, scoring_idmap)
 
 
 def _length_limits(maxlenratio: float, minlenratio: float, n_frames: int, cap: Optional[int] = None) -> Tuple[int, int]:
@@ -180,17 +112,12 @@ class MultiUtteranceBeamSearch:
             cache[key] = build_plan(masks[list(active)].repeat_interleave(per, dim=0), device)
         return cache[key]
 
-    def _ctc_impl(self, logps: List[torch.Tensor], active: Sequence[int]) -> VectorizedCTCPrefixScore:
-        lengths = [logps[u].size(1) for u in active]
-        x = logps[active[0]].new_zeros(len(active), max(lengths), logps[active[0]].size(2))
-        for j, u in enumerate(active):
-            x[j, : lengths[j]] = logps[u][0]
-        return VectorizedCTCPrefixScore(x, torch.tensor(lengths), 0, self.ctc.eos)
-
-    def _ctc_log_probs(self, encs: Sequence[torch.Tensor]) -> List[torch.Tensor]:
-        """Per utterance (1, T, V) CTC log-probabilities, in float32 also under autocast."""
-        with torch.autocast(encs[0].device.type, enabled=False):
-            return [self.ctc.ctc.log_softmax(e.float().unsqueeze(0)) for e in encs]
+    def _ctc_scorer(self, memory: torch.Tensor, lengths: Sequence[int]) -> BatchCTCPrefixScore:
+        """The CTC prefix scorer of the padded encoder outputs (log-probabilities in float32,
+        also under autocast)."""
+        with torch.autocast(memory.device.type, enabled=False):
+            logp = self.ctc.ctc.log_softmax(memory.float())
+        return BatchCTCPrefixScore(logp, lengths, 0, self.ctc.eos)
 
     # ------------------------------------------------------------------ search
     @torch.no_grad()
@@ -250,7 +177,7 @@ class MultiUtteranceBeamSearch:
             )
             memory_mask = memory_mask.unsqueeze(1)
         memory_kv = MemoryKeysValues(memory, memory_mask)
-        logps, ctc_impl, ctc_state = None, None, None
+        ctc_scorer = ctc_state = ctc_utts = None
         # running hypotheses: rows in blocks of `per` per active utterance, `live[j]` real ones first
         active = list(range(n_utt))
         per, live = 1, [1] * n_utt
@@ -264,8 +191,8 @@ class MultiUtteranceBeamSearch:
         plans: Dict = {}
         if self.ctc is not None:
             ctc_start = time.perf_counter()
-            logps = self._ctc_log_probs(encs)
-            ctc_impl = self._ctc_impl(logps, active)
+            ctc_scorer = self._ctc_scorer(memory, lengths)
+            ctc_utts = torch.arange(n_utt, device=device)
             self.ctc_s += time.perf_counter() - ctc_start
         tgt_mask_cache: Dict[int, torch.Tensor] = {}
         i = 0
@@ -302,11 +229,12 @@ class MultiUtteranceBeamSearch:
             if bs.do_pre_beam:
                 pre = weighted if bs.pre_beam_score_key == "full" else scores[bs.pre_beam_score_key]
                 part_ids = torch.topk(pre, bs.pre_beam_size, dim=-1)[1]
-            part_state = None
             if self.ctc is not None:
                 ctc_start = time.perf_counter()
                 # the primer's last token stands for <sos>: CTC scores only what follows the prompt
-                scores["ctc"], part_state = ctc_impl(yseq[:, len(primers[0]) - 1 :], ctc_state, part_ids)
+                scores["ctc"], ctc_scored = ctc_scorer(
+                    yseq[:, len(primers[0]) - 1 :], ctc_state, part_ids, ctc_utts, max(lengths[u] for u in active)
+                )
                 self.ctc_s += time.perf_counter() - ctc_start
                 weighted += bs.weights["ctc"] * scores["ctc"]
             weighted += score.to(dtype=dtype, device=device).unsqueeze(1)
@@ -382,14 +310,9 @@ class MultiUtteranceBeamSearch:
                 ]
             if self.ctc is not None:
                 ctc_start = time.perf_counter()
-                r, log_psi, f_min, f_max, idmap = part_state
-                new_tok = tok[idx_t]
-                cols = new_tok if idmap is None else idmap[rows, new_tok]
-                ctc_state = (r[:, :, rows, cols], log_psi[rows, new_tok].unsqueeze(1), f_min, f_max)
+                ctc_state = ctc_scorer.select_state(ctc_scored, rows, tok[idx_t])
                 if still_active != active:
-                    ctc_impl = self._ctc_impl(logps, still_active)
-                    r, s, f_min, f_max = ctc_state
-                    ctc_state = (r[: ctc_impl.input_length], s, f_min, f_max)
+                    ctc_utts = torch.tensor(still_active, device=device)
                 self.ctc_s += time.perf_counter() - ctc_start
             if still_active != active:
                 memory_kv = memory_kv.select([active.index(u) for u in still_active])

@@ -15,8 +15,8 @@ import pytest
 import torch
 from conftest import ENCODER_CONF, build, model_args, speech_batch
 
-from espnet_gated.batch_beam_search import VectorizedCTCPrefixScore
 from espnet_gated.bin.export import build_from_config, save_model_dir
+from espnet_gated.ctc_prefix_score import BatchCTCPrefixScore
 from espnet_gated.inference import GatedSpeech2Text
 from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES, format_mask
 from espnet_gated.tasks import preprocessor_defaults
@@ -188,23 +188,41 @@ def test_bfloat16_decoding_runs_and_keeps_the_float32_gates(vocab, tmp_path):
 
 
 @pytest.mark.parametrize("scoring", [False, True])
-def test_vectorized_ctc_prefix_score_equals_espnets(scoring):
+def test_batch_ctc_prefix_scores_equal_espnets_for_each_utterance_alone(scoring):
+    """Three utterances of unequal lengths scored together, the second leaving after two steps,
+    against ESPnet's ``CTCPrefixScoreTH`` on each utterance alone, with and without pre-beam."""
     from espnet.nets.ctc_prefix_score import CTCPrefixScoreTH
 
     g = torch.Generator().manual_seed(0)
-    n_utt, n_hyps, frames, vocab, eos = 3, 4, 12, 9, 8
-    logp = torch.randn(n_utt, frames, vocab, generator=g).log_softmax(-1)
-    lengths = torch.tensor([12, 9, 7])
-    ours, espnets = (cls(logp.clone(), lengths, 0, eos) for cls in (VectorizedCTCPrefixScore, CTCPrefixScoreTH))
-    y = torch.randint(1, eos, (n_utt * n_hyps, 1), generator=g)
-    states = [None, None]
-    for _ in range(4):
+    lengths, n_hyps, vocab, eos = [12, 9, 7], 4, 9, 8
+    logp = torch.randn(len(lengths), max(lengths), vocab, generator=g).log_softmax(-1)
+    ours = BatchCTCPrefixScore(logp.clone(), lengths, 0, eos)
+    alone = [CTCPrefixScoreTH(logp[i : i + 1, :n].clone(), torch.tensor([n]), 0, eos) for i, n in enumerate(lengths)]
+    active = [0, 1, 2]
+    y = torch.randint(1, eos, (len(lengths) * n_hyps, 1), generator=g)
+    state, states = None, [None] * len(lengths)
+    for step in range(5):
         ids = torch.topk(torch.randn(len(y), vocab, generator=g), 5, dim=-1)[1] if scoring else None
-        out = [impl(y, state, ids) for impl, state in zip((ours, espnets), states, strict=True)]
-        assert torch.equal(out[0][0], out[1][0])
-        for a, b in zip(out[0][1], out[1][1], strict=True):
-            assert (a is None and b is None) or torch.equal(torch.as_tensor(a), torch.as_tensor(b))
-        best = torch.topk(out[0][0].view(n_utt, -1), n_hyps, dim=-1)[1]  # (utterances, hyps) in BHO space
-        states = [impl.index_select_state(o[1], best) for impl, o in zip((ours, espnets), out, strict=True)]
-        rows = (torch.div(best, vocab, rounding_mode="floor") + n_hyps * torch.arange(n_utt)[:, None]).flatten()
-        y = torch.cat([y[rows], (best % vocab).view(-1, 1)], dim=1)
+        utts = torch.tensor(active)
+        scores, scored = ours(y, state, ids, utts, max(lengths[u] for u in active))
+        labels = torch.randint(1, vocab, (len(y),), generator=g)
+        if ids is not None:  # a scored label for most rows, one that was not for the first
+            labels = ids[torch.arange(len(y)), torch.randint(0, 5, (len(y),), generator=g)]
+            labels[0] = next(v for v in range(vocab) if v not in ids[0])
+        keep = [j for j, u in enumerate(active) if not (step == 1 and u == 1)]
+        rows = torch.tensor([j * n_hyps + h for j in keep for h in range(n_hyps)])
+        for j, u in enumerate(active):
+            block = slice(j * n_hyps, (j + 1) * n_hyps)
+            want, want_state = alone[u](y[block], states[u], None if ids is None else ids[block])
+            torch.testing.assert_close(scores[block], want, rtol=0, atol=1e-5)
+            r, log_psi, _, _, idmap = want_state  # ESPnet's CTCPrefixScorer.select_state
+            cols = labels[block] if idmap is None else idmap[torch.arange(n_hyps), labels[block]]
+            states[u] = (
+                r[:, :, torch.arange(n_hyps), cols],
+                log_psi[torch.arange(n_hyps), labels[block]][:, None],
+                0,
+                0,
+            )
+        state = ours.select_state(scored, rows, labels[rows])
+        y = torch.cat([y[rows], labels[rows, None]], dim=1)
+        active = [active[j] for j in keep]

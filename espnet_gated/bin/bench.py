@@ -106,11 +106,12 @@ from espnet_gated.utils import atomic_output, atomic_write
 
 logger = logging.getLogger("espnet_gated.bench")
 
-#: backbone sizes: OWSM v3.1 base and small (paper table), and a tiny one for smoke tests
+#: backbone sizes: OWSM v3.1 base, small and medium (paper table), and a tiny one for smoke tests
 SIZES = {
     "tiny": dict(d=64, layers=2, heads=2, ffn=128, vocab=200),
     "base": dict(d=384, layers=6, heads=6, ffn=1536, vocab=50000),
     "small": dict(d=768, layers=9, heads=12, ffn=3072, vocab=50000),
+    "medium": dict(d=1024, layers=18, heads=16, ffn=4096, vocab=50000),
 }
 LANGS = ("eng", "deu", "fra", "ita")
 TASKS = ("asr", "st_eng")
