@@ -143,27 +143,32 @@ def test_espnets_model_lets_padding_leak(vocab, tmp_path):
 def test_decode_batch_with_unequal_lengths_gives_the_hypotheses_of_one_at_a_time(
     vocab, tmp_path, input_layer, pos_enc, normalize, ctc_weight
 ):
-    """The default recipe's input layer; one encoder call per batch of the sorted utterances."""
+    """The default recipe's input layer. The utterances are sorted, longest first, and decoded in
+    batches; within a batch the encoder (on a CPU: lengths within CPU_ENCODER_MAX_PADDING) and the
+    beam search run once."""
     s2t = _s2t(_model_dir(tmp_path, vocab, input_layer, pos_enc, normalize), ctc_weight=ctc_weight, maxlenratio=-6)
-    speeches = _speeches()
+    speeches = _speeches([16000, 12000, 15200, 14700, 11500])
     single, masks = [], []
     for speech, lang, task in zip(speeches, LANGS, TASKS, strict=True):
         single.append(s2t(speech, lang_sym=lang, task_sym=task)[0])
         masks.append(format_mask(*s2t.last_mask))
-    batch_sizes = []
-    hook = s2t.s2t_model.encoder.register_forward_hook(lambda m, args, out: batch_sizes.append(args[0].size(0)))
+    encoder_batches = []
+    hook = s2t.s2t_model.encoder.register_forward_hook(lambda m, args, out: encoder_batches.append(args[0].size(0)))
     try:
-        batched = s2t.decode_batch(speeches, LANGS, TASKS, batch_size=3)
+        for batch_size in (3, 5):
+            batched = s2t.decode_batch(speeches, LANGS, TASKS, batch_size=batch_size)
+            assert [r[0][4].yseq.tolist() for r in batched] == [r[4].yseq.tolist() for r in single]
+            torch.testing.assert_close(
+                torch.tensor([float(r[0][4].score) for r in batched]), torch.tensor([float(r[4].score) for r in single])
+            )
+            assert [format_mask(*m) for m in s2t.last_masks] == masks
     finally:
         hook.remove()
-    assert batch_sizes == [3, 2]
-    assert [r[0][4].yseq.tolist() for r in batched] == [r[4].yseq.tolist() for r in single]
-    torch.testing.assert_close(
-        torch.tensor([float(r[0][4].score) for r in batched]), torch.tensor([float(r[4].score) for r in single])
-    )
-    assert [format_mask(*m) for m in s2t.last_masks] == masks
-    # the step log names the utterances by their index in the input (longest first within batches)
-    assert s2t.last_search_log[0][1] == [0, 3, 1]
+    # batches of 3: [16000, 15200, 14700] and [12000, 11500]; of 5: the same two encoder batches (16000 and
+    # 12000 samples are too far apart for a CPU encoder batch), one beam search; the step log names the
+    # utterances by their index in the input
+    assert encoder_batches == [3, 2, 3, 2]
+    assert s2t.last_search_log[0][1] == [0, 2, 3, 1, 4]
     assert (s2t.last_timing["ctc_s"] > 0) == (ctc_weight > 0)
 
 

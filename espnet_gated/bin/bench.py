@@ -397,8 +397,13 @@ class Runner:
                 total = time.perf_counter() - start
                 n = len(speeches)
                 timing = s2t.last_timing
-                (frames,) = probe.frames  # one padded batch: its frames were computed for every utterance
+                # decode_batch encodes the utterances longest first, in padded batches: each utterance
+                # gets the (padded) frames of its batch
+                order = sorted(range(n), key=lambda i: -s2t._prepare(speeches[i]).numel())
+                batch_of = [call for call in probe.frames for _ in range(call[2])]
+                frames_of = {i: batch_of[k] for k, i in enumerate(order)}
                 for j in range(n):
+                    frames = frames_of[j]
                     steps = [(per, length) for length, utts, per in s2t.last_search_log if j in utts]
                     rec = dict(
                         total_s=total / n,
