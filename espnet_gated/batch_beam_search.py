@@ -113,10 +113,15 @@ class MultiUtteranceBeamSearch:
         return cache[key]
 
     def _ctc_scorer(self, memory: torch.Tensor, lengths: Sequence[int]) -> BatchCTCPrefixScore:
-        """The CTC prefix scorer of the padded encoder outputs (log-probabilities in float32,
-        also under autocast)."""
+        """The CTC prefix scorer of the padded encoder outputs: log-probabilities of the valid
+        frames only (the projection to the vocabulary is a large share of CTC's cost), in
+        float32 also under autocast; the scorer fills the padding."""
+        device = memory.device
+        valid = torch.arange(memory.size(1), device=device) < torch.tensor(lengths, device=device)[:, None]
         with torch.autocast(memory.device.type, enabled=False):
-            logp = self.ctc.ctc.log_softmax(memory.float())
+            frames = self.ctc.ctc.log_softmax(memory[valid].float().unsqueeze(0))[0]
+        logp = frames.new_empty(*valid.shape, frames.size(-1))
+        logp[valid] = frames
         return BatchCTCPrefixScore(logp, lengths, 0, self.ctc.eos)
 
     # ------------------------------------------------------------------ search

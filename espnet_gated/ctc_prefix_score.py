@@ -27,8 +27,8 @@ LOG_ZERO = -10000000000.0  # ESPnet's logzero
 
 class BatchCTCPrefixScore:
     """Args:
-    logp: (B, T, V) CTC log-posteriors of B utterances (padded; modified in place as
-        ESPnet does: frames past an utterance's end are set to its padding).
+    logp: (B, T, V) CTC log-posteriors of B utterances (padded; the padding may hold anything:
+        frames past an utterance's end are set in place to ESPnet's padding).
     lengths: (B,) frames of each utterance.
     blank, eos: label ids.
     """
