@@ -281,6 +281,7 @@ def test_bench_throughput_mode_decodes_the_whole_set(tmp_path, monkeypatch):
             assert r["utt_per_s"] == pytest.approx(5 / r["wall_s"])
             assert r["rtf"] == pytest.approx(r["wall_s"] / meta["audio_s"])
             assert r["speedup"] == pytest.approx(rows["dense", 1]["wall_s"] / r["wall_s"])
+            assert 0 < r["cpu_s"] and r["speedup_cpu"] == pytest.approx(rows["dense", 1]["cpu_s"] / r["cpu_s"])
             assert (r["ctc_s"] > 0) == (run["ctc_weight"] > 0) and r["ctc_s"] < r["wall_s"]
         # every gate open, batched or not: the dense model's hypotheses
         assert rows["all_open", 1]["same_hyps_as_dense"] == rows["all_open", 3]["same_hyps_as_dense"] == 1.0
