@@ -6,28 +6,37 @@ utterances together: at every step the running hypotheses of all utterances are 
 into one decoder call, each utterance's hypotheses forming a contiguous block of rows.
 Each utterance keeps its own gate mask: the decoder runs a module only on the blocks of
 the utterances that keep it (``rows.build_plan``), and cross-attention attends each block
-to its own utterance's cached keys/values. CTC prefix scoring uses ESPnet's
-``CTCPrefixScoreTH``, which scores the hypotheses of several utterances at once, on the
-tokens after the prompt (as :class:`espnet_gated.scorers.PromptCTCPrefixScorer` does).
+to its own utterance's cached keys/values. CTC prefix scoring scores the hypotheses of all
+utterances at once (:class:`espnet_gated.ctc_prefix_score.BatchCTCPrefixScore`, ESPnet's
+arithmetic), on the tokens after the prompt (as :class:`espnet_gated.scorers.PromptCTCPrefixScorer`
+does).
 
 A block has as many rows as the utterance with the most running hypotheses; shorter
 blocks are padded with copies that are never selected. Utterances that finish leave the
 batch. The hypotheses are the ones ESPnet's search finds for each utterance alone (up to
 floating-point rounding in batched matrix products).
+
+On a GPU a step synchronises with the host once, to read the chosen tokens and scores
+(which hypotheses end is decided on the host, as in ESPnet): the top-k of all utterances is
+one operation, end detection reads host copies of the scores, and the CTC prefix scorer
+has no per-hypothesis loops (ESPnet's reads a device value for every hypothesis at every
+step). CTC log-probabilities are computed in float32 even under autocast (half-precision
+decoding).
 """
 
 import logging
+import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from espnet.nets.batch_beam_search import BatchBeamSearch
 from espnet.nets.beam_search import Hypothesis
-from espnet.nets.ctc_prefix_score import CTCPrefixScoreTH
 from espnet.nets.e2e_asr_common import end_detect
 from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
 from espnet.nets.scorers.ctc import CTCPrefixScorer
 from espnet.nets.scorers.length_bonus import LengthBonus
 
+from espnet_gated.ctc_prefix_score import BatchCTCPrefixScore
 from espnet_gated.decoder import GatedTransformerDecoder, MemoryKeysValues
 from espnet_gated.layout import DECODER_MODULES
 from espnet_gated.rows import build_plan
@@ -93,20 +102,27 @@ class MultiUtteranceBeamSearch:
         self.ctc: Optional[CTCPrefixScorer] = beam_search.part_scorers.get("ctc")
         #: per step: (prefix length, active utterance indices, rows per utterance)
         self.step_log: List[Tuple[int, List[int], int]] = []
+        #: seconds spent in CTC prefix scoring by the last call (host time: on a GPU, launches)
+        self.ctc_s = 0.0
 
     # ------------------------------------------------------------------ helpers
-    def _plan(self, masks: torch.Tensor, active: Sequence[int], per: int, cache: Dict):
+    def _plan(self, masks: torch.Tensor, active: Sequence[int], per: int, cache: Dict, device: torch.device):
         key = (tuple(active), per)
         if key not in cache:
-            cache[key] = build_plan(masks[list(active)].repeat_interleave(per, dim=0))
+            cache[key] = build_plan(masks[list(active)].repeat_interleave(per, dim=0), device)
         return cache[key]
 
-    def _ctc_impl(self, logps: List[torch.Tensor], active: Sequence[int]) -> CTCPrefixScoreTH:
-        lengths = [logps[u].size(1) for u in active]
-        x = logps[active[0]].new_zeros(len(active), max(lengths), logps[active[0]].size(2))
-        for j, u in enumerate(active):
-            x[j, : lengths[j]] = logps[u][0]
-        return CTCPrefixScoreTH(x, torch.tensor(lengths), 0, self.ctc.eos)
+    def _ctc_scorer(self, memory: torch.Tensor, lengths: Sequence[int]) -> BatchCTCPrefixScore:
+        """The CTC prefix scorer of the padded encoder outputs: log-probabilities of the valid
+        frames only (the projection to the vocabulary is a large share of CTC's cost), in
+        float32 also under autocast; the scorer fills the padding."""
+        device = memory.device
+        valid = torch.arange(memory.size(1), device=device) < torch.tensor(lengths, device=device)[:, None]
+        with torch.autocast(memory.device.type, enabled=False):
+            frames = self.ctc.ctc.log_softmax(memory[valid].float().unsqueeze(0))[0]
+        logp = frames.new_empty(*valid.shape, frames.size(-1))
+        logp[valid] = frames
+        return BatchCTCPrefixScore(logp, lengths, 0, self.ctc.eos)
 
     # ------------------------------------------------------------------ search
     @torch.no_grad()
@@ -142,6 +158,7 @@ class MultiUtteranceBeamSearch:
         ):
             raise ValueError("this decoder has a static mask (an exported model): it takes no other gates")
         self.step_log = []
+        self.ctc_s = 0.0
         return self._search(list(range(len(encs))), encs, primers, masks, maxlenratio, minlenratio)
 
     def _search(self, utts, all_encs, all_primers, all_masks, maxlenratio, minlenratio) -> List[List[Hypothesis]]:
@@ -165,9 +182,7 @@ class MultiUtteranceBeamSearch:
             )
             memory_mask = memory_mask.unsqueeze(1)
         memory_kv = MemoryKeysValues(memory, memory_mask)
-        logps, ctc_impl, ctc_state = None, None, None
-        if self.ctc is not None:
-            logps = [self.ctc.ctc.log_softmax(e.unsqueeze(0)) for e in encs]
+        ctc_scorer = ctc_state = ctc_utts = None
         # running hypotheses: rows in blocks of `per` per active utterance, `live[j]` real ones first
         active = list(range(n_utt))
         per, live = 1, [1] * n_utt
@@ -176,10 +191,14 @@ class MultiUtteranceBeamSearch:
         run_scores = {k: torch.zeros(n_utt, device=device) for k in bs.scorers}
         cache = self_kv = None
         ended: List[List[Hypothesis]] = [[] for _ in range(n_utt)]
+        ended_host: List[List[Dict]] = [[] for _ in range(n_utt)]  # their lengths and scores for end detection
         finished = [False] * n_utt
         plans: Dict = {}
         if self.ctc is not None:
-            ctc_impl = self._ctc_impl(logps, active)
+            ctc_start = time.perf_counter()
+            ctc_scorer = self._ctc_scorer(memory, lengths)
+            ctc_utts = torch.arange(n_utt, device=device)
+            self.ctc_s += time.perf_counter() - ctc_start
         tgt_mask_cache: Dict[int, torch.Tensor] = {}
         i = 0
         while active:
@@ -187,7 +206,7 @@ class MultiUtteranceBeamSearch:
             self.step_log.append((length, [utts[u] for u in active], per))
             if length not in tgt_mask_cache:
                 tgt_mask_cache[length] = subsequent_mask(length, device=device).unsqueeze(0)
-            plan = self._plan(masks, active, per, plans)
+            plan = self._plan(masks, active, per, plans, device)
             # ---- scoring (the order of ESPnet's BatchBeamSearch.search)
             memory_rows = None
             if not decoder.cache_src_kv:  # per-row memory, as ESPnet's decoder gets it
@@ -215,26 +234,33 @@ class MultiUtteranceBeamSearch:
             if bs.do_pre_beam:
                 pre = weighted if bs.pre_beam_score_key == "full" else scores[bs.pre_beam_score_key]
                 part_ids = torch.topk(pre, bs.pre_beam_size, dim=-1)[1]
-            part_state = None
             if self.ctc is not None:
+                ctc_start = time.perf_counter()
                 # the primer's last token stands for <sos>: CTC scores only what follows the prompt
-                scores["ctc"], part_state = ctc_impl(yseq[:, len(primers[0]) - 1 :], ctc_state, part_ids)
+                scores["ctc"], ctc_scored = ctc_scorer(
+                    yseq[:, len(primers[0]) - 1 :], ctc_state, part_ids, ctc_utts, max(lengths[u] for u in active)
+                )
+                self.ctc_s += time.perf_counter() - ctc_start
                 weighted += bs.weights["ctc"] * scores["ctc"]
             weighted += score.to(dtype=dtype, device=device).unsqueeze(1)
-            # ---- top-k per utterance among its live rows
-            prev_rows, tokens = [], []
-            for j in range(len(active)):
-                block = weighted[j * per : j * per + live[j]]
-                top = block.reshape(-1).topk(bs.beam_size)[1]
-                prev_rows.append(torch.div(top, bs.n_vocab, rounding_mode="trunc") + j * per)
-                tokens.append(top % bs.n_vocab)
-            prev = torch.cat(prev_rows)
-            tok = torch.cat(tokens)
+            # ---- top-k per utterance among its live rows, all utterances in one operation
+            n_active = len(active)
+            blocks = weighted.view(n_active, per, bs.n_vocab)
+            if min(live) < per:  # padding rows of a block are never chosen
+                padding = torch.tensor([[r >= n for r in range(per)] for n in live]).to(device)
+                blocks = blocks.masked_fill(padding.unsqueeze(-1), float("-inf"))
+            top = blocks.reshape(n_active, per * bs.n_vocab).topk(bs.beam_size)[1]
+            prev = (
+                torch.div(top, bs.n_vocab, rounding_mode="trunc") + per * torch.arange(n_active, device=device)[:, None]
+            ).flatten()
+            tok = (top % bs.n_vocab).flatten()
             cand_yseq = torch.cat([yseq[prev], tok[:, None]], dim=1)
             cand_score = weighted[prev, tok]
             cand_scores = {k: run_scores[k][prev] + v[prev, tok] for k, v in scores.items()}
-            # ---- post-processing per utterance (ESPnet's BatchBeamSearch.post_process)
-            is_eos = (tok == bs.eos).tolist()
+            # ---- post-processing per utterance (ESPnet's BatchBeamSearch.post_process), on host copies
+            host = torch.stack([tok.to(torch.float64), cand_score.to(torch.float64)]).cpu()  # the step's one sync
+            is_eos = (host[0] == bs.eos).tolist()
+            host_score = host[1].tolist()
             keep_idx, new_live, still_active = [], [], []
             for j, u in enumerate(active):
                 maxlen, minlen = limits[u]
@@ -256,10 +282,11 @@ class MultiUtteranceBeamSearch:
                                     hs=[],
                                 )
                             )
+                            ended_host[u].append({"yseq": y, "score": host_score[c]})
                     else:
                         remaining.append(c)
                 done = not remaining
-                if not done and maxlenratio == 0.0 and end_detect([h.asdict() for h in ended[u]], i):
+                if not done and maxlenratio == 0.0 and end_detect(ended_host[u], i):
                     logger.debug(f"utterance {utts[u]}: end detected at {i}")
                     done = True
                 if done:
@@ -287,17 +314,13 @@ class MultiUtteranceBeamSearch:
                     None if kv is None else (kv[0].index_select(0, rows), kv[1].index_select(0, rows)) for kv in new_kv
                 ]
             if self.ctc is not None:
-                r, log_psi, f_min, f_max, idmap = part_state
-                new_tok = tok[idx_t]
-                cols = new_tok if idmap is None else idmap[rows, new_tok]
-                ctc_state = (r[:, :, rows, cols], log_psi[rows, new_tok].unsqueeze(1), f_min, f_max)
+                ctc_start = time.perf_counter()
+                ctc_state = ctc_scorer.select_state(ctc_scored, rows, tok[idx_t])
+                if still_active != active:
+                    ctc_utts = torch.tensor(still_active, device=device)
+                self.ctc_s += time.perf_counter() - ctc_start
             if still_active != active:
-                pos = [active.index(u) for u in still_active]
-                memory_kv = memory_kv.select(pos)
-                if self.ctc is not None:
-                    ctc_impl = self._ctc_impl(logps, still_active)
-                    r, s, f_min, f_max = ctc_state
-                    ctc_state = (r[: ctc_impl.input_length], s, f_min, f_max)
+                memory_kv = memory_kv.select([active.index(u) for u in still_active])
                 active = still_active
             per, live = new_per, new_live
             i += 1

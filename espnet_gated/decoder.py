@@ -36,7 +36,7 @@ from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
 
 from espnet_gated.layout import DECODER_MODULES
 from espnet_gated.pruning import parse_side_mask, prune_decoder
-from espnet_gated.rows import ALL, Rows, add_on_rows, build_plan, take
+from espnet_gated.rows import ALL, Rows, add_on_rows, add_rows, build_plan, take
 
 SELF, SRC, FF = range(len(DECODER_MODULES))
 KV = Tuple[torch.Tensor, torch.Tensor]
@@ -175,7 +175,7 @@ def _block_utts(rows: Rows, n_rows: int, n_utts: int) -> Optional[List[int]]:
     if rows is ALL or n_utts == 1:  # one memory: any rows may attend to it
         return None
     per = n_rows // n_utts
-    utts = (rows[::per] // per).tolist()
+    utts = (rows.host[::per] // per).tolist()
     if n_rows % n_utts or len(rows) != len(utts) * per:
         raise ValueError(
             f"decoder rows must come in {n_utts} equal blocks, one per utterance of the cross-attention cache, "
@@ -404,7 +404,10 @@ class GatedTransformerDecoder(TransformerDecoder):
             new_kv.append(kv)
         y = hidden = self.after_norm(x[:, -1])
         if self.output_layer is not None:
-            y = torch.log_softmax(self.output_layer(y), dim=-1)
+            logits = self.output_layer(y)
+            if logits.dtype in (torch.bfloat16, torch.float16):  # autocast: beam scores add up in float32
+                logits = logits.float()
+            y = torch.log_softmax(logits, dim=-1)
         return ((y, hidden) if return_hs else y), new_cache, (new_kv if self.cache_self_kv else None)
 
     def batch_score(self, ys: torch.Tensor, states: List, xs: torch.Tensor, return_hs: bool = False):
@@ -456,9 +459,9 @@ class GatedTransformerDecoder(TransformerDecoder):
         if self_rows is not None:
             if self.cache_self_kv:
                 past = take_kv(self_rows, past_kv)
-                y, kv = _self_attn_kv(layer, take(self_rows, x, x.device), tgt_mask, cached, past)
+                y, kv = _self_attn_kv(layer, take(self_rows, x), tgt_mask, cached, past)
                 kv = scatter_kv(self_rows, kv, n_rows)
-                out = out + y if self_rows is ALL else out.index_add(0, self_rows.to(out.device), y)
+                out = add_rows(out, self_rows, y)
             else:
                 out = add_on_rows(out, self_rows, lambda o, full, m: _self_attn(layer, full, m, cached), x, tgt_mask)
         if src_rows is not None:
@@ -491,8 +494,7 @@ class GatedTransformerDecoder(TransformerDecoder):
 def take_kv(rows: Rows, kv: Optional[KV]) -> Optional[KV]:
     if kv is None or rows is ALL:
         return kv
-    idx = rows.to(kv[0].device)
-    return kv[0].index_select(0, idx), kv[1].index_select(0, idx)
+    return take(rows, kv[0]), take(rows, kv[1])
 
 
 def scatter_kv(rows: Rows, kv: KV, n_rows: int) -> KV:
@@ -500,5 +502,5 @@ def scatter_kv(rows: Rows, kv: KV, n_rows: int) -> KV:
     rows that close the module never read them)."""
     if rows is ALL:
         return kv
-    idx = rows.to(kv[0].device)
+    idx = rows.on(kv[0].device)
     return tuple(t.new_zeros(n_rows, *t.shape[1:]).index_copy(0, idx, t) for t in kv)

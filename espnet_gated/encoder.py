@@ -8,7 +8,11 @@ Gates are a (B, n_layers, 4) tensor over :data:`~espnet_gated.layout.ENCODER_MOD
 * training: every module is computed and its output multiplied by its gate (all
   parameters get gradients, which DDP with ``unused_parameters: false`` requires);
 * inference: gates are binary and a closed module is not computed; in a batch whose rows
-  differ, each module runs only on the rows that keep it.
+  differ, each module runs only on the rows that keep it. A padded batch gives each
+  utterance the output it gets alone: the masks hold each utterance's own frames after the
+  input layer, and padded frames are zeroed before the cgMLP's and the merge's depthwise
+  convolutions (ESPnet's layer lets the padding leak into the last frames of shorter
+  utterances through both).
 
 The merge of the two branches is not gated itself. A closed branch contributes zeros
 to the merge input (at inference the merge then runs on the open half only, with the
@@ -22,7 +26,7 @@ An encoder built with ``static_mask`` (an exported model, see ``espnet_gated.pru
 its closed modules removed and always runs that mask.
 """
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -45,19 +49,22 @@ from espnet2.asr.layers.fastformer import FastSelfAttention
 
 from espnet_gated.layout import ENCODER_MODULES
 from espnet_gated.pruning import parse_side_mask, prune_encoder
-from espnet_gated.rows import ALL, add_on_rows, rows_of, take
+from espnet_gated.rows import add_on_rows, add_rows, rows_of, take
 
 FFM, ATTN, CGMLP, FF = range(len(ENCODER_MODULES))
-_SUBSAMPLING = (
-    Conv2dSubsampling,
-    Conv1dSubsampling1,
-    Conv1dSubsampling2,
-    Conv1dSubsampling3,
-    Conv2dSubsampling1,
-    Conv2dSubsampling2,
-    Conv2dSubsampling6,
-    Conv2dSubsampling8,
-)
+#: how ESPnet's input layers slice the frame mask, ``mask[:, :, :-stop:step]`` per entry, one entry per
+#: convolution (kernel ``stop + 1``, stride ``step``, no padding)
+_MASK_SLICES = {
+    Conv1dSubsampling1: ((2, 1), (2, 1)),
+    Conv1dSubsampling2: ((2, 1), (2, 2)),
+    Conv1dSubsampling3: ((2, 1), (4, 3)),
+    Conv2dSubsampling: ((2, 2), (2, 2)),
+    Conv2dSubsampling1: ((4, 1),),
+    Conv2dSubsampling2: ((2, 2), (2, 1)),
+    Conv2dSubsampling6: ((2, 2), (4, 3)),
+    Conv2dSubsampling8: ((2, 2), (2, 2), (2, 2)),
+}
+_SUBSAMPLING = tuple(_MASK_SLICES)
 #: which branches a group of rows keeps: (attn, cgmlp)
 _BRANCH_PATTERNS = ((True, True), (True, False), (False, True))
 
@@ -74,18 +81,36 @@ def _attn_branch(layer, x, pos_emb, mask):
     return layer.dropout(_self_attention(layer, layer.norm_mha(x), pos_emb, mask))
 
 
-def _cgmlp_branch(layer, x, mask):
-    out = layer.cgmlp(layer.norm_mlp(x), mask)
-    return layer.dropout(out[0] if isinstance(out, tuple) else out)
+def _zero_padding(x: torch.Tensor, pad: Optional[torch.Tensor]) -> torch.Tensor:
+    """``x`` (B, T, C) with the padded frames (``pad`` (B, T, 1), True = padding) set to zero:
+    what a convolution reads beyond the end of an utterance decoded alone."""
+    return x if pad is None else x.masked_fill(pad, 0.0)
 
 
-def _merge(layer, x1, x2):
+def _cgmlp_branch(layer, x, mask, pad: Optional[torch.Tensor] = None):
+    """The cgMLP branch. ESPnet's ``ConvolutionalGatingMLP`` ignores the mask, so in a padded
+    batch its depthwise convolution would read the padding into the last frames of shorter
+    utterances; with ``pad`` given, padded frames are zeroed before that convolution."""
+    if pad is None:
+        out = layer.cgmlp(layer.norm_mlp(x), mask)
+        return layer.dropout(out[0] if isinstance(out, tuple) else out)
+    cgmlp = layer.cgmlp
+    csgu = cgmlp.csgu
+    x_r, x_g = cgmlp.channel_proj1(layer.norm_mlp(x)).chunk(2, dim=-1)
+    x_g = csgu.conv(_zero_padding(csgu.norm(x_g), pad).transpose(1, 2)).transpose(1, 2)
+    if csgu.linear is not None:
+        x_g = csgu.linear(x_g)
+    out = csgu.dropout(x_r * csgu.act(x_g))
+    return layer.dropout(cgmlp.channel_proj2(out))
+
+
+def _merge(layer, x1, x2, pad: Optional[torch.Tensor] = None):
     x_concat = torch.cat([x1, x2], dim=-1)
-    x_tmp = layer.depthwise_conv_fusion(x_concat.transpose(1, 2)).transpose(1, 2)
+    x_tmp = layer.depthwise_conv_fusion(_zero_padding(x_concat, pad).transpose(1, 2)).transpose(1, 2)
     return layer.dropout(layer.merge_proj(x_concat + x_tmp))
 
 
-def _merge_one_branch(layer, x_open, open_half: int):
+def _merge_one_branch(layer, x_open, open_half: int, pad: Optional[torch.Tensor] = None):
     """The merge when one branch is closed (its input is all zeros).
 
     Depthwise convolution keeps channels apart, so the closed half of ``x_concat +
@@ -96,12 +121,12 @@ def _merge_one_branch(layer, x_open, open_half: int):
     d = x_open.size(-1)
     conv, proj = layer.depthwise_conv_fusion, layer.merge_proj
     if conv.in_channels == d:  # statically pruned
-        x_tmp = conv(x_open.transpose(1, 2)).transpose(1, 2)
+        x_tmp = conv(_zero_padding(x_open, pad).transpose(1, 2)).transpose(1, 2)
         return layer.dropout(proj(x_open + x_tmp))
     keep = slice(0, d) if open_half == 0 else slice(d, 2 * d)
     drop = slice(d, 2 * d) if open_half == 0 else slice(0, d)
     x_tmp = F.conv1d(
-        x_open.transpose(1, 2),
+        _zero_padding(x_open, pad).transpose(1, 2),
         conv.weight[keep],
         conv.bias[keep],
         padding=conv.padding,
@@ -115,16 +140,17 @@ class EncoderPlan:
     """Row selections for every layer of one inference batch (see ``rows.py``)."""
 
     def __init__(self, mask: torch.Tensor):
-        keep = (mask > 0.5).cpu()
+        keep = (mask > 0.5).cpu()  # the batch's one synchronisation for the gates
+        device = mask.device
         self.layers = []
         for layer in range(keep.size(1)):
             k = keep[:, layer]
             groups = []
             for use_attn, use_cgmlp in _BRANCH_PATTERNS:
-                rows = rows_of((k[:, ATTN] == use_attn) & (k[:, CGMLP] == use_cgmlp))
+                rows = rows_of((k[:, ATTN] == use_attn) & (k[:, CGMLP] == use_cgmlp), device)
                 if rows is not None:
                     groups.append(((use_attn, use_cgmlp), rows))
-            self.layers.append((rows_of(k[:, FFM]), groups, rows_of(k[:, FF])))
+            self.layers.append((rows_of(k[:, FFM], device), groups, rows_of(k[:, FF], device)))
 
 
 class GatedEBranchformerEncoder(EBranchformerEncoder):
@@ -166,25 +192,41 @@ class GatedEBranchformerEncoder(EBranchformerEncoder):
         """Input layer (subsampling + positional encoding) -> (xs, masks).
 
         ``xs`` is a tensor, or a tuple (x, pos_emb) for relative positional encoding;
-        masks: (B, 1, T') bool, True = valid frame.
+        masks: (B, 1, T') bool, True = valid frame. At inference the masks hold each
+        utterance's own frames (:meth:`own_lengths`): ESPnet slices the padded batch's mask,
+        which gives a shorter utterance one or two extra frames whose convolution windows
+        reach into the padding.
         """
         if masks is None:
             masks = (~make_pad_mask(ilens)[:, None, :]).to(xs_pad.device)
         else:
             masks = ~masks[:, None, :]
         if isinstance(self.embed, _SUBSAMPLING):
-            short, limit = check_short_utt(self.embed, xs_pad.size(1))
+            # in training the batch decides (ESPnet's rule); at inference the shortest utterance
+            n_frames = xs_pad.size(1) if self.training else int(ilens.min())
+            short, limit = check_short_utt(self.embed, n_frames)
             if short:
                 raise TooShortUttError(
-                    f"has {xs_pad.size(1)} frames and is too short for subsampling "
+                    f"has {n_frames} frames and is too short for subsampling "
                     f"(it needs more than {limit} frames), return empty results",
-                    xs_pad.size(1),
+                    n_frames,
                     limit,
                 )
             xs_pad, masks = self.embed(xs_pad, masks)
+            if not self.training:
+                own = self.own_lengths(ilens).to(masks.device)
+                masks = masks & (torch.arange(masks.size(-1), device=masks.device) < own.unsqueeze(1)).unsqueeze(1)
         elif self.embed is not None:
             xs_pad = self.embed(xs_pad)
         return xs_pad, masks
+
+    def own_lengths(self, ilens: torch.Tensor) -> torch.Tensor:
+        """(B,) frames after the input layer of utterances of ``ilens`` input frames, each
+        as if alone (the output length of the input layer's unpadded convolutions)."""
+        own = ilens
+        for stop, step in _MASK_SLICES.get(type(self.embed), ()):
+            own = torch.div(own - stop - 1, step, rounding_mode="floor") + 1
+        return own
 
     def forward_layers(
         self,
@@ -203,6 +245,9 @@ class GatedEBranchformerEncoder(EBranchformerEncoder):
             plan = self._static_plan
         elif gates is not None and not self.training:
             plan = EncoderPlan(gates)
+        # padded frames, zeroed before every convolution of a layer at inference (see _cgmlp_branch);
+        # a single utterance has none
+        pad = (~masks).transpose(1, 2) if plan is not None and masks.size(0) > 1 else None
         intermediate_outs = []
         for layer_idx, layer in enumerate(self.encoders):
             if max_layer is not None and layer_idx >= max_layer:
@@ -210,7 +255,7 @@ class GatedEBranchformerEncoder(EBranchformerEncoder):
             if self.training and torch.rand(1).item() < self.layer_drop_rate:
                 continue
             if plan is not None:
-                xs = self._layer_inference(layer, xs, masks, plan.layers[layer_idx])
+                xs = self._layer_inference(layer, xs, masks, plan.layers[layer_idx], pad)
             elif gates is None:
                 xs, masks = layer(xs, masks)
             elif layer_idx + 1 in self.gradient_checkpoint_layers:
@@ -251,9 +296,15 @@ class GatedEBranchformerEncoder(EBranchformerEncoder):
         return_all_hs: bool = False,
         gates: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-        xs, masks = self.embed_input(xs_pad, ilens, masks)
-        if gates is None and self._gate_source is not None:
-            gates = self._gate_source(xs, masks)
+        # at inference the input layer and the gate decision run in float32 also under autocast
+        # (half-precision decoding): the gates are those of float32 decoding, and the residual
+        # stream of the layers stays float32
+        if not self.training and torch.is_autocast_enabled(xs_pad.device.type):
+            xs_pad = xs_pad.float()  # features of a frontend that ran under autocast
+        with nullcontext() if self.training else torch.autocast(xs_pad.device.type, enabled=False):
+            xs, masks = self.embed_input(xs_pad, ilens, masks)
+            if gates is None and self._gate_source is not None:
+                gates = self._gate_source(xs, masks)
         return self.forward_layers(xs, masks, gates, ctc, max_layer, return_all_hs)
 
     @staticmethod
@@ -275,8 +326,10 @@ class GatedEBranchformerEncoder(EBranchformerEncoder):
         return (x, pos_emb) if pos_emb is not None else x
 
     @staticmethod
-    def _layer_inference(layer, xs, mask, plan):
-        """Closed modules are not computed; rows run only the modules they keep."""
+    def _layer_inference(layer, xs, mask, plan, pad: Optional[torch.Tensor] = None):
+        """Closed modules are not computed; rows run only the modules they keep. ``pad``
+        (B, T, 1), True = padded frame: zeroed before the layer's convolutions, so that each
+        utterance's output is the one it gets alone."""
         x, pos_emb = xs if isinstance(xs, tuple) else (xs, None)
         ffm_rows, branch_groups, ff_rows = plan
         if layer.feed_forward_macaron is not None:
@@ -287,14 +340,14 @@ class GatedEBranchformerEncoder(EBranchformerEncoder):
             )
         x_in = x
         for (use_attn, use_cgmlp), rows in branch_groups:
-            h, m = take(rows, x_in, x.device), take(rows, mask, x.device)
+            h, m, p = take(rows, x_in), take(rows, mask), take(rows, pad)
             if use_attn and use_cgmlp:
-                y = _merge(layer, _attn_branch(layer, h, pos_emb, m), _cgmlp_branch(layer, h, m))
+                y = _merge(layer, _attn_branch(layer, h, pos_emb, m), _cgmlp_branch(layer, h, m, p), p)
             elif use_attn:
-                y = _merge_one_branch(layer, _attn_branch(layer, h, pos_emb, m), 0)
+                y = _merge_one_branch(layer, _attn_branch(layer, h, pos_emb, m), 0, p)
             else:
-                y = _merge_one_branch(layer, _cgmlp_branch(layer, h, m), 1)
-            x = x + y if rows is ALL else x.index_add(0, rows.to(x.device), y)
+                y = _merge_one_branch(layer, _cgmlp_branch(layer, h, m, p), 1, p)
+            x = add_rows(x, rows, y)
         if layer.feed_forward is not None:
             x = add_on_rows(
                 x,

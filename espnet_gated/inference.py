@@ -13,13 +13,19 @@
 * the weights file must match the model the config builds (ESPnet loads with
   ``strict=False`` and would silently keep random weights): unexpected or missing keys
   raise, except a missing gate predictor (a dense checkpoint: all gates open, warned);
-* :meth:`GatedSpeech2Text.decode_batch` decodes several utterances at once
-  (:mod:`espnet_gated.batch_beam_search`); ESPnet 202511 decodes one at a time;
+* :meth:`GatedSpeech2Text.decode_batch` decodes several utterances at once, sorted by
+  length, padded, encoder and beam search batched (:mod:`espnet_gated.batch_beam_search`),
+  each utterance with the encoder output, gates and hypotheses it gets alone; ESPnet 202511
+  decodes one at a time;
 * :meth:`GatedSpeech2Text.from_pretrained` loads a model directory, a packed model (.zip)
   or a Hugging Face hub repository and returns the gated decoder (ESPnet's returns a plain
   ``Speech2Text``);
 * ``lang_sym="none"`` identifies the language first (:meth:`GatedSpeech2Text.identify_language`),
-  then decodes with that language (and so with its gate mask); it is in ``last_lang``.
+  then decodes with that language (and so with its gate mask); it is in ``last_lang``;
+* ``dtype: bfloat16`` or ``float16`` decodes under ``torch.autocast`` (weights stay float32;
+  matrix products in half precision); the frontend, the input layer, the gate predictor, the
+  CTC and decoder log-probabilities and the beam scores stay float32, so the gates are those
+  of float32 decoding. ``float32``/``float64`` cast the model as ESPnet does.
 
 Language identification's gate rule: each of :func:`candidate_languages` is tried with its own
 gates, the mask the gate predictor gives the utterance with that language and the task (as in
@@ -33,7 +39,8 @@ every module open (one mask, like a dense OWSM); an exported model has one fixed
 The mask of the last decoded utterance is in ``last_mask`` (``last_masks`` for a batch, and
 ``last_langs`` the identified languages, None where given),
 the split of its time between encoding (feature extraction, gate predictor, encoder) and
-beam search in ``last_timing`` (``gates_s``: the gate predictor's share of encoding).
+beam search in ``last_timing`` (``gates_s``: the gate predictor's share of encoding;
+``ctc_s``: the CTC prefix scorer's share of the batched beam search).
 """
 
 import logging
@@ -44,6 +51,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+from espnet.nets.pytorch_backend.nets_utils import pad_list
 from espnet2.bin.s2t_inference import Speech2Text
 
 from espnet_gated.batch_beam_search import MultiUtteranceBeamSearch, outruns_ctc
@@ -80,6 +88,14 @@ def candidate_languages(model) -> List[str]:
     langs = [t for t in model.token_list if token_kind(t) == "lang"]
     trained, _ = model.gate_predictor.trained_contexts()
     return [t for t in langs if t in trained] if trained else langs
+
+
+#: decoding dtypes: the first two cast the model (ESPnet's ``dtype``), the others decode under autocast
+DTYPES = ("float32", "float64", "bfloat16", "float16")
+HALF_DTYPES = ("bfloat16", "float16")
+#: on a CPU the encoder batches utterances at most this much shorter than the batch's longest
+#: (padding 10%; see ``GatedSpeech2Text._decode_padded``)
+CPU_ENCODER_MAX_PADDING = 0.1
 
 
 def is_exported(model) -> bool:
@@ -121,17 +137,47 @@ def check_weights(model: torch.nn.Module, model_file, config_file=None) -> None:
         logging.warning(f"{model_file} has no gate predictor weights: every gate stays open")
 
 
+class UtteranceWiseFrontend(torch.nn.Module):
+    """``frontend`` applied to each utterance of a batch on its own, the features padded with
+    zeros (as ESPnet pads them): ESPnet's batched STFT reads the padding into the last frames
+    of a shorter utterance, which alone reflect its own signal. It runs in float32 also under
+    autocast (ESPnet's model turns off only CUDA's autocast around its frontend)."""
+
+    def __init__(self, frontend: torch.nn.Module):
+        super().__init__()
+        self.frontend = frontend
+
+    def output_size(self) -> int:
+        return self.frontend.output_size()
+
+    def forward(self, speech: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(speech.device.type, enabled=False):
+            if speech.size(0) == 1:
+                return self.frontend(speech, lengths)
+            alone = [self.frontend(speech[i : i + 1, :n], lengths[i : i + 1]) for i, n in enumerate(lengths.tolist())]
+        return pad_list([feats[0] for feats, _ in alone], 0.0), torch.cat([n for _, n in alone])
+
+
 class GatedSpeech2Text(Speech2Text):
-    def __init__(self, *args, gate_mode: str = "predicted", unseen_context: str = "error", **kwargs):
+    def __init__(
+        self, *args, gate_mode: str = "predicted", unseen_context: str = "error", dtype: str = "float32", **kwargs
+    ):
         if gate_mode not in GATE_MODES:
             raise ValueError(f"gate_mode must be one of {GATE_MODES}, got '{gate_mode}'")
         if unseen_context not in UNSEEN_CONTEXT:
             raise ValueError(f"unseen_context must be one of {UNSEEN_CONTEXT}, got '{unseen_context}'")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got '{dtype}'")
         self.unseen_context = unseen_context
         model_file = kwargs.get("s2t_model_file", args[1] if len(args) > 1 else None)
         config_file = kwargs.get("s2t_train_config", args[0] if args else None)
+        #: half precision: autocast over float32 weights (None: ESPnet's dtype handling)
+        self.autocast_dtype = getattr(torch, dtype) if dtype in HALF_DTYPES else None
+        device_type = torch.device(kwargs.get("device", "cpu")).type
+        if dtype == "float16" and device_type == "cpu":
+            logging.warning("dtype float16 on a CPU runs emulated and is slower than float32: use bfloat16")
         try:
-            super().__init__(*args, **kwargs)
+            super().__init__(*args, dtype="float32" if self.autocast_dtype else dtype, **kwargs)
         except RuntimeError as e:
             if "state_dict" not in str(e):
                 raise
@@ -155,7 +201,7 @@ class GatedSpeech2Text(Speech2Text):
         self.natural_length = self.preprocessor_conf.get("speech_length") is None
         self.last_mask: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
         self.last_masks: List[Tuple[torch.Tensor, torch.Tensor]] = []
-        self.last_timing = {"encoder_s": 0.0, "decoder_s": 0.0, "gates_s": 0.0}
+        self.last_timing = _zero_timing()
         #: per decoder call of the last ``decode_batch``: (prefix length, utterances, rows per utterance)
         self.last_search_log: List[Tuple[int, List[int], int]] = []
         self.last_lang: Optional[str] = None
@@ -201,7 +247,8 @@ class GatedSpeech2Text(Speech2Text):
         for speech in speeches:
             x = self._prepare(speech).to(self.device).unsqueeze(0).expand(rows, -1)
             lengths = x.new_full([rows], dtype=torch.long, fill_value=x.size(1))
-            with self._context(candidates[:rows], [task_sym] * rows), self._gates(self.gate_mode == "all_open"):
+            context = self._context(candidates[:rows], [task_sym] * rows)
+            with context, self._gates(self.gate_mode == "all_open"), self._autocast():
                 enc, enc_lens = model.encode(x, lengths)
             if isinstance(enc, tuple):
                 enc = enc[0]
@@ -224,6 +271,12 @@ class GatedSpeech2Text(Speech2Text):
         for i in asked:
             found[i] = self.identify_language([speeches[i]], tasks[i])[0][0][0]
         return [found[i] or lang for i, lang in enumerate(langs)], found
+
+    def _autocast(self):
+        """Half-precision decoding (``dtype: bfloat16|float16``), else nothing."""
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(torch.device(self.device).type, dtype=self.autocast_dtype)
 
     # ------------------------------------------------------------------ helpers
     @contextmanager
@@ -298,6 +351,29 @@ class GatedSpeech2Text(Speech2Text):
         finally:
             del model.predict_gates
 
+    @contextmanager
+    def _features_alone(self):
+        """Inside the block the model's frontend computes each utterance of a batch alone, in
+        float32 (:class:`UtteranceWiseFrontend`)."""
+        model = self.s2t_model
+        frontend = model.frontend
+        if frontend is None:
+            yield
+            return
+        model.frontend = UtteranceWiseFrontend(frontend)
+        try:
+            yield
+        finally:
+            model.frontend = frontend
+
+    def _symbols(self, lang_sym, task_sym, n: int) -> Tuple[List[str], List[str]]:
+        """One language and task symbol per utterance (from one for all, or a list, or the defaults)."""
+        langs = [lang_sym or self.lang_sym] * n if lang_sym is None or isinstance(lang_sym, str) else list(lang_sym)
+        tasks = [task_sym or self.task_sym] * n if task_sym is None or isinstance(task_sym, str) else list(task_sym)
+        if len(langs) != n or len(tasks) != n:
+            raise ValueError(f"{n} utterances but {len(langs)} lang_sym and {len(tasks)} task_sym")
+        return langs, tasks
+
     def _masks(self, n: int) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         model = self.s2t_model
         if self.exported:
@@ -310,12 +386,13 @@ class GatedSpeech2Text(Speech2Text):
     def __call__(self, speech, text_prev=None, lang_sym=None, task_sym=None, predict_time=None):
         lang_sym = lang_sym if lang_sym is not None else self.lang_sym
         task_sym = task_sym if task_sym is not None else self.task_sym
-        self.last_timing = {"encoder_s": 0.0, "decoder_s": 0.0, "gates_s": 0.0}
+        self.last_timing = _zero_timing()
         start = time.perf_counter()
         (lang_sym,), (self.last_lang,) = self._identified([speech], [lang_sym], [task_sym])  # time: encoding
         open_all = self._opens_all(lang_sym, task_sym)
         with self._context(lang_sym, task_sym), self._length_of(speech), self._gates(open_all), self._timed_predictor():
-            results = super().__call__(speech, text_prev, lang_sym, task_sym, predict_time)
+            with self._autocast(), self._features_alone():
+                results = super().__call__(speech, text_prev, lang_sym, task_sym, predict_time)
         self.last_timing["encoder_s"] = time.perf_counter() - start - self.last_timing["decoder_s"]
         self.last_mask = self._masks(1)[0]
         return results
@@ -329,6 +406,7 @@ class GatedSpeech2Text(Speech2Text):
             search = MultiUtteranceBeamSearch(self.beam_search)
             nbest = search([enc], [primer], gates, maxlenratio=self.maxlenratio, minlenratio=self.minlenratio)[0]
             results = self._results(nbest)
+            self.last_timing["ctc_s"] = search.ctc_s
         else:
             with nullcontext() if gates is None else self.s2t_model.decoder.installed_gates(gates):
                 results = super()._decode_single_sample(enc)
@@ -374,26 +452,27 @@ class GatedSpeech2Text(Speech2Text):
         lang_sym: Union[str, Sequence[str], None] = None,
         task_sym: Union[str, Sequence[str], None] = None,
         predict_time: Optional[bool] = None,
+        batch_size: Optional[int] = None,
     ) -> List[list]:
-        """Decode several utterances together; returns, per utterance, what ``__call__``
-        returns for it alone (the n-best list).
+        """Decode several utterances together; returns, per utterance (in the order given),
+        what ``__call__`` returns for it alone (the n-best list).
 
-        Utterances of equal (padded) length are encoded in one batch (the encoder's
-        convolutions would mix padding into shorter utterances, so unequal lengths are
-        encoded in separate batches); the beam searches of all utterances run together,
-        each utterance with its own gate mask. ``lang_sym``/``task_sym``: one symbol for
-        all, or one per utterance.
+        The utterances are sorted by length, longest first, and decoded in batches of
+        ``batch_size`` (None: all at once). A batch is padded and encoded together, each
+        utterance with the features, encoder output and gates it gets alone (the model's
+        ``_extract_feats``, the encoder's masks and padding handling); the beam searches of
+        its utterances run together, each utterance with its own gate mask.
+        ``lang_sym``/``task_sym``: one symbol for all, or one per utterance.
         """
         n = len(speeches)
         if n == 0:
             return []
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"decode_batch: batch_size must be >= 1, got {batch_size}")
         if self.partial_ar:
             raise NotImplementedError("batched decoding does not support partial_ar")
         predict_time = predict_time if predict_time is not None else self.predict_time
-        langs = [lang_sym or self.lang_sym] * n if lang_sym is None or isinstance(lang_sym, str) else list(lang_sym)
-        tasks = [task_sym or self.task_sym] * n if task_sym is None or isinstance(task_sym, str) else list(task_sym)
-        if len(langs) != n or len(tasks) != n:
-            raise ValueError(f"decode_batch: {n} utterances but {len(langs)} lang_sym and {len(tasks)} task_sym")
+        langs, tasks = self._symbols(lang_sym, task_sym, n)
         langs, self.last_langs = self._identified(speeches, langs, tasks)
         model = self.s2t_model
         notime = self.converter.token2id[self.preprocessor_conf["notime_symbol"]]
@@ -404,43 +483,97 @@ class GatedSpeech2Text(Speech2Text):
                     raise ValueError(f"'{sym}' is not in the model's token list")
             primer = [model.sos, self.converter.token2id[lang], self.converter.token2id[task]]
             primers.append(primer if predict_time else primer + [notime])
-        self.last_timing = {"encoder_s": 0.0, "decoder_s": 0.0, "gates_s": 0.0}
-        start = time.perf_counter()
+        self.last_timing = _zero_timing()
         prepared = [self._prepare(s) for s in speeches]
         open_all = [self._opens_all(lang, task) for lang, task in zip(langs, tasks, strict=True)]
-        groups = {}
-        for i, s in enumerate(prepared):
-            groups.setdefault((s.numel(), open_all[i]), []).append(i)
-        encs: List[Optional[torch.Tensor]] = [None] * n
-        dec_masks: List[Optional[torch.Tensor]] = [None] * n
+        # longest first; utterances that keep every module after the others (encoded apart: one forced mask)
+        order = sorted(range(n), key=lambda i: (open_all[i], -prepared[i].numel()))
+        size = batch_size or n
+        results: List[Optional[list]] = [None] * n
         masks: List = [None] * n
-        for (_, group_open), idx in groups.items():
-            speech = torch.stack([prepared[i] for i in idx]).to(self.device)
-            lengths = speech.new_full([len(idx)], dtype=torch.long, fill_value=speech.size(1))
-            context = self._context([langs[i] for i in idx], [tasks[i] for i in idx])
-            with context, self._gates(group_open), self._timed_predictor():
-                enc, enc_lens = model.encode(speech, lengths)
-            if isinstance(enc, tuple):
-                enc = enc[0]
+        self.last_search_log = []
+        for first in range(0, n, size):
+            idx = order[first : first + size]
+            nbests, batch_masks, search_log = self._decode_padded(
+                [prepared[i] for i in idx],
+                [primers[i] for i in idx],
+                [langs[i] for i in idx],
+                [tasks[i] for i in idx],
+                [open_all[i] for i in idx],
+            )
             for j, i in enumerate(idx):
-                encs[i] = enc[j, : int(enc_lens[j])]
-                if not self.exported:
-                    dec_masks[i] = model.current_gates.dec[j]
-            for j, mask in enumerate(self._masks(len(idx))):
-                masks[idx[j]] = mask
-        decode_start = time.perf_counter()
-        search = MultiUtteranceBeamSearch(self.beam_search)
-        nbests = search(
-            encs,
-            primers,
-            None if self.exported else torch.stack(dec_masks),
-            maxlenratio=self.maxlenratio,
-            minlenratio=self.minlenratio,
-        )
-        end = time.perf_counter()
-        self.last_timing["encoder_s"] = decode_start - start
-        self.last_timing["decoder_s"] = end - decode_start
-        self.last_search_log = search.step_log
+                results[i], masks[i] = self._results(nbests[j]), batch_masks[j]
+            self.last_search_log += [(length, [idx[u] for u in utts], per) for length, utts, per in search_log]
         self.last_masks = masks
         self.last_mask = masks[-1]
-        return [self._results(nbest) for nbest in nbests]
+        return results
+
+    @torch.no_grad()
+    def encode_batch(
+        self,
+        speeches: Sequence[Union[torch.Tensor, np.ndarray]],
+        lang_sym: Union[str, Sequence[str], None] = None,
+        task_sym: Union[str, Sequence[str], None] = None,
+        open_all: bool = False,
+    ) -> Tuple[List[torch.Tensor], List[Tuple[torch.Tensor, torch.Tensor]]]:
+        """Encode utterances as one padded batch; returns per utterance its encoder output
+        (T, D) and its (enc, dec) gate mask, each the one it gets alone: its features are
+        computed alone (:class:`UtteranceWiseFrontend`), then padded, normalised and encoded
+        together (the encoder masks its padding, see ``espnet_gated.encoder``).
+        ``open_all``: every module kept instead of the predicted masks."""
+        langs, tasks = self._symbols(lang_sym, task_sym, len(speeches))
+        prepared = [self._prepare(s) for s in speeches]
+        speech = pad_list(prepared, 0.0).to(self.device)
+        lengths = torch.tensor([s.numel() for s in prepared], device=self.device)
+        with self._context(langs, tasks), self._gates(open_all), self._timed_predictor(), self._autocast():
+            with self._features_alone():
+                enc, enc_lens = self.s2t_model.encode(speech, lengths)
+        if isinstance(enc, tuple):
+            enc = enc[0]
+        encs = [enc[j, :n] for j, n in enumerate(enc_lens.tolist())]  # one sync: the encoder has run
+        return encs, self._masks(len(speeches))
+
+    def _decode_padded(self, speeches: List[torch.Tensor], primers, langs, tasks, open_all: List[bool]):
+        """Encode ``speeches`` (longest first within each ``open_all`` value) in padded batches
+        and beam-search them together; returns (n-best lists, masks, the search's step log);
+        adds to ``last_timing``. An encoder batch has one ``open_all`` value.
+
+        On a CPU a batch encodes no faster than its utterances one by one (the matrix
+        products are as efficient either way) and padded frames cost in full, so there the
+        encoder batches only utterances within ``CPU_ENCODER_MAX_PADDING`` of the batch's
+        longest; on a GPU the whole batch is encoded at once."""
+        start = time.perf_counter()
+        encs, masks, dec_masks = [], [], []
+        for first, last in self._encoder_batches([s.numel() for s in speeches], open_all):
+            group_encs, group_masks = self.encode_batch(
+                speeches[first:last], langs[first:last], tasks[first:last], open_all[first]
+            )
+            encs += group_encs
+            masks += group_masks
+            if not self.exported:
+                dec_masks.append(self.s2t_model.current_gates.dec)
+        dec_masks = None if self.exported else torch.cat(dec_masks)
+        decode_start = time.perf_counter()
+        search = MultiUtteranceBeamSearch(self.beam_search)
+        with self._autocast():
+            nbests = search(encs, primers, dec_masks, maxlenratio=self.maxlenratio, minlenratio=self.minlenratio)
+        end = time.perf_counter()
+        self.last_timing["encoder_s"] += decode_start - start
+        self.last_timing["decoder_s"] += end - decode_start
+        self.last_timing["ctc_s"] += search.ctc_s
+        return nbests, masks, search.step_log
+
+    def _encoder_batches(self, lengths: Sequence[int], open_all: Sequence[bool]) -> List[Tuple[int, int]]:
+        """[first, last) ranges of ``lengths`` (longest first within each ``open_all`` value)
+        encoded together: one ``open_all`` value per range, on a CPU also little padding."""
+        on_cpu = torch.device(self.device).type == "cpu"
+        ranges, first = [], 0
+        for i, n in enumerate(lengths):
+            if open_all[i] != open_all[first] or (on_cpu and lengths[first] > (1 + CPU_ENCODER_MAX_PADDING) * n):
+                ranges.append((first, i))
+                first = i
+        return ranges + [(first, len(lengths))]
+
+
+def _zero_timing():
+    return {"encoder_s": 0.0, "decoder_s": 0.0, "gates_s": 0.0, "ctc_s": 0.0}

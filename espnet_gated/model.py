@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import torch
-from espnet.nets.pytorch_backend.transformer import subsampling
 from espnet2.s2t.espnet_model import ESPnetS2TModel
 from espnet2.torch_utils.device_funcs import force_gatherable
 
@@ -67,19 +66,6 @@ def check_sparsity_conf(sparsity_conf: Optional[Dict]) -> Dict:
     if unknown:
         raise ValueError(f"model_conf.sparsity_conf: unknown key(s) {unknown}; known: {known}")
     return conf
-
-
-#: how ESPnet's input layers slice the frame mask: ``mask[:, :, :-stop:step]`` per entry
-_MASK_SLICES = {
-    subsampling.Conv1dSubsampling1: ((2, 1), (2, 1)),
-    subsampling.Conv1dSubsampling2: ((2, 1), (2, 2)),
-    subsampling.Conv1dSubsampling3: ((2, 1), (4, 3)),
-    subsampling.Conv2dSubsampling: ((2, 2), (2, 2)),
-    subsampling.Conv2dSubsampling1: ((4, 1),),
-    subsampling.Conv2dSubsampling2: ((2, 2), (2, 1)),
-    subsampling.Conv2dSubsampling6: ((2, 2), (4, 3)),
-    subsampling.Conv2dSubsampling8: ((2, 2), (2, 2), (2, 2)),
-}
 
 
 @dataclass
@@ -241,22 +227,20 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
     def _own_frames(self, masks: torch.Tensor) -> torch.Tensor:
         """``masks`` without the frames that only exist because of padding.
 
-        ESPnet's subsampling slices the padded batch's mask, so a shorter utterance gets
-        one or two extra "valid" frames whose convolution windows reach into the padding;
-        alone it would not have them. The gate predictor pools over the frames the
+        In training, ESPnet's subsampling slices the padded batch's mask, so a shorter
+        utterance gets one or two extra "valid" frames whose convolution windows reach into
+        the padding; alone it would not have them (at inference the encoder's masks hold
+        each utterance's own frames already). The gate predictor pools over the frames the
         utterance has on its own, so its gates do not depend on what it is batched with
-        (exactly with global or no feature normalisation; ``utterance_mvn`` still sees
-        ESPnet's batched STFT, whose last frame of a shorter utterance reads padding
-        instead of its reflection, and shifts the utterance mean by a little).
+        (exactly at inference, where ``GatedSpeech2Text`` also computes each utterance's
+        features alone; in training ESPnet's batched STFT reads padding into the last frame
+        of a shorter utterance, which shifts an ``utterance_mvn`` mean by a little).
         """
-        slices = _MASK_SLICES.get(type(self.encoder.embed))
-        if self._feat_lengths is None or slices is None:
+        if self._feat_lengths is None:
             return masks
-        own = self._feat_lengths.clone()
-        for stop, step in slices:  # len(range(n)[:-stop:step]) for every n
-            own = torch.div(own - stop - 1, step, rounding_mode="floor") + 1
+        own = self.encoder.own_lengths(self._feat_lengths).to(masks.device)
         positions = torch.arange(masks.size(-1), device=masks.device)
-        return masks & (positions < own.to(masks.device).unsqueeze(1)).unsqueeze(1)
+        return masks & (positions < own.unsqueeze(1)).unsqueeze(1)
 
     # ------------------------------------------------------------------ model API
     def _extract_feats(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -11,6 +11,7 @@ primer; it learns the primer's length from the first scoring call of each search
 sees exactly the primer.
 """
 
+import torch
 from espnet.nets.scorers.ctc import CTCPrefixScorer
 
 
@@ -23,11 +24,13 @@ class PromptCTCPrefixScorer(CTCPrefixScorer):
 
     def init_state(self, x):
         self.primer_len = None
-        return super().init_state(x)
+        with torch.autocast(x.device.type, enabled=False):  # half-precision decoding: CTC in float32
+            return super().init_state(x)
 
     def batch_init_state(self, x):
         self.primer_len = None
-        return super().batch_init_state(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return super().batch_init_state(x)
 
     def _after_primer(self, y):
         if self.primer_len is None:

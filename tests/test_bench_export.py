@@ -259,3 +259,31 @@ def test_bench_rejects_bad_options(tmp_path):
                 str(tmp_path),
             ]
         )
+
+
+def test_bench_throughput_mode_decodes_the_whole_set(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no --out: a default folder under exp/bench
+    report = bench.main(
+        "--throughput --size tiny --vocab_size 80 --n_utts 5 --utt_sec 1.2 --beam 2 --decode_len 3 --threads 1".split()
+        + ["--batch", "1 3", "--ctc_weight", "0 0.5"]
+    )
+    (out,) = (tmp_path / "exp" / "bench").glob("throughput_tiny_*")
+    assert json.loads((out / "bench.json").read_text()) == json.loads(json.dumps(report))
+    assert (out / "bench.md").read_text().startswith("# espnet_gated throughput benchmark")
+    assert (out / "bench.png").stat().st_size > 0
+    meta = report["meta"]
+    assert meta["n_utts"] == 5 and meta["utt_s"]["min"] < meta["utt_s"]["max"]  # unequal lengths
+    assert [r["ctc_weight"] for r in report["runs"]] == [0.0, 0.5]
+    for run in report["runs"]:
+        rows = {(r["variant"], r["batch"]): r for r in run["variants"]}
+        assert set(rows) == {("dense", 1)} | {(v, b) for v in ("all_open", "predicted", "dec@0.5") for b in (1, 3)}
+        for r in run["variants"]:
+            assert r["utt_per_s"] == pytest.approx(5 / r["wall_s"])
+            assert r["rtf"] == pytest.approx(r["wall_s"] / meta["audio_s"])
+            assert r["speedup"] == pytest.approx(rows["dense", 1]["wall_s"] / r["wall_s"])
+            assert 0 < r["cpu_s"] and r["speedup_cpu"] == pytest.approx(rows["dense", 1]["cpu_s"] / r["cpu_s"])
+            assert (r["ctc_s"] > 0) == (run["ctc_weight"] > 0) and r["ctc_s"] < r["wall_s"]
+        # every gate open, batched or not: the dense model's hypotheses
+        assert rows["all_open", 1]["same_hyps_as_dense"] == rows["all_open", 3]["same_hyps_as_dense"] == 1.0
+    with pytest.raises(SystemExit, match="--throughput"):
+        bench.main(["--size", "tiny", "--batch", "1 4", "--out", str(tmp_path / "x")])

@@ -40,6 +40,28 @@ def run(module, *args):
     return proc
 
 
+def proc_args(exp, data, out) -> list:
+    """s2t_inference options decoding ``data`` with the model trained in ``exp``."""
+    return [
+        "--s2t_train_config",
+        exp / "config.yaml",
+        "--s2t_model_file",
+        exp / "2epoch.pth",
+        "--data_path_and_name_and_type",
+        f"{data / 'wav.scp'},speech,sound",
+        "--lang_sym",
+        "deu",
+        "--task_sym",
+        "asr",
+        "--beam_size",
+        "2",
+        "--maxlenratio",
+        "-4",
+        "--output_dir",
+        out,
+    ]
+
+
 def test_espnet_trainer_and_inference_run_the_gated_model(tmp_path, vocab):
     rng = random.Random(0)
     pairs = [("deu", "asr"), ("fra", "st_eng"), ("ita", "asr"), ("eng", "asr")]
@@ -111,25 +133,7 @@ def test_espnet_trainer_and_inference_run_the_gated_model(tmp_path, vocab):
     assert saved["model"] == "gated_espnet" and saved["encoder"] == "gated_e_branchformer"
 
     out = tmp_path / "decode"
-    run(
-        "espnet_gated.bin.s2t_inference",
-        "--s2t_train_config",
-        exp / "config.yaml",
-        "--s2t_model_file",
-        exp / "2epoch.pth",
-        "--data_path_and_name_and_type",
-        f"{data / 'wav.scp'},speech,sound",
-        "--lang_sym",
-        "deu",
-        "--task_sym",
-        "asr",
-        "--beam_size",
-        "2",
-        "--maxlenratio",
-        "-4",
-        "--output_dir",
-        out,
-    )
+    run("espnet_gated.bin.s2t_inference", *proc_args(exp, data, out))
     gates = dict(line.split(" ", 1) for line in (out / "1best_recog" / "gates").read_text().splitlines())
     texts = dict(
         line.split(" ", 1)[:2] if " " in line else (line, "")
@@ -139,3 +143,9 @@ def test_espnet_trainer_and_inference_run_the_gated_model(tmp_path, vocab):
     for mask in gates.values():
         parsed = parse_mask(mask)
         assert len(parsed["enc"]) == 2 and len(parsed["dec"]) == 2
+
+    # batches of 3 (sorted by length, padded) in bfloat16: every utterance, the gates of float32 one at a time
+    out_bf16 = tmp_path / "decode_bf16"
+    run("espnet_gated.bin.s2t_inference", *proc_args(exp, data, out_bf16), "--batch_size", "3", "--dtype", "bfloat16")
+    gates_bf16 = dict(line.split(" ", 1) for line in (out_bf16 / "1best_recog" / "gates").read_text().splitlines())
+    assert gates_bf16 == gates

@@ -77,7 +77,9 @@ def test_all_gates_open_equals_dense(dense_and_gated, training):
     dense, gated = dense_and_gated
     dense.train(training)
     gated.train(training)
-    speech, lengths = speech_batch([16000, 16000, 11000])
+    # at inference a padded batch gives each utterance the output it gets alone, where ESPnet's
+    # dense model lets the padding leak (tests/test_batched_encoding.py): equal lengths there
+    speech, lengths = speech_batch([16000, 16000, 11000 if training else 16000])
     ctx = context_ids(gated, [("deu", "asr"), ("fra", "st_eng"), ("ita", "asr")])
     all_open = (torch.ones(3, 4), torch.ones(3, 3))
     with torch.no_grad(), gated.forced_gates(*all_open):

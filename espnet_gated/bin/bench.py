@@ -2,6 +2,14 @@
 r"""Benchmark: does skipped compute become real time? Dense ESPnet vs gated decoding.
 
 Usage:
+    # throughput on a whole test set: utterances/s and real-time factor, batches of 1 and 16
+    python -m espnet_gated.bin.bench --throughput --s2t_train_config exp/s2t_train/config.yaml \
+        --s2t_model_file exp/s2t_train/valid.acc.ave.pth --wav_scp dump/raw/test_deu_asr/wav.scp \
+        --lang_sym deu --task_sym asr --batch "1 16" --threads 1
+
+    # the same on OWSM v3.1 base-sized random weights (32 synthetic utterances of 2.5-7.5 s)
+    python -m espnet_gated.bin.bench --throughput --size base --utt_sec 5 --batch "1 16" --threads 1
+
     # OWSM v3.1 base-sized random weights on CPU, beams 5 and 10, with and without CTC
     python -m espnet_gated.bin.bench --size base --beam "5 10" --ctc_weight "0 0.3" \
         --n_utts 3 --utt_sec 5 --decode_len 30 --threads 1 --out /tmp/bench_base
@@ -16,6 +24,16 @@ Usage:
 
     # gated variants decode 4 utterances at once (ESPnet's dense decoding stays one at a time)
     python -m espnet_gated.bin.bench --size base --batch 4 --n_utts 8 --out /tmp/bench_batch
+
+Two modes. ``--throughput`` decodes a whole set (``--wav_scp``, or ``--n_utts`` synthetic
+utterances whose lengths spread over 0.5-1.5 x ``--utt_sec``) once per variant and repeat,
+the variants interleaved: ESPnet's dense ``Speech2Text`` one utterance at a time (its only
+mode), and per ``--batch`` size the gated model with every gate open, its predicted (learned)
+masks and 50% decoder sparsity (``dec@0.5``), each sorted by length and decoded ``--batch``
+at a time (encoder and beam search batched); per ``--ctc_weight`` (default 0 and 0.5) it
+reports utterances per second, the real-time factor, the speed-up over dense, the share of
+time in CTC prefix scoring and how many hypotheses equal the dense model's. Without it, the
+latency mode below times each utterance.
 
 One set of weights is built (``--size``, random init) or loaded (a trained gated model);
 ESPnet's dense model (stock ``e_branchformer`` + ``transformer``, same dimensions, same
@@ -53,7 +71,10 @@ ran - rows and prefix length of every decoder call); the FLOPs-ideal speed-up (d
 MACs / executed MACs) and realized/ideal; the same against ``all_open`` (the gating's own
 effect, with the decoder caches in both). CTC prefix scoring (a Python loop over frames
 per token) is not in the MACs and is not removed by gates: compare ``--ctc_weight``
-values separately. Outputs under ``--out``: bench.md, bench.json, bench.png, models/.
+values separately. Outputs under ``--out`` (default ``exp/bench/<mode>_<size or model>_<time>``):
+bench.md (also printed), bench.json, bench.png, models/. ``--device cuda`` times a GPU
+(synchronised around each timed decode); ``--dtype bfloat16`` decodes the gated variants in
+half precision (``espnet_gated.inference``).
 """
 
 import argparse
@@ -78,7 +99,7 @@ from espnet_gated.bin.export import build_from_config, export, load_config, save
 from espnet_gated.bin.make_config import dense_config
 from espnet_gated.cli import UsageError, entry_point
 from espnet_gated.flops import ctc_macs, encoder_macs, input_layer_macs, search_macs, weight_macs
-from espnet_gated.inference import GatedSpeech2Text, check_weights
+from espnet_gated.inference import DTYPES, GatedSpeech2Text, check_weights
 from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES, format_mask, parse_mask
 from espnet_gated.model import GATING_STATE
 from espnet_gated.scorers import use_prompt_ctc
@@ -88,19 +109,21 @@ from espnet_gated.utils import atomic_output, atomic_write
 
 logger = logging.getLogger("espnet_gated.bench")
 
-#: backbone sizes: OWSM v3.1 base and small (paper table), and a tiny one for smoke tests
+#: backbone sizes: OWSM v3.1 base, small and medium (paper table), and a tiny one for smoke tests
 SIZES = {
     "tiny": dict(d=64, layers=2, heads=2, ffn=128, vocab=200),
     "base": dict(d=384, layers=6, heads=6, ffn=1536, vocab=50000),
     "small": dict(d=768, layers=9, heads=12, ffn=3072, vocab=50000),
+    "medium": dict(d=1024, layers=18, heads=16, ffn=4096, vocab=50000),
 }
 LANGS = ("eng", "deu", "fra", "ita")
 TASKS = ("asr", "st_eng")
 
 
 # ---------------------------------------------------------------------------- model setup
-def random_config(size: str, vocab_size: int, utt_sec: float) -> Dict:
-    """An OWSM v3.1-style gated config (E-Branchformer + Transformer) of the given size."""
+def random_config(size: str, vocab_size: int, utt_sec: Optional[float]) -> Dict:
+    """An OWSM v3.1-style gated config (E-Branchformer + Transformer) of the given size; input
+    padded to ``utt_sec`` (as OWSM pads to 30 s), or not at all (None)."""
     s = SIZES[size]
     n_special = len(HEAD_SYMBOLS) + 1 + len(LANGS) + len(TASKS) + 1 + len(TIME_SYMBOLS) + len(TAIL_SYMBOLS)
     if vocab_size < n_special + 1:
@@ -177,7 +200,7 @@ def prepare_models(args, out: Path) -> Dict:
     else:
         vocab = args.vocab_size or SIZES[args.size]["vocab"]
         logger.info(f"building a random {args.size}-sized gated model (vocabulary {vocab})")
-        config = random_config(args.size, vocab, args.utt_sec)
+        config = random_config(args.size, vocab, None if args.throughput else args.utt_sec)
         torch.manual_seed(args.seed)
         gated = build_from_config(config)
         gated_paths = save_model_dir(models / "gated", config, gated.state_dict())
@@ -218,6 +241,7 @@ class Variant:
     dec_mask: Optional[torch.Tensor] = None
     cache: bool = True
     predictor: bool = False
+    batch: int = 1  # throughput mode: utterances decoded together
     records: List[Dict] = field(default_factory=list)
 
 
@@ -251,14 +275,30 @@ def _same_mask(v: Variant, masks) -> bool:
 
 # ---------------------------------------------------------------------------- decoding
 class TimedSpeech2Text(Speech2Text):
-    """ESPnet's Speech2Text, with the beam search's time kept in ``decoder_s`` and CTC
-    scoring as the gated model's (``use_prompt_ctc``)."""
+    """ESPnet's Speech2Text, with the beam search's time kept in ``decoder_s``, the time of its
+    CTC prefix scorer added up in ``ctc_s``, and CTC scoring as the gated model's
+    (``use_prompt_ctc``)."""
 
     decoder_s = 0.0
+    ctc_s = 0.0
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         use_prompt_ctc(self.beam_search)
+        ctc = self.beam_search.part_scorers.get("ctc")
+        if ctc is not None:  # what ESPnet's BatchBeamSearch calls of its CTC scorer
+            for name in ("batch_init_state", "batch_score_partial", "select_state"):
+                setattr(ctc, name, self._timed(getattr(ctc, name)))
+
+    def _timed(self, method):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.ctc_s += time.perf_counter() - start
+
+        return timed
 
     def _decode_single_sample(self, enc):
         start = time.perf_counter()
@@ -360,11 +400,13 @@ class Runner:
                 total = time.perf_counter() - start
                 n = len(speeches)
                 timing = s2t.last_timing
-                # decode_batch encodes utterances of equal prepared length together, groups in order of appearance
-                lengths = [s2t._prepare(x).numel() for x in speeches]
-                groups = list(dict.fromkeys(lengths))
+                # decode_batch encodes the utterances longest first, in padded batches: each utterance
+                # gets the (padded) frames of its batch
+                order = sorted(range(n), key=lambda i: -s2t._prepare(speeches[i]).numel())
+                batch_of = [call for call in probe.frames for _ in range(call[2])]
+                frames_of = {i: batch_of[k] for k, i in enumerate(order)}
                 for j in range(n):
-                    frames = probe.frames[groups.index(lengths[j])]
+                    frames = frames_of[j]
                     steps = [(per, length) for length, utts, per in s2t.last_search_log if j in utts]
                     rec = dict(
                         total_s=total / n,
@@ -635,12 +677,14 @@ def read_utterances(args, fs: int) -> List[np.ndarray]:
             raise ValueError(f"{args.wav_scp} lists no utterances")
         return utts
     rng = np.random.default_rng(args.seed)
-    n = int(round(args.utt_sec * fs))
-    t = np.arange(n) / fs
-    return [
-        (0.1 * np.sin(2 * np.pi * rng.uniform(100, 300) * t) + 0.05 * rng.standard_normal(n)).astype(np.float32)
-        for _ in range(args.n_utts)
-    ]
+    utts = []
+    for _ in range(args.n_utts):
+        # throughput mode: lengths spread over 0.5-1.5 x --utt_sec, as in a real test set
+        sec = args.utt_sec * (rng.uniform(0.5, 1.5) if args.throughput else 1.0)
+        t = np.arange(int(round(sec * fs))) / fs
+        wave = 0.1 * np.sin(2 * np.pi * rng.uniform(100, 300) * t) + 0.05 * rng.standard_normal(t.size)
+        utts.append(wave.astype(np.float32))
+    return utts
 
 
 def build_s2ts(args, paths: Dict, beam: int, ctc_weight: float, lang: str, task: str) -> Dict[str, Speech2Text]:
@@ -656,10 +700,12 @@ def build_s2ts(args, paths: Dict, beam: int, ctc_weight: float, lang: str, task:
     )
     s2ts = {
         "dense": TimedSpeech2Text(str(paths["dense"][0]), str(paths["dense"][1]), **kw),
-        "gated": GatedSpeech2Text(str(paths["gated"][0]), str(paths["gated"][1]), **kw),
+        "gated": GatedSpeech2Text(str(paths["gated"][0]), str(paths["gated"][1]), dtype=args.dtype, **kw),
     }
     if paths.get("exported"):
-        s2ts["exported"] = GatedSpeech2Text(str(paths["exported"][0]), str(paths["exported"][1]), **kw)
+        s2ts["exported"] = GatedSpeech2Text(
+            str(paths["exported"][0]), str(paths["exported"][1]), dtype=args.dtype, **kw
+        )
     if args.decode_len > 0:
         for s2t in s2ts.values():
             suppress_eos(s2t.s2t_model)
@@ -670,8 +716,6 @@ def run_bench(args) -> Dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
-    if args.batch < 1:
-        raise ValueError("--batch must be >= 1")
     if args.n_utts < 1 or args.repeats < 1:
         raise ValueError("--n_utts and --repeats must be >= 1")
     lang, task = f"<{args.lang_sym.strip('<>')}>", f"<{args.task_sym.strip('<>')}>"
@@ -814,6 +858,230 @@ def run_bench(args) -> Dict:
     return report
 
 
+# ---------------------------------------------------------------------------- throughput
+def throughput_variants(args, n_enc: int, n_dec: int, trained: bool) -> List[Variant]:
+    """ESPnet's dense decoding (one utterance at a time), then per batch size the gated model
+    with every gate open, with its predicted (learned) masks and with 50% decoder sparsity."""
+    ones_e, ones_d = torch.ones(n_enc, len(ENCODER_MODULES)), torch.ones(n_dec, len(DECODER_MODULES))
+    dec50 = spread_mask(n_dec, len(DECODER_MODULES), 0.5)
+    variants = [Variant("dense", "dense")]
+    for b in args.batch:
+        variants += [
+            Variant("all_open", "gated", enc_mask=ones_e, dec_mask=ones_d, batch=b),
+            Variant("learned" if trained else "predicted", "gated", side="pred", predictor=True, batch=b),
+            Variant("dec@0.5", "gated", side="dec", sparsity=0.5, enc_mask=ones_e, dec_mask=dec50, batch=b),
+        ]
+    return variants
+
+
+def decode_set(runner: Runner, v: Variant, speeches: Sequence[np.ndarray]) -> Dict:
+    """Decode every utterance with variant ``v``: wall time, its encoder/search/CTC split and
+    the hypotheses. The gated variants sort by length and decode ``v.batch`` at a time."""
+    args = runner.args
+    with runner._setup(v) as s2t:
+        sync(args.device)
+        start, cpu_start = time.perf_counter(), time.process_time()
+        if v.kind == "dense":
+            s2t.ctc_s, dec_s, results = 0.0, 0.0, []
+            for speech in speeches:
+                with natural_length(s2t, speech, runner.natural):
+                    results.append(s2t(speech))
+                dec_s += s2t.decoder_s
+            sync(args.device)
+            wall = time.perf_counter() - start
+            timing = {"encoder_s": wall - dec_s, "decoder_s": dec_s, "ctc_s": s2t.ctc_s}
+        else:
+            results = s2t.decode_batch(list(speeches), batch_size=v.batch)
+            sync(args.device)
+            wall = time.perf_counter() - start
+            timing = dict(s2t.last_timing)
+        cpu = time.process_time() - cpu_start
+    hyps = [r[0][4].yseq.tolist() if r else [] for r in results]
+    return dict(
+        wall_s=wall, cpu_s=cpu, enc_s=timing["encoder_s"], dec_s=timing["decoder_s"], ctc_s=timing["ctc_s"], hyps=hyps
+    )
+
+
+def summarize_throughput(variants: List[Variant], n_utts: int, audio_s: float) -> List[Dict]:
+    """Per variant its fastest whole-set decode: utterances per second, real-time factor,
+    speed-up over ESPnet's dense decoding (also in process CPU time, which other processes
+    on a shared machine disturb less than wall time), the CTC prefix scorer's share of the time."""
+    rows = []
+    dense = min(variants[0].records, key=lambda r: r["wall_s"])
+    for v in variants:
+        best = min(v.records, key=lambda r: r["wall_s"])
+        same = sum(a == b for a, b in zip(best["hyps"], dense["hyps"], strict=True)) / n_utts
+        rows.append(
+            dict(
+                variant=v.name,
+                batch=v.batch,
+                wall_s=best["wall_s"],
+                utt_per_s=n_utts / best["wall_s"],
+                rtf=best["wall_s"] / audio_s,
+                speedup=dense["wall_s"] / best["wall_s"],
+                cpu_s=best["cpu_s"],
+                speedup_cpu=dense["cpu_s"] / best["cpu_s"],
+                enc_s=best["enc_s"],
+                dec_s=best["dec_s"],
+                ctc_s=best["ctc_s"],
+                ctc_share=best["ctc_s"] / best["wall_s"],
+                same_hyps_as_dense=same,
+                walls=[r["wall_s"] for r in v.records],
+            )
+        )
+    return rows
+
+
+def run_throughput(args) -> Dict:
+    """Decode a whole set once per variant and repeat, interleaved (see the module docstring)."""
+    if (args.n_utts is not None and args.n_utts < 1) or args.repeats < 1:
+        raise ValueError("--n_utts and --repeats must be >= 1")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(args.threads)
+    lang, task = f"<{args.lang_sym.strip('<>')}>", f"<{args.task_sym.strip('<>')}>"
+    setup = prepare_models(args, out)
+    config, gated = setup["config"], setup["gated_model"]
+    n_enc, n_dec = gated.gate_layout.n_layers["enc"], gated.gate_layout.n_layers["dec"]
+    paths = {"gated": setup["gated"], "dense": setup["dense"]}
+    fs = int((config.get("frontend_conf") or {}).get("fs", 16000))
+    speeches = read_utterances(args, fs)
+    audio_s = sum(len(x) for x in speeches) / fs
+    natural = (config.get("preprocessor_conf") or {}).get("speech_length", 30) is None
+    runs = []
+    for ctc_weight in args.ctc_weight:
+        beam = args.beam[0]
+        s2ts = build_s2ts(args, paths, beam, ctc_weight, lang, task)
+        if ctc_weight > 0 and args.decode_len > 0:
+            shortest = min(speeches, key=len)
+            frames = probes_frames(s2ts["gated"], shortest, natural)
+            if args.decode_len + 4 >= frames:
+                raise ValueError(
+                    f"--decode_len {args.decode_len} is too long for CTC prefix scoring on the {frames} encoder "
+                    "frames of the shortest utterance: lower it or raise --utt_sec"
+                )
+        variants = throughput_variants(args, n_enc, n_dec, setup["trained"])
+        runner = Runner(args, s2ts, {}, natural)
+        for v in variants[: 1 + 3 * len(args.batch) : 3]:  # warm-up: dense and each batch size once, untimed
+            decode_set(runner, v, speeches[: max(v.batch, 1)])
+        start, n_total = time.time(), args.repeats * len(variants)
+        for rep in range(args.repeats):
+            k = rep % len(variants)
+            for v in variants[k:] + variants[:k]:
+                rec = decode_set(runner, v, speeches)
+                v.records.append(rec)
+                n_done = sum(len(x.records) for x in variants)
+                elapsed = time.time() - start
+                logger.info(
+                    f"ctc_weight {ctc_weight}: {v.name} batch {v.batch}: {len(speeches) / rec['wall_s']:.2f} utt/s "
+                    f"({n_done}/{n_total} set decodes, {elapsed:.0f} s, "
+                    f"ETA {elapsed / n_done * (n_total - n_done):.0f} s)"
+                )
+        runs.append(
+            dict(beam=beam, ctc_weight=ctc_weight, variants=summarize_throughput(variants, len(speeches), audio_s))
+        )
+        del s2ts
+    lengths = sorted(len(x) / fs for x in speeches)
+    dims = SIZES.get(args.size) if not setup["trained"] else None
+    report = dict(
+        meta=dict(
+            mode="throughput",
+            model=(
+                f"trained gated model {args.s2t_train_config}"
+                if setup["trained"]
+                else f"random OWSM v3.1-{args.size}-sized weights (d={dims['d']}, {dims['layers']}+{dims['layers']} "
+                f"layers, {dims['heads']} heads, ffn {dims['ffn']}, vocab {args.vocab_size or dims['vocab']})"
+            ),
+            device=args.device if args.device != "cpu" else f"cpu ({platform.processor() or platform.machine()})",
+            threads=args.threads,
+            torch=torch.__version__,
+            dtype=args.dtype,
+            n_utts=len(speeches),
+            audio_s=audio_s,
+            utt_s=dict(min=lengths[0], median=statistics.median(lengths), max=lengths[-1]),
+            utt_desc=f"audio from {args.wav_scp}" if args.wav_scp else f"synthetic, 0.5-1.5 x {args.utt_sec:g} s",
+            length_desc=(
+                f"fixed decode length {args.decode_len} tokens (<eos> suppressed)"
+                if args.decode_len > 0
+                else f"natural decode length (maxlenratio {args.maxlenratio})"
+            ),
+            batches=list(args.batch),
+            repeats=args.repeats,
+            date=time.strftime("%Y-%m-%d %H:%M:%S"),
+            command=" ".join(sys.argv),
+        ),
+        runs=runs,
+    )
+    atomic_write(out / "bench.json", json.dumps(report, indent=1))
+    atomic_write(out / "bench.md", throughput_markdown(report) + "\n")
+    throughput_plot(report, out / "bench.png")
+    return report
+
+
+def throughput_markdown(report: Dict) -> str:
+    m = report["meta"]
+    lines = [
+        "# espnet_gated throughput benchmark",
+        "",
+        f"{m['model']}; {m['device']} ({m['threads']} threads), torch {m['torch']}, gated variants in {m['dtype']}; "
+        f"{m['n_utts']} utterances ({m['utt_desc']}; {m['audio_s']:.1f} s of audio, {m['utt_s']['min']:.1f}-"
+        f"{m['utt_s']['max']:.1f} s), {m['length_desc']}.",
+        "Every variant decodes the whole set; the gated ones sorted by length, `batch` utterances at a time",
+        "(encoder and beam search batched), ESPnet's dense `Speech2Text` one at a time (its only mode). Fastest of",
+        f"{m['repeats']} interleaved repeats. x dense = utterances per second over the dense model's (cpu: the same in",
+        "process CPU time, less disturbed by other processes on a shared machine); RTF = decoding time / audio time;",
+        "CTC = share of the time in CTC prefix scoring (no gate removes it).",
+        "",
+    ]
+    for run in report["runs"]:
+        lines += [
+            f"## beam {run['beam']}, ctc_weight {run['ctc_weight']:g}",
+            "",
+            "| variant | batch | utt/s | RTF | x dense | x dense (cpu) | CTC | encoder s | search s | hyps = dense |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in run["variants"]:
+            lines.append(
+                f"| {r['variant']} | {r['batch']} | {r['utt_per_s']:.2f} | {r['rtf']:.3f} | {r['speedup']:.2f} "
+                f"| {r['speedup_cpu']:.2f} "
+                f"| {100 * r['ctc_share']:.0f}% | {r['enc_s']:.2f} | {r['dec_s']:.2f} "
+                f"| {100 * r['same_hyps_as_dense']:.0f}% |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def throughput_plot(report: Dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = report["runs"]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    names = [f"{r['variant']} b{r['batch']}" for r in runs[0]["variants"]]
+    x = np.arange(len(names))
+    width = 0.8 / len(runs)
+    for i, run in enumerate(runs):
+        ax.bar(
+            x + (i - (len(runs) - 1) / 2) * width,
+            [r["speedup"] for r in run["variants"]],
+            width,
+            label=f"ctc_weight {run['ctc_weight']:g}",
+        )
+    ax.axhline(1.0, color="gray", linewidth=0.8)
+    ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("utterances/s vs ESPnet dense")
+    ax.set_title(report["meta"]["model"][:90], fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    with atomic_output(path, "wb") as f:
+        f.write(buf.getvalue())
+
+
 def probes_frames(s2t: GatedSpeech2Text, speech, natural: bool) -> int:
     """Encoder frames of one utterance (one all-open encoder pass)."""
     probe = Probe(s2t.s2t_model)
@@ -844,7 +1112,16 @@ def get_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("Usage:", 1)[1].split("\n\n", 6)[0],
     )
-    parser.add_argument("--out", required=True, help="output directory (bench.md, bench.json, bench.png, models/)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output directory (bench.md, bench.json, bench.png, models/); default exp/bench/<mode>_<size>_<time>",
+    )
+    parser.add_argument(
+        "--throughput",
+        action="store_true",
+        help="decode the whole set per variant (sorted by length, --batch at a time): utterances/s and RTF",
+    )
     parser.add_argument("--size", choices=sorted(SIZES), default="base", help="backbone size for random weights")
     parser.add_argument(
         "--vocab_size",
@@ -860,14 +1137,35 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lang_sym", default="eng")
     parser.add_argument("--task_sym", default="asr")
     parser.add_argument("--beam", type=_ints, default=[5], help='beam sizes, e.g. "5 10"')
-    parser.add_argument("--ctc_weight", type=_floats, default=[0.0], help='CTC weights at decoding, e.g. "0 0.3"')
-    parser.add_argument("--batch", type=int, default=1, help="utterances decoded together by the gated variants")
+    parser.add_argument(
+        "--ctc_weight",
+        type=_floats,
+        default=None,
+        help='CTC weights at decoding, e.g. "0 0.3" (default 0; throughput: "0 0.5")',
+    )
+    parser.add_argument(
+        "--batch",
+        type=_ints,
+        default=[1],
+        help='utterances decoded together by the gated variants (throughput: several, e.g. "1 16")',
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="float32",
+        help="of the gated variants (bfloat16/float16: autocast, float32 gates); ESPnet's dense model stays float32",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--n_utts", type=int, default=4)
+    parser.add_argument(
+        "--n_utts", type=int, default=None, help="utterances (default 4; throughput: all of --wav_scp, or 32 synthetic)"
+    )
     parser.add_argument("--utt_sec", type=float, default=5.0, help="synthetic utterance length (and padding length)")
     parser.add_argument(
-        "--decode_len", type=int, default=30, help="fixed number of decoded tokens (<eos> suppressed); 0 = natural"
+        "--decode_len",
+        type=int,
+        default=None,
+        help="fixed number of decoded tokens (<eos> suppressed); 0 = natural (default: 30, a trained model 0)",
     )
     parser.add_argument("--maxlenratio", type=float, default=0.0, help="with --decode_len 0")
     parser.add_argument("--sparsities", type=_floats, default=[0.25, 0.5, 0.75], help='e.g. "0.25 0.5 0.75"')
@@ -889,9 +1187,24 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def resolve_defaults(args) -> None:
+    """Fill the options whose default depends on the mode or the model (see their help)."""
+    if args.ctc_weight is None:
+        args.ctc_weight = [0.0, 0.5] if args.throughput else [0.0]
+    if args.n_utts is None:
+        args.n_utts = None if args.throughput and args.wav_scp else (32 if args.throughput else 4)
+    if args.decode_len is None:
+        args.decode_len = 0 if args.s2t_train_config else 30
+    if args.out is None:
+        what = Path(args.s2t_train_config).parent.name if args.s2t_train_config else args.size
+        mode = "throughput" if args.throughput else "latency"
+        args.out = str(Path("exp") / "bench" / f"{mode}_{what}_{time.strftime('%Y%m%d-%H%M%S')}")
+
+
 @entry_point
 def main(cmd=None):
     args = get_parser().parse_args(cmd)
+    resolve_defaults(args)
     logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     logger.setLevel(logging.INFO)  # progress lines, while ESPnet's per-utterance INFO logs follow --log_level
     for side in args.sides:
@@ -901,8 +1214,15 @@ def main(cmd=None):
         raise UsageError("--sparsities must be in [0, 1]")
     if args.s2t_train_config is None and args.s2t_model_file is not None:
         raise UsageError("--s2t_model_file needs --s2t_train_config")
-    report = run_bench(args)
-    print(markdown(report))
+    if any(b < 1 for b in args.batch):
+        raise UsageError("--batch must be >= 1")
+    if not args.throughput:
+        if len(args.batch) != 1:
+            raise UsageError("several --batch sizes need --throughput")
+        args.batch = args.batch[0]
+    logger.info(f"output: {args.out}")
+    report = run_throughput(args) if args.throughput else run_bench(args)
+    print((throughput_markdown if args.throughput else markdown)(report))
     return report
 
 

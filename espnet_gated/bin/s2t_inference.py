@@ -14,6 +14,11 @@ name; ``--s2t_model_file`` may also be a .zip. ``--lang_sym none`` identifies ea
 language first (``GatedSpeech2Text.identify_language``) and writes it to ``1best_recog/lang``
 (``<utt> deu``, as ``utt2lang``).
 
+``--batch_size N`` decodes N utterances at once (encoder and beam search batched; the
+hypotheses of one at a time), sorting them by length within windows of
+``SORT_WINDOW_BATCHES`` batches; ``--dtype bfloat16`` (CPU or GPU) or ``float16`` (GPU)
+decodes in half precision with the gates of float32 decoding (``espnet_gated.inference``).
+
 Usage:
     python -m espnet_gated.bin.s2t_inference \
         --s2t_train_config exp/s2t/config.yaml --s2t_model_file exp/s2t/valid.acc.ave.pth \
@@ -21,6 +26,9 @@ Usage:
         --lang_sym deu --task_sym asr --beam_size 5 --output_dir exp/s2t/decode/test_deu_asr
     python -m espnet_gated.bin.s2t_inference --model_tag exp/s2t/s2t_valid.acc.ave.zip \
         --data_path_and_name_and_type wav.scp,speech,sound --lang_sym none --task_sym asr --output_dir decode_lid
+
+    # 16 utterances at a time, in bfloat16, on a GPU
+    python -m espnet_gated.bin.s2t_inference ... --batch_size 16 --dtype bfloat16 --ngpu 1
 """
 
 import inspect
@@ -42,7 +50,7 @@ from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 
 from espnet_gated.cli import UsageError, entry_point
 from espnet_gated.datadir import LANG, TASK
-from espnet_gated.inference import GATE_MODES, UNSEEN_CONTEXT, GatedSpeech2Text
+from espnet_gated.inference import DTYPES, GATE_MODES, HALF_DTYPES, UNSEEN_CONTEXT, GatedSpeech2Text
 from espnet_gated.layout import format_mask
 from espnet_gated.pack import is_archive
 from espnet_gated.pretrained import PretrainedError, locate, recorded_files_missing, resolved_config_file
@@ -52,6 +60,8 @@ from espnet_gated.utils import Progress, atomic_write
 
 #: Speech2Text's constructor arguments, taken from the parsed options by name
 SPEECH2TEXT_ARGS = set(inspect.signature(Speech2Text.__init__).parameters) - {"self"} | {"gate_mode", "unseen_context"}
+#: batched decoding reads this many batches of utterances, sorts them by length (less padding) and decodes them
+SORT_WINDOW_BATCHES = 8
 
 
 def _count_keys(path: str) -> int:
@@ -130,10 +140,12 @@ def decode_to_dir(
     ESPnet's ``<output_dir>/<n>best_recog/`` files plus our ``gates``; returns timing.
 
     ``batch_size > 1`` decodes that many utterances at once (``GatedSpeech2Text.decode_batch``:
-    the same hypotheses as one at a time)."""
+    the same hypotheses as one at a time), sorted by length within windows of
+    ``SORT_WINDOW_BATCHES`` batches. ``dtype``: of the audio read (half-precision decoding
+    reads float32 audio; the model's dtype is ``speech2text``'s)."""
     loader = GatedS2TTask.build_streaming_iterator(
         [(wav_scp, "speech", "sound")],
-        dtype=dtype,
+        dtype="float32" if dtype in HALF_DTYPES else dtype,
         batch_size=1,
         key_file=key_file,
         num_workers=num_workers,
@@ -152,7 +164,7 @@ def decode_to_dir(
                 results = speech2text(speech=pending[0][1])
                 decoded = [(pending[0][0], results, speech2text.last_mask, speech2text.last_lang)]
             else:
-                nbests = speech2text.decode_batch([speech for _, speech in pending])
+                nbests = speech2text.decode_batch([speech for _, speech in pending], batch_size=batch_size)
                 decoded = [
                     (key, r, m, lang)
                     for (key, _), r, m, lang in zip(
@@ -193,9 +205,10 @@ def decode_to_dir(
                 progress.update()
 
         pending = []
+        window = batch_size * SORT_WINDOW_BATCHES if batch_size > 1 else 1
         for keys, batch in loader:
             pending.append((keys[0], batch["speech"][0]))
-            if len(pending) == batch_size:
+            if len(pending) == window:
                 write(decode(pending))
                 pending = []
         if pending:
@@ -228,6 +241,10 @@ def inference(args) -> None:
 def get_parser():
     parser = espnet_get_parser()
     parser.description = "Gated S2T decoding (espnet_gated)"
+    for action in parser._actions:  # ESPnet's --dtype, with half precision under autocast
+        if action.dest == "dtype":
+            action.choices = list(DTYPES)
+            action.help = "float32/float64: the model's dtype; bfloat16/float16: autocast, float32 gates"
     parser.add_argument(
         "--gate_mode",
         choices=GATE_MODES,
