@@ -311,33 +311,32 @@ train_model() {  # train_model OUTPUT_DIR CONFIG [extra options...]
 # The gated model and the reference without pruning fine-tune the same starting model with the same
 # schedule (train_config), with and without gates: the same budget, only the gates differ. The start
 # is the dense pretraining of pretrain_config (from scratch), else --init_from/--init_param, else none.
-# Their configs derive from train_config, made only when stage 11 or later runs (data stages need no model).
+# Their configs derive from train_config and pretrain_config, made when stage 11 runs.
 start=${init_param}
 pretrain_dir="" ref_dir=""
 mkdir -p exp
 if [ -n "${pretrain_config}" ]; then
     [ -f "${pretrain_config}" ] || die "pretraining config ${pretrain_config} not found"
     pretrain_dir=exp/${tag}_pretrain
-    [ "${stop_stage}" -lt 11 ] || "${python}" -m espnet_gated.bin.make_config "${train_config}" --dense \
-        --merge "${pretrain_config}" --out "${pretrain_dir}.yaml" ||
-        die "cannot make the pretraining config from ${train_config} and ${pretrain_config}"
     start=${pretrain_dir}/${inference_model}
 fi
 if [ "${train_reference}" = true ]; then
     ref_dir=exp/${tag}_reference
-    [ "${stop_stage}" -lt 11 ] || "${python}" -m espnet_gated.bin.make_config "${train_config}" --dense \
-        --out "${ref_dir}.yaml" || die "cannot make the reference config from ${train_config}"
 fi
 
-opts="${opts} train_args=${train_args} init=${init_param} freeze=${freeze_backbone}"
-opts="${opts} pretrain=$(digest "${pretrain_dir:+${pretrain_dir}.yaml}") reference=${train_reference}"
+opts="${opts} config=$(digest "${train_config}") train_args=${train_args} init=${init_param} freeze=${freeze_backbone}"
+opts="${opts} pretrain=$(digest "${pretrain_config}") reference=${train_reference}"
 if run_stage 11 "${expdir}" "${opts}"; then
     if [ -n "${pretrain_dir}" ]; then
+        "${python}" -m espnet_gated.bin.make_config "${train_config}" --dense --merge "${pretrain_config}" \
+            --out "${pretrain_dir}.yaml" || die "cannot make the pretraining config from ${train_config} and ${pretrain_config}"
         log "dense pretraining (${pretrain_dir}); then the gated model and the reference fine-tune from it"
         train_model "${pretrain_dir}" "${pretrain_dir}.yaml" ${init_param:+--init_param "${init_param}"}
     fi
     train_model "${expdir}" "${train_config}" ${start:+--init_param "${start}"}
     if [ -n "${ref_dir}" ]; then
+        "${python}" -m espnet_gated.bin.make_config "${train_config}" --dense --out "${ref_dir}.yaml" ||
+            die "cannot make the reference config from ${train_config}"
         log "the reference without pruning: the same fine-tuning without gates (${ref_dir})"
         train_model "${ref_dir}" "${ref_dir}.yaml" ${start:+--init_param "${start}"}
     fi
