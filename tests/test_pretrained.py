@@ -228,12 +228,14 @@ def assert_decodes_like_the_dense_model(owsm: Path, converted: Path, gate_modes=
 
 
 def assert_key_sets_checked(converted: Path, dense_model_file: Path) -> None:
-    """init.pth holds every dense weight unchanged and only the gate predictor's on top."""
+    """init.pth holds every dense weight unchanged and only the gating state (the gate predictor,
+    the sparsity controller's multipliers) on top."""
     dense, gated = torch.load(dense_model_file), torch.load(converted / "init.pth")
-    assert set(gated) - set(dense) == {k for k in gated if k.startswith("gate_predictor.")} != set()
+    gating = {k for k in gated if k.startswith(GATING_STATE)}
+    assert set(gated) - set(dense) == gating and any(k.startswith("gate_predictor.") for k in gating)
     assert set(dense) <= set(gated) and all(torch.equal(gated[k], v) for k, v in dense.items())
     record = yaml.safe_load((converted / "init_from.yaml").read_text())
-    assert record["fresh_keys"] == len([k for k in gated if k.startswith("gate_predictor.")])
+    assert record["fresh_keys"] == len(gating)
 
 
 def test_init_from_decodes_like_the_dense_model(owsm, converted):

@@ -279,10 +279,11 @@ def main(cmd=None):
     if not args.merge:
         for system in systems:  # fail early, before any job starts
             check_inputs(system["s2t_train_config"], system["s2t_model_file"], str(args.data_root), sets)
+        # a job launched with --job is alone in its process (the local launcher sets OMP_NUM_THREADS to its share)
+        threads, why = choose_threads(1 if args.job is not None else args.nj, args.num_threads)
+        if args.job is None:
+            logging.info(f"{threads} torch intra-op thread(s) per job ({why})")
         if args.job is not None or args.nj == 1:
-            # alone in its process (the local launcher sets OMP_NUM_THREADS to its share)
-            threads, why = choose_threads(1, args.num_threads)
-            logging.info(f"{threads} torch intra-op thread(s) ({why})")
             _run_job((args.job or 1) - 1, args.nj, systems, str(args.data_root), sets, threads)
             if args.job is not None:
                 return

@@ -50,7 +50,14 @@ from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 
 from espnet_gated.cli import UsageError, entry_point
 from espnet_gated.datadir import LANG, TASK
-from espnet_gated.inference import DTYPES, GATE_MODES, HALF_DTYPES, UNSEEN_CONTEXT, GatedSpeech2Text
+from espnet_gated.inference import (
+    DTYPES,
+    GATE_MODES,
+    HALF_DTYPES,
+    UNSEEN_CONTEXT,
+    GatedSpeech2Text,
+    wants_identification,
+)
 from espnet_gated.layout import format_mask
 from espnet_gated.pack import is_archive
 from espnet_gated.pretrained import PretrainedError, locate, recorded_files_missing, resolved_config_file
@@ -77,8 +84,9 @@ def check_supported(args) -> None:
 
 
 def check_context_symbols(train_config: str, lang_sym: str, task_sym: str) -> None:
-    """UsageError unless the model's token list has ``lang_sym`` and ``task_sym`` (``<deu>``,
-    ``<asr>``); the message lists the language and task tokens it has."""
+    """UsageError unless the model's token list has ``lang_sym`` (or it asks for language
+    identification) and ``task_sym`` (``<deu>``, ``<asr>``); the message lists the language and
+    task tokens it has."""
     with open(train_config, encoding="utf-8") as f:
         tokens = read_token_list((yaml.safe_load(f) or {}).get("token_list") or [])
     names = [t[1:-1] for t in tokens if t.startswith("<") and t.endswith(">")]
@@ -86,7 +94,7 @@ def check_context_symbols(train_config: str, lang_sym: str, task_sym: str) -> No
     not_langs = set(tasks) | set(HEAD_SYMBOLS) | set(TAIL_SYMBOLS)
     langs = [f"<{n}>" for n in names if LANG.match(n) and f"<{n}>" not in not_langs]
     for option, sym in (("--lang_sym", lang_sym), ("--task_sym", task_sym)):
-        if sym not in tokens:
+        if sym not in tokens and not (option == "--lang_sym" and wants_identification(sym)):
             raise UsageError(
                 f"{option} {sym}: not in the token list of {train_config}; its languages: {' '.join(sorted(langs))}; "
                 f"its tasks: {' '.join(sorted(tasks))}"
