@@ -6,6 +6,7 @@ pack and upload stages.
 The model is trained here with ESPnet's trainer on audio in which each language has its own
 voice (a pitch), so that a tiny model learns to tell the languages apart."""
 
+import importlib.util
 import json
 import os
 import random
@@ -378,7 +379,9 @@ def test_decoding_jobs_on_slurm_then_pack_and_upload_offline(trained, tmp_path):
     for lang in LANGS:  # the heatmaps, linked from the pack's root (where the hub shows the card)
         assert card.count(f"](exp/s2t_train/results/usage_{lang}_asr.png)") == 1
     # stage 16 offline: says so, leaves the pack ready, no marker (a later run uploads)
-    assert "could not upload to user/gated-tiny" in proc.stderr and "the pack is ready" in proc.stderr
+    hub_installed = importlib.util.find_spec("huggingface_hub") is not None  # an extra: "espnet-gated[hub]"
+    why = "could not upload to user/gated-tiny" if hub_installed else "needs huggingface_hub"
+    assert why in proc.stderr and "the pack is ready" in proc.stderr
     assert (exp / ".stage14.done").is_file() and not (exp / ".stage16.done").exists()
     assert (recipe / "exp/hf_user_gated-tiny/s2t_train_valid.acc.ave/README.md").read_text() == card
     proc = run_engine(recipe, "--stage", 14, "--stop_stage", 14, "--hf_repo", "user/gated-tiny", env=env)
