@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # CoVoST 2: X->en ST and ASR on Common Voice v4 (default de, fr: conf/owsm_results.yaml has OWSM's BLEU).
-# Gated fine-tuning of OWSM v3.1 (base by default; --init_from picks another model or a local copy),
-# decoding, scoring and, at stage 17, the sparsity sweep. Stages and options: ../../TEMPLATE/s2t1/s2t.sh --help
+# Gated fine-tuning of OWSM v3.1 (base by default; --init_from picks another model or a local copy) and the
+# same fine-tuning without gates (the reference), decoding and scoring of both and, at stage 17, the sparsity
+# sweep. Stages and options: ../../TEMPLATE/s2t1/s2t.sh --help
 #
 #   ./run.sh --local_data_opts "--root /corpora/cv-corpus-4-2019-12-10 --covost_dir /corpora/covost2"
 #   ./run.sh --init_from espnet/owsm_v3.1_ebf                # OWSM v3.1 medium (or small: ..._ebf_small)
 #   ./run.sh --init_from /models/owsm_v3.1_ebf_base          # a local copy of the model (offline machines)
-#   ./run.sh --stage 17 --stop_stage 17 --sweep_side both    # sparsity sweep
+#   ./run.sh --stage 17 --stop_stage 17 --sweep_sides "dec"  # sparsity sweep of the decoder (default: "enc dec both")
 set -euo pipefail
 cd "$(dirname "$0")"
 exec ../../TEMPLATE/s2t1/s2t.sh \

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Europarl-ST, the paper's experiment (Someki et al., ICLR 2025): OWSM v3.1 fine-tuned with module gates on
-# de/fr/it ASR and X->en ST, then the sparsity sweep for the encoder, the decoder and both, and a table of
-# our numbers next to the published ones (exp/<tag>_paper.md). See README.md.
+# de/fr/it ASR and X->en ST (50% decoder sparsity) and without them (the reference), then the sparsity sweep
+# for the encoder, the decoder and both, and a table of our numbers next to the published ones
+# (exp/<tag>_paper.md). See README.md.
 #
 #   ./run.sh --corpus_root /corpora/europarl-st/v1.1              # OWSM v3.1 medium (the paper's), stages 1-13 and 17
 #   ./run.sh --corpus_root /corpora/europarl-st/v1.1 --owsm base  # base (101M) or small (367M) instead
 #   ./run.sh --init_from /models/owsm_v3.1_ebf                    # a local copy of the model (offline machines)
-#   ./run.sh --stage 17 --sweep_sides dec --sweep_targets "0.5"   # one sweep point
+#   ./run.sh --stage 17 --sweep_sides "dec" --sweep_targets "0.5" # one sweep point
 #   ./run.sh --stage 12 --stop_stage 13                           # decode and score again
 #
 # Options of this script: --owsm base|small|medium, --corpus_root DIR, --init_from DIR|hub name,
@@ -55,11 +56,9 @@ if [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 1 ]; then
         --stop_stage "$((stop_stage < 13 ? stop_stage : 13))"
 fi
 if [ "${stage}" -le 17 ] && [ "${stop_stage}" -ge 17 ]; then
-    for side in ${sweep_sides}; do
-        "${engine[@]}" ${engine_args[@]+"${engine_args[@]}"} --stage 17 --stop_stage 17 --sweep_side "${side}"
-    done
+    "${engine[@]}" ${engine_args[@]+"${engine_args[@]}"} --stage 17 --stop_stage 17 --sweep_sides "${sweep_sides}"
     python=${PYTHON:-../../../.venv/bin/python}
     [ -x "${python}" ] || python=python3
-    "${python}" local/paper_table.py --exp "exp/${tag}" --sides "${sweep_sides}" --paper conf/paper_results.yaml \
+    "${python}" local/paper_table.py --sweep "exp/${tag}_sweep" --paper conf/paper_results.yaml \
         --out "exp/${tag}_paper.md"
 fi

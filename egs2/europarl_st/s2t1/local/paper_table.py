@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
-"""Our sparsity sweeps next to the published numbers (run by run.sh after stage 17).
+"""Our sparsity sweep next to the published numbers (run by run.sh after stage 17).
 
-Reads ``<exp>_sweep_<side>/sweep.json`` (espnet_gated.bin.sweep_report) for every side, each run's
-``results/scores.json`` and its decode's per-set ``timing.json``, and ``conf/paper_results.yaml``.
-Writes one table per task: quality and decode time per utterance of every run, their change against
-the dense reference (``all_open``: the stage-11 model with every module kept) and, where the paper
-gives the same point, the published change. Module usage per language and task: each run's
-``results/RESULTS.md``.
+Reads ``<sweep>/sweep.json`` (espnet_gated.bin.sweep_report over every run of stage 17: the dense
+reference, named ``reference``, and one run per side and target, named like ``dec0.5``), each run's
+``<sweep>/<run>/results/scores.json`` and the per-set ``timing.json`` of ``<sweep>/<run>/decode/``, and
+``conf/paper_results.yaml``. Writes one table per task: quality and decode time per utterance of the
+reference and of every run, the runs' change against the reference (the same fine-tuning without gates,
+decoded in the same jobs) and, where the paper gives the same point, the published change. Module
+usage per language and task: each run's ``results/RESULTS.md``.
 
 Usage:
-    python local/paper_table.py --exp exp/owsm_v3.1_medium_gated --sides "enc dec both" \
+    python local/paper_table.py --sweep exp/owsm_v3.1_medium_gated_sweep \
         --paper conf/paper_results.yaml --out exp/owsm_v3.1_medium_gated_paper.md
 """
 
@@ -21,14 +22,25 @@ from pathlib import Path
 
 import yaml
 
+from espnet_gated.cli import entry_point, existing_dir, existing_file
+from espnet_gated.utils import atomic_write
 
-def task_timing(results_dir: Path) -> dict:
-    """task -> decode seconds per utterance, from the timing.json of the task's test sets."""
-    rows = json.loads((results_dir / "scores.json").read_text(encoding="utf-8"))
+REFERENCE = "reference"  # the run name of the dense reference in stage 17's sweep.json
+RUN_NAME = re.compile(r"(enc|dec|both)([0-9.]+)")  # <side><target>, as stage 17 names its runs
+METRICS = ("wer", "cer", "bleu")  # the quality measure of a task: the first of these it has
+HEADER = (
+    *("run", "target", "enc sparsity", "dec sparsity", "ours", "Δ vs reference", "s/utt", "Δ time"),
+    *("paper Δ", "paper Δ time", "module usage"),
+)
+
+
+def task_timing(run_dir: Path) -> dict:
+    """task -> decode seconds per utterance of one run, from the timing.json of the task's test sets."""
+    rows = json.loads((run_dir / "results" / "scores.json").read_text(encoding="utf-8"))
     sets = {r["test_set"]: r["task"] for r in rows if r["test_set"] not in ("micro_avg", "macro_avg")}
     totals = {}
     for name, task in sets.items():
-        path = results_dir.parent / "decode" / name / "timing.json"
+        path = run_dir / "decode" / name / "timing.json"
         if path.is_file():
             timing = json.loads(path.read_text(encoding="utf-8"))
             wall, n = totals.get(task, (0.0, 0))
@@ -37,7 +49,7 @@ def task_timing(results_dir: Path) -> dict:
 
 
 def metric_of(averages: dict, task: str):
-    for metric in ("wer", "cer", "bleu"):
+    for metric in METRICS:
         if f"{task}/{metric}" in averages:
             return metric, averages[f"{task}/{metric}"]
     return None, None
@@ -47,86 +59,93 @@ def fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def main(cmd=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--exp", type=Path, required=True, help="the stage-11 experiment dir (exp/<tag>)")
-    parser.add_argument("--sides", default="enc dec both")
-    parser.add_argument("--paper", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(cmd)
-    paper = yaml.safe_load(args.paper.read_text(encoding="utf-8"))
-    published = {(p["side"], float(p["target"]), p["task"]): p for p in paper.get("points", [])}
-
-    rows = {}  # task -> table rows
-    for side in args.sides.split():
-        sweep = Path(f"{args.exp}_sweep_{side}") / "sweep.json"
-        if not sweep.is_file():
-            print(f"{sweep}: not found (sweep side '{side}' not run yet); skipped", file=sys.stderr)
+def read_sweep(sweep_dir: Path):
+    """(reference run, [(side, target, run)]) of ``sweep_dir/sweep.json``; ValueError naming the file
+    for a sweep without the reference or with a run name that is not ``<side><target>``."""
+    path = sweep_dir / "sweep.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; run stage 17 first")
+    report = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(report, dict) or not isinstance(report.get("runs"), list):
+        raise ValueError(f"{path}: not a sweep report of espnet_gated.bin.sweep_report (no list of runs)")
+    runs = report["runs"]
+    by_name = {run["run"]: run for run in runs}
+    if REFERENCE not in by_name:
+        raise ValueError(f"{path}: no run named '{REFERENCE}' (the dense reference); runs: {sorted(by_name)}")
+    points = []
+    for run in runs:
+        if run["run"] == REFERENCE:
             continue
-        runs = json.loads(sweep.read_text(encoding="utf-8"))["runs"]
-        timing = {r["run"]: task_timing(Path(r["results_dir"])) for r in runs}
-        reference = runs[0]
-        for run in runs:
-            match = re.fullmatch(rf"{side}([0-9.]+)", run["run"])
-            target = float(match[1]) if match else None
-            for task in dict.fromkeys(key.split("/")[0] for key in run["averages"]):
-                metric, value = metric_of(run["averages"], task)
-                if metric is None:
-                    continue
-                _, ref_value = metric_of(reference["averages"], task)
-                time, ref_time = timing[run["run"]].get(task), timing[reference["run"]].get(task)
-                d_time = time / ref_time - 1 if time is not None and ref_time else None
-                pub = published.get((side, target, task), {}) if target is not None else {}
-                rows.setdefault(task, []).append(
-                    (
-                        side,
-                        "dense (all open)" if run is reference else fmt(target, ".0%"),
-                        fmt(run["enc_sparsity"], ".2f"),
-                        fmt(run["dec_sparsity"], ".2f"),
-                        f"{metric.upper()} {value:.2f}",
-                        fmt(value - ref_value if ref_value is not None else None, "+.2f"),
-                        fmt(time, ".3f"),
-                        fmt(d_time, "+.1%"),
-                        fmt(pub.get("metric_change"), "+.1f"),
-                        fmt(pub.get("decode_time_change"), "+.1%"),
-                        f"[RESULTS]({Path(run['results_dir']).resolve() / 'RESULTS.md'})",
-                    )
+        match = RUN_NAME.fullmatch(run["run"])
+        if not match:
+            raise ValueError(f"{path}: run '{run['run']}' is neither '{REFERENCE}' nor <enc|dec|both><target>")
+        points.append((match[1], float(match[2]), run))
+    return by_name[REFERENCE], points
+
+
+def tables(sweep_dir: Path, paper: dict) -> dict:
+    """task -> table rows: the reference, then every run in sweep.json's order."""
+    reference, points = read_sweep(sweep_dir)
+    published = {(p["side"], float(p["target"]), p["task"]): p for p in paper.get("points", [])}
+    timing = {run["run"]: task_timing(sweep_dir / run["run"]) for run in [reference] + [p[2] for p in points]}
+    ref_timing = timing[REFERENCE]
+    rows = {}
+    for side, target, run in [(REFERENCE, None, reference), *points]:
+        for task in dict.fromkeys(key.split("/")[0] for key in run["averages"]):
+            metric, value = metric_of(run["averages"], task)
+            if metric is None:
+                continue
+            _, ref_value = metric_of(reference["averages"], task)
+            time, ref_time = timing[run["run"]].get(task), ref_timing.get(task)
+            is_reference = run is reference
+            d_value = value - ref_value if ref_value is not None and not is_reference else None
+            d_time = time / ref_time - 1 if time is not None and ref_time and not is_reference else None
+            pub = published.get((side, target, task), {})
+            rows.setdefault(task, []).append(
+                (
+                    side,
+                    "dense" if is_reference else fmt(target, ".0%"),
+                    fmt(run["enc_sparsity"], ".2f"),
+                    fmt(run["dec_sparsity"], ".2f"),
+                    f"{metric.upper()} {value:.2f}",
+                    fmt(d_value, "+.2f"),
+                    fmt(time, ".3f"),
+                    fmt(d_time, "+.1%"),
+                    fmt(pub.get("metric_change"), "+.1f"),
+                    fmt(pub.get("decode_time_change"), "+.1%"),
+                    f"[RESULTS]({(sweep_dir / run['run'] / 'results' / 'RESULTS.md').resolve()})",
                 )
-    header = (
-        "sweep",
-        "target",
-        "enc sparsity",
-        "dec sparsity",
-        "ours",
-        "Δ vs dense",
-        "s/utt",
-        "Δ time",
-        "paper Δ",
-        "paper Δ time",
-        "module usage",
-    )
+            )
+    return rows
+
+
+@entry_point
+def main(cmd=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sweep", type=existing_dir, required=True, help="stage 17's directory (exp/<tag>_sweep)")
+    parser.add_argument("--paper", type=existing_file, required=True, help="the published numbers (YAML)")
+    parser.add_argument("--out", type=Path, required=True, help="the Markdown table to write")
+    args = parser.parse_args(cmd)
+    with open(args.paper, encoding="utf-8") as f:  # a syntax error then names the file and line
+        paper = yaml.safe_load(f) or {}
+    rows = tables(args.sweep, paper)
     parts = [
         "# Europarl-ST sweep next to the published numbers\n",
-        f"Paper: {paper.get('source')}, {paper.get('model')}. Ours: `{args.exp}`. Δ: change against the dense "
-        "fine-tuned model decoded with every module kept (metric points; relative decode time per utterance). "
-        f"Sparsity: measured fraction of modules skipped at inference. Abstract: {paper.get('abstract')}.\n",
+        f"Paper: {paper.get('source')}, {paper.get('model')}. Ours: `{args.sweep}`. Δ: change against the "
+        "reference, the same fine-tuning without gates decoded in the same jobs (metric points; relative decode "
+        "time per utterance). Sparsity: measured fraction of modules skipped at inference. "
+        f"Abstract: {paper.get('abstract')}.\n",
     ]
     for task, table in rows.items():
         parts.append(f"## {task}\n")
-        parts.append("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+        parts.append("| " + " | ".join(HEADER) + " |\n|" + "---|" * len(HEADER))
         parts += ["| " + " | ".join(row) + " |" for row in table]
         parts.append("")
-    if not rows:
-        parts.append("No sweep results yet: run stage 17.\n")
     parts.append("Published qualitative findings (compare with the module-usage tables):\n")
     parts += [f"- {finding}" for finding in paper.get("findings", [])]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    tmp.write_text("\n".join(parts) + "\n", encoding="utf-8")
-    tmp.replace(args.out)
+    atomic_write(args.out, "\n".join(parts) + "\n")
     print(f"{args.out}: {sum(len(t) for t in rows.values())} rows", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
