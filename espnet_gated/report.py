@@ -551,7 +551,7 @@ def _quality_columns(runs: Sequence[Mapping]) -> List[Tuple[str, str, str]]:
 
 
 def plot_sweep(runs: Sequence[Mapping], path: PathLike) -> None:
-    """Task-average quality against relative decode time and relative FLOPs, one curve per task and metric."""
+    """Task-average quality against relative decode time and relative FLOPs, one series per task and metric."""
     fig = Figure(figsize=(11, 4.5))
     axes = fig.subplots(1, 2)
     curves = dict.fromkeys(k for r in runs for k in r["averages"] if k.rsplit("/", 1)[1] in SWEEP_METRICS)
@@ -569,7 +569,8 @@ def plot_sweep(runs: Sequence[Mapping], path: PathLike) -> None:
             if not points:
                 continue
             arrow = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
-            ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=f"{task} {metric.upper()} ({arrow})")
+            # points, not a curve: the runs differ in side as well as target
+            ax.plot([p[0] for p in points], [p[1] for p in points], "o", label=f"{task} {metric.upper()} ({arrow})")
             for x, y, name in points:
                 ax.annotate(name, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
         ax.set_xlabel(x_label)
