@@ -49,6 +49,31 @@ DECODER_CONF = dict(
 FRONTEND_CONF = dict(n_fft=512, win_length=400, hop_length=160, n_mels=20)
 
 
+def tiny_train_config(sparsity_conf: dict, **training) -> dict:
+    """The YAML training config of a tiny gated model (2 + 2 layers, the recipe's s2t
+    preprocessor without padding) for ESPnet's trainer; ``training`` adds or overrides keys."""
+    return {
+        "frontend": "default",
+        "frontend_conf": FRONTEND_CONF,
+        "normalize": "utterance_mvn",
+        "encoder": "gated_e_branchformer",
+        "encoder_conf": {**ENCODER_CONF, "num_blocks": 2},
+        "decoder": "gated_transformer",
+        "decoder_conf": {**DECODER_CONF, "num_blocks": 2},
+        "model": "gated_espnet",
+        "model_conf": dict(
+            ctc_weight=0.3, lsm_weight=0.1, gate_conf=dict(hidden_size=16, context_dim=8), sparsity_conf=sparsity_conf
+        ),
+        "preprocessor": "s2t",
+        "preprocessor_conf": dict(speech_length=None, time_apply_prob=1.0, text_prev_apply_prob=0.0),
+        "optim": "adam",
+        "batch_type": "unsorted",
+        "num_workers": 0,
+        "seed": 0,
+        **training,
+    }
+
+
 def random_sentence(rng: random.Random, n: int = 5) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(n))
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 import yaml
-from conftest import DECODER_CONF, ENCODER_CONF, FRONTEND_CONF, data_path_args, random_sentence
+from conftest import data_path_args, random_sentence, tiny_train_config
 
 from espnet_gated.layout import parse_mask
 
@@ -68,30 +68,8 @@ def test_espnet_trainer_and_inference_run_the_gated_model(tmp_path, vocab):
     utts = [(f"utt{i:02d}", *pairs[i % 4], random_sentence(rng, 3)) for i in range(8)]
     data = tmp_path / "data"
     write_data_dir(data, utts)
-    config = dict(
-        frontend="default",
-        frontend_conf=FRONTEND_CONF,
-        normalize="utterance_mvn",
-        encoder="gated_e_branchformer",
-        encoder_conf={**ENCODER_CONF, "num_blocks": 2},
-        decoder="gated_transformer",
-        decoder_conf={**DECODER_CONF, "num_blocks": 2},
-        model="gated_espnet",
-        model_conf=dict(
-            ctc_weight=0.3,
-            lsm_weight=0.1,
-            gate_conf=dict(hidden_size=16, context_dim=8),
-            sparsity_conf=dict(alpha=1.0, decoder_target=0.5),
-        ),
-        preprocessor="s2t",
-        preprocessor_conf=dict(speech_length=None, time_apply_prob=1.0, text_prev_apply_prob=0.0),
-        optim="adam",
-        optim_conf=dict(lr=0.002),
-        batch_type="unsorted",
-        batch_size=4,
-        max_epoch=2,
-        num_workers=0,
-        seed=0,
+    config = tiny_train_config(
+        dict(alpha=1.0, decoder_target=0.5), optim_conf=dict(lr=0.002), batch_size=4, max_epoch=2
     )
     conf = tmp_path / "train.yaml"
     conf.write_text(yaml.safe_dump(config))

@@ -18,14 +18,12 @@ import torch
 import torch.distributed as dist
 import yaml
 from conftest import (
-    DECODER_CONF,
-    ENCODER_CONF,
-    FRONTEND_CONF,
     build,
     context_ids,
     data_path_args,
     random_sentence,
     speech_batch,
+    tiny_train_config,
 )
 from espnet2.torch_utils.recursive_op import recursive_average
 
@@ -58,30 +56,11 @@ def make_data(root: Path, n: int = 8, seed: int = 0) -> Path:
 
 
 def train_config(path: Path, max_epoch: int = 3) -> Path:
-    config = dict(
-        frontend="default",
-        frontend_conf=FRONTEND_CONF,
-        normalize="utterance_mvn",
-        encoder="gated_e_branchformer",
-        encoder_conf={**ENCODER_CONF, "num_blocks": 2},
-        decoder="gated_transformer",
-        decoder_conf={**DECODER_CONF, "num_blocks": 2},
-        model="gated_espnet",
-        model_conf=dict(
-            ctc_weight=0.3,
-            lsm_weight=0.1,
-            gate_conf=dict(hidden_size=16, context_dim=8),
-            sparsity_conf=dict(alpha=1.0, encoder_target=0.3, decoder_target=0.5),
-        ),
-        preprocessor="s2t",
-        preprocessor_conf=dict(speech_length=None, time_apply_prob=1.0, text_prev_apply_prob=0.0),
-        optim="adam",
+    config = tiny_train_config(
+        dict(alpha=1.0, encoder_target=0.3, decoder_target=0.5),
         optim_conf=dict(lr=0.002),
-        batch_type="unsorted",
         batch_size=4,
         max_epoch=max_epoch,
-        num_workers=0,
-        seed=0,
         num_att_plot=0,
         use_matplotlib=False,
         use_tensorboard=False,

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile
 import yaml
-from conftest import DECODER_CONF, ENCODER_CONF, FRONTEND_CONF, LANGS, WORDS, data_path_args
+from conftest import LANGS, WORDS, data_path_args, tiny_train_config
 
 from espnet_gated.bin import decode as decode_cli
 from espnet_gated.bin import s2t_inference
@@ -79,31 +79,12 @@ def trained(tmp_path_factory, vocab):  # the tests that use it are marked slow
         samples = {u.utt_id: str(soundfile.info(u.audio).frames) for u in test}
         write_data_dir(root / f"dump/raw/test_{lang}_asr", test, extra_files={"utt2num_samples": samples})
     (root / "dump/raw/test_sets.txt").write_text("".join(f"{name}\n" for name in TEST_SETS))
-    config = dict(
-        frontend="default",
-        frontend_conf=FRONTEND_CONF,
-        normalize="utterance_mvn",
-        encoder="gated_e_branchformer",
-        encoder_conf={**ENCODER_CONF, "num_blocks": 2},
-        decoder="gated_transformer",
-        decoder_conf={**DECODER_CONF, "num_blocks": 2},
-        model="gated_espnet",
-        model_conf=dict(
-            ctc_weight=0.3,
-            lsm_weight=0.1,
-            gate_conf=dict(hidden_size=16, context_dim=8),
-            sparsity_conf=dict(controller="penalty", alpha=1.0, encoder_target=0.25, decoder_target=None),
-        ),
-        preprocessor="s2t",
-        preprocessor_conf=dict(speech_length=None, time_apply_prob=1.0, text_prev_apply_prob=0.0),
-        optim="adam",
+    config = tiny_train_config(
+        dict(controller="penalty", alpha=1.0, encoder_target=0.25, decoder_target=None),
         optim_conf=dict(lr=0.01),
-        batch_type="unsorted",
         batch_size=8,
         max_epoch=24,
         keep_nbest_models=3,
-        num_workers=0,
-        seed=0,
         num_att_plot=0,
         use_matplotlib=False,
         use_tensorboard=False,
