@@ -168,6 +168,8 @@ def _run_job(job: int, nj: int, systems: List[Dict], data_root: str, sets: List[
     for index, name in enumerate(ordered):
         set_dir = Path(data_root) / name
         lang, task = contexts[name]
+        wavs = read_kaldi_map(set_dir / "wav.scp")  # once per set, for every system
+        keys = sorted(wavs)[job::nj]
         turns = range(len(systems)) if index % 2 == 0 else reversed(range(len(systems)))
         for s in turns:
             options = systems[s]
@@ -177,7 +179,6 @@ def _run_job(job: int, nj: int, systems: List[Dict], data_root: str, sets: List[
             if (shard / DONE).exists() and (shard / DONE).read_text() == fingerprint:
                 continue
             (shard / DONE).unlink(missing_ok=True)
-            keys = sorted(read_kaldi_map(set_dir / "wav.scp"))[job::nj]
             shard.mkdir(parents=True, exist_ok=True)
             atomic_write(shard / "keys", "".join(f"{k}\n" for k in keys))
             if keys:
@@ -186,7 +187,7 @@ def _run_job(job: int, nj: int, systems: List[Dict], data_root: str, sets: List[
                     loaded[s] = (None, None)  # release the previous model first
                     speech2text = build_speech2text(set_options, lang, task)
                     loaded[s] = (set_options, speech2text)
-                    warm_up(speech2text, read_kaldi_map(set_dir / "wav.scp")[keys[0]], lang, task)
+                    warm_up(speech2text, wavs[keys[0]], lang, task)
                 speech2text.lang_sym, speech2text.task_sym = f"<{lang}>", f"<{task}>"
                 logging.info(
                     f"{name}: {len(keys)} utterances ({lang}, {task}, ctc_weight {set_options['ctc_weight']}) "
