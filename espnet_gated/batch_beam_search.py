@@ -8,8 +8,8 @@ Each utterance keeps its own gate mask: the decoder runs a module only on the bl
 the utterances that keep it (``rows.build_plan``), and cross-attention attends each block
 to its own utterance's cached keys/values. CTC prefix scoring scores the hypotheses of all
 utterances at once (:class:`espnet_gated.ctc_prefix_score.BatchCTCPrefixScore`, ESPnet's
-arithmetic), on the tokens after the prompt (as :class:`espnet_gated.scorers.PromptCTCPrefixScorer`
-does).
+arithmetic), on the tokens after the prompt (as :class:`espnet_gated.scorers.PromptCTCScorer`
+does). End detection follows the installed ESPnet's rule (``compat.end_detect_position``).
 
 A block has as many rows as the utterance with the most running hypotheses; shorter
 blocks are padded with copies that are never selected. Utterances that finish leave the
@@ -29,13 +29,16 @@ import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-from espnet.nets.batch_beam_search import BatchBeamSearch
-from espnet.nets.beam_search import Hypothesis
-from espnet.nets.e2e_asr_common import end_detect
-from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
-from espnet.nets.scorers.ctc import CTCPrefixScorer
-from espnet.nets.scorers.length_bonus import LengthBonus
 
+from espnet_gated.compat import (
+    BatchBeamSearch,
+    CTCPrefixScorer,
+    Hypothesis,
+    LengthBonus,
+    end_detect,
+    end_detect_position,
+    subsequent_mask,
+)
 from espnet_gated.ctc_prefix_score import BatchCTCPrefixScore
 from espnet_gated.decoder import GatedTransformerDecoder, MemoryKeysValues
 from espnet_gated.layout import DECODER_MODULES
@@ -200,6 +203,7 @@ class MultiUtteranceBeamSearch:
             ctc_utts = torch.arange(n_utt, device=device)
             self.ctc_s += time.perf_counter() - ctc_start
         tgt_mask_cache: Dict[int, torch.Tensor] = {}
+        primer_len = len(primers[0])
         i = 0
         while active:
             n_rows, length = yseq.size(0), yseq.size(1)
@@ -238,7 +242,7 @@ class MultiUtteranceBeamSearch:
                 ctc_start = time.perf_counter()
                 # the primer's last token stands for <sos>: CTC scores only what follows the prompt
                 scores["ctc"], ctc_scored = ctc_scorer(
-                    yseq[:, len(primers[0]) - 1 :], ctc_state, part_ids, ctc_utts, max(lengths[u] for u in active)
+                    yseq[:, primer_len - 1 :], ctc_state, part_ids, ctc_utts, max(lengths[u] for u in active)
                 )
                 self.ctc_s += time.perf_counter() - ctc_start
                 weighted += bs.weights["ctc"] * scores["ctc"]
@@ -286,7 +290,7 @@ class MultiUtteranceBeamSearch:
                     else:
                         remaining.append(c)
                 done = not remaining
-                if not done and maxlenratio == 0.0 and end_detect(ended_host[u], i):
+                if not done and maxlenratio == 0.0 and end_detect(ended_host[u], end_detect_position(i, primer_len)):
                     logger.debug(f"utterance {utts[u]}: end detected at {i}")
                     done = True
                 if done:

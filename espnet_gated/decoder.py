@@ -5,11 +5,11 @@ so dense checkpoints load). Gates are a (B, n_layers, 3) tensor over
 :data:`~espnet_gated.layout.DECODER_MODULES`: multiplied in training; binary at inference,
 where a closed module is not computed.
 
-Beam search (ESPnet's ``BatchBeamSearch``) calls :meth:`batch_score` with one row per
-hypothesis and no room for extra arguments, so the mask of the utterance being decoded is
-installed for the whole search with :meth:`GatedTransformerDecoder.installed_gates`.
-The per-hypothesis state keeps ESPnet's contract: one (L-1, D) tensor per layer holding
-that layer's outputs for the previous positions (a :class:`HypState`, a list that also
+Every call takes its gates as an argument (``gates=``); without them the decoder is ESPnet's
+dense one. ESPnet's beam search calls ``batch_score`` with one row per hypothesis and no room
+for gates: :class:`espnet_gated.adapter.GatedDecoderScorer` binds one search's masks to the
+decoder for it. The per-hypothesis state keeps ESPnet's contract: one (L-1, D) tensor per layer
+holding that layer's outputs for the previous positions (a :class:`HypState`, a list that also
 carries the self-attention keys/values of those positions).
 
 Two caches make incremental decoding cheaper than ESPnet's decoder without changing its
@@ -25,21 +25,22 @@ A decoder built with ``static_mask`` (an exported model, see ``espnet_gated.prun
 its closed modules removed and always runs that mask.
 """
 
+import inspect
 import math
-from contextlib import contextmanager
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
-from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
 from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
 
+from espnet_gated.compat import make_pad_mask, subsequent_mask
 from espnet_gated.layout import DECODER_MODULES
 from espnet_gated.pruning import parse_side_mask, prune_decoder
 from espnet_gated.rows import ALL, Rows, add_on_rows, add_rows, build_plan, take
 
 SELF, SRC, FF = range(len(DECODER_MODULES))
 KV = Tuple[torch.Tensor, torch.Tensor]
+#: ESPnet's own ``batch_score`` takes the encoder's padding mask (202611; utterance-batched search)
+_STOCK_SCORE_TAKES_XS_MASK = "xs_mask" in inspect.signature(TransformerDecoder.batch_score).parameters
 
 
 def _self_attn(layer, x, tgt_mask, cached: bool):
@@ -129,15 +130,6 @@ class MemoryKeysValues:
     def __len__(self) -> int:
         return self.memory.size(0)
 
-    def matches(self, memory: torch.Tensor) -> bool:
-        """True if ``memory`` is this encoder output (possibly expanded over hypotheses)."""
-        m = self.memory
-        return (
-            memory.data_ptr() == m.data_ptr()
-            and memory.shape[1:] == m.shape[1:]
-            and (memory.size(0) == m.size(0) or (m.size(0) == 1 and memory.stride(0) == 0))
-        )
-
     def get(self, index: int, layer, utts: Optional[Sequence[int]] = None):
         """(k, v, mask) of layer ``index`` for the utterances ``utts`` (None = all)."""
         key = (index, None if utts is None else tuple(utts))
@@ -215,9 +207,6 @@ class GatedTransformerDecoder(TransformerDecoder):
                 "gated_transformer needs normalize_before: true and concat_after: false "
                 "(the OWSM setting): a skipped module must leave the residual stream as is"
             )
-        self._installed = None  # gates installed by installed_gates()
-        self._installed_plan = None  # their inference plan, built on first use
-        self._memory_kv: Optional[MemoryKeysValues] = None  # set by init_state()
         self.cache_src_kv = True
         self.cache_self_kv = True
         self.static_mask: Optional[torch.Tensor] = None
@@ -230,50 +219,24 @@ class GatedTransformerDecoder(TransformerDecoder):
     def present_modules(self) -> List[str]:
         return list(DECODER_MODULES)
 
-    @contextmanager
-    def installed_gates(self, gates: Optional[torch.Tensor]):
-        """Use ``gates`` for every call without explicit gates inside the block:
-        (n_layers, 3), or (B, n_layers, 3) matching the rows the decoder will see
-        (the batch in training, the hypotheses in ``batch_score``)."""
-        previous = self._installed, self._installed_plan
-        if gates is not None and self.static_mask is not None:
+    def _checked(self, gates: Optional[torch.Tensor], n_rows: int) -> Optional[torch.Tensor]:
+        """``gates`` (n_layers, 3), (1, ...) or (n_rows, ...) as (rows, n_layers, 3)."""
+        if gates is None:
+            return None
+        if self.static_mask is not None:
             raise ValueError("this decoder has a static mask (an exported model): it takes no gates")
-        if gates is not None and gates.dim() == 2:
+        if gates.dim() == 2:
             gates = gates.unsqueeze(0)
-        self._installed, self._installed_plan = gates, None
-        try:
-            yield
-        finally:
-            self._installed, self._installed_plan = previous
-
-    def _gates_for(self, gates: Optional[torch.Tensor], n_batch: int) -> Optional[torch.Tensor]:
-        if gates is not None and self.static_mask is not None:
-            raise ValueError("this decoder has a static mask (an exported model): it takes no gates")
-        gates = self._installed if gates is None else gates
-        if gates is not None and gates.size(0) not in (1, n_batch):
-            raise ValueError(f"decoder gates are for {gates.size(0)} rows but the decoder got {n_batch}")
+        if gates.size(0) not in (1, n_rows):
+            raise ValueError(f"decoder gates are for {gates.size(0)} rows but the decoder got {n_rows}")
         return gates
 
-    def _plan_for(self, gates: Optional[torch.Tensor], n_batch: int):
+    def _plan(self, gates: Optional[torch.Tensor], n_rows: int):
+        """The row plan of ``gates``, else of the static mask, else None (dense)."""
+        gates = self._checked(gates, n_rows)
         if gates is not None:
-            return build_plan(self._gates_for(gates, n_batch))
-        if self._static_plan is not None:
-            return self._static_plan
-        installed = self._installed
-        if installed is None:
-            return None
-        if installed.size(0) not in (1, n_batch):
-            self._gates_for(None, n_batch)  # raises
-        if self._installed_plan is None:
-            self._installed_plan = build_plan(installed)
-        return self._installed_plan
-
-    def init_state(self, x: torch.Tensor):
-        """ESPnet's beam search calls this once per utterance with its encoder output
-        (T, D): the cross-attention keys/values of that output are cached for the search.
-        The per-hypothesis state itself is ESPnet's (None at the start)."""
-        self._memory_kv = MemoryKeysValues(x.unsqueeze(0))
-        return None
+            return build_plan(gates)
+        return self._static_plan
 
     def forward(
         self,
@@ -285,9 +248,9 @@ class GatedTransformerDecoder(TransformerDecoder):
         return_all_hs: bool = False,
         gates: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Teacher-forced forward; ``gates`` (B, n_layers, 3), else the installed ones,
-        else the static mask, else all open (the dense decoder)."""
-        gates = self._gates_for(gates, ys_in_pad.size(0))
+        """Teacher-forced forward; ``gates`` (B, n_layers, 3), else the static mask, else all
+        open (ESPnet's dense decoder)."""
+        gates = self._checked(gates, ys_in_pad.size(0))
         if gates is None and self.static_mask is None:
             return super().forward(hs_pad, hlens, ys_in_pad, ys_in_lens, return_hs, return_all_hs)
         tgt_mask = (~make_pad_mask(ys_in_lens)[:, None, :]).to(ys_in_pad.device)
@@ -342,14 +305,12 @@ class GatedTransformerDecoder(TransformerDecoder):
     ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         """One incremental step; closed modules are skipped for the rows that close them.
 
-        ``memory_kv``: precomputed cross-attention keys/values (by default those of the
-        utterance given to :meth:`init_state`, when ``memory`` is its encoder output).
+        ``gates``: (rows or 1, n_layers, 3), else the static mask, else ESPnet's dense step;
+        ``memory_kv``: precomputed cross-attention keys/values of ``memory``.
         """
-        plan = self._plan_for(gates, tgt.size(0))
+        plan = self._plan(gates, tgt.size(0))
         if plan is None:
             return super().forward_one_step(tgt, tgt_mask, memory, memory_mask, cache=cache, return_hs=return_hs)
-        if memory_kv is None and self._memory_kv is not None and self._memory_kv.matches(memory):
-            memory_kv = self._memory_kv
         y, new_cache, _ = self.step(tgt, tgt_mask, cache, None, plan, memory, memory_mask, memory_kv, return_hs)
         return y, new_cache
 
@@ -410,14 +371,30 @@ class GatedTransformerDecoder(TransformerDecoder):
             y = torch.log_softmax(logits, dim=-1)
         return ((y, hidden) if return_hs else y), new_cache, (new_kv if self.cache_self_kv else None)
 
-    def batch_score(self, ys: torch.Tensor, states: List, xs: torch.Tensor, return_hs: bool = False):
-        """ESPnet's ``batch_score`` with the gated step and the self-attention cache.
+    def batch_score(
+        self,
+        ys: torch.Tensor,
+        states: List,
+        xs: torch.Tensor,
+        return_hs: bool = False,
+        xs_mask: Optional[torch.Tensor] = None,
+        gates: Optional[torch.Tensor] = None,
+        memory_kv: Optional[MemoryKeysValues] = None,
+    ):
+        """ESPnet's ``batch_score`` with gates and the self-attention cache.
 
         states: per hypothesis None (first step) or a list of per-layer (L-1, D) outputs
-        (a :class:`HypState` from the previous call also carries the keys/values)."""
-        plan = None if return_hs else self._plan_for(None, ys.size(0))
+        (a :class:`HypState` from the previous call also carries the keys/values);
+        xs_mask: (n, 1, T) valid encoder frames of ``xs`` (utterances of different lengths);
+        gates: (n or 1, n_layers, 3); memory_kv: the cross-attention keys/values of ``xs``
+        (see :class:`MemoryKeysValues`). Without gates (and no static mask) it is ESPnet's."""
+        plan = self._plan(gates, ys.size(0))
         if plan is None:
-            return super().batch_score(ys, states, xs, return_hs=return_hs)
+            if xs_mask is None:
+                return super().batch_score(ys, states, xs, return_hs=return_hs)
+            if _STOCK_SCORE_TAKES_XS_MASK:
+                return super().batch_score(ys, states, xs, return_hs=return_hs, xs_mask=xs_mask)
+            plan = build_plan(torch.ones(1, len(self.decoders), len(DECODER_MODULES)))  # 202511: ours, all open
         n_batch, n_layers = len(ys), len(self.decoders)
         if states[0] is None:
             cache = self_kv = None
@@ -431,9 +408,8 @@ class GatedTransformerDecoder(TransformerDecoder):
                     else tuple(torch.stack([s.self_kv[i][j] for s in states]) for j in range(2))
                     for i in range(n_layers)
                 ]
-        memory_kv = self._memory_kv if self._memory_kv is not None and self._memory_kv.matches(xs) else None
         tgt_mask = subsequent_mask(ys.size(-1), device=xs.device).unsqueeze(0)
-        logp, new_cache, new_kv = self.step(ys, tgt_mask, cache, self_kv, plan, xs, None, memory_kv)
+        logp, new_cache, new_kv = self.step(ys, tgt_mask, cache, self_kv, plan, xs, xs_mask, memory_kv, return_hs)
         if new_kv is None:
             return logp, [HypState([new_cache[i][b] for i in range(n_layers)]) for b in range(n_batch)]
         return logp, [

@@ -26,45 +26,28 @@ An encoder built with ``static_mask`` (an exported model, see ``espnet_gated.pru
 its closed modules removed and always runs that mask.
 """
 
-from contextlib import contextmanager, nullcontext
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from contextlib import nullcontext
+from typing import Callable, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import torch
 import torch.nn.functional as F
-from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
-from espnet.nets.pytorch_backend.transformer.subsampling import (
-    Conv1dSubsampling1,
-    Conv1dSubsampling2,
-    Conv1dSubsampling3,
-    Conv2dSubsampling,
-    Conv2dSubsampling1,
-    Conv2dSubsampling2,
-    Conv2dSubsampling6,
-    Conv2dSubsampling8,
-    TooShortUttError,
-    check_short_utt,
-)
 from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder
 from espnet2.asr.layers.fastformer import FastSelfAttention
 
+from espnet_gated.compat import (
+    STOCK_ZEROES_PADDING,
+    SUBSAMPLING_LAYERS,
+    TooShortUttError,
+    check_short_utt,
+    make_pad_mask,
+)
 from espnet_gated.layout import ENCODER_MODULES
 from espnet_gated.pruning import parse_side_mask, prune_encoder
 from espnet_gated.rows import add_on_rows, add_rows, rows_of, take
 
 FFM, ATTN, CGMLP, FF = range(len(ENCODER_MODULES))
-#: how ESPnet's input layers slice the frame mask, ``mask[:, :, :-stop:step]`` per entry, one entry per
-#: convolution (kernel ``stop + 1``, stride ``step``, no padding)
-_MASK_SLICES = {
-    Conv1dSubsampling1: ((2, 1), (2, 1)),
-    Conv1dSubsampling2: ((2, 1), (2, 2)),
-    Conv1dSubsampling3: ((2, 1), (4, 3)),
-    Conv2dSubsampling: ((2, 2), (2, 2)),
-    Conv2dSubsampling1: ((4, 1),),
-    Conv2dSubsampling2: ((2, 2), (2, 1)),
-    Conv2dSubsampling6: ((2, 2), (4, 3)),
-    Conv2dSubsampling8: ((2, 2), (2, 2), (2, 2)),
-}
-_SUBSAMPLING = tuple(_MASK_SLICES)
+#: what ``forward``'s ``predict_gates`` returns (the model's ``GateState``)
+Gates = TypeVar("Gates")
 #: which branches a group of rows keeps: (attn, cgmlp)
 _BRANCH_PATTERNS = ((True, True), (True, False), (False, True))
 
@@ -88,10 +71,11 @@ def _zero_padding(x: torch.Tensor, pad: Optional[torch.Tensor]) -> torch.Tensor:
 
 
 def _cgmlp_branch(layer, x, mask, pad: Optional[torch.Tensor] = None):
-    """The cgMLP branch. ESPnet's ``ConvolutionalGatingMLP`` ignores the mask, so in a padded
-    batch its depthwise convolution would read the padding into the last frames of shorter
-    utterances; with ``pad`` given, padded frames are zeroed before that convolution."""
-    if pad is None:
+    """The cgMLP branch; with ``pad`` given, padded frames are zeroed before its depthwise convolution.
+
+    202611's ``ConvolutionalGatingMLP`` does that itself from ``mask``; 202511's ignores the mask, so
+    there the branch is computed here with the zeroing added (``compat.STOCK_ZEROES_PADDING``)."""
+    if pad is None or STOCK_ZEROES_PADDING:
         out = layer.cgmlp(layer.norm_mlp(x), mask)
         return layer.dropout(out[0] if isinstance(out, tuple) else out)
     cgmlp = layer.cgmlp
@@ -156,11 +140,10 @@ class EncoderPlan:
 class GatedEBranchformerEncoder(EBranchformerEncoder):
     """ESPnet's E-Branchformer encoder with per-utterance module gates.
 
-    Same constructor and options as ``e_branchformer``. ``forward`` takes an extra
-    ``gates`` argument; without it the encoder is exactly the dense one.
+    Same constructor and options as ``e_branchformer``. ``forward`` takes the gates (``gates``), or
+    predicts them from the input layer's output (``predict_gates``) and returns them; without either
+    the encoder is exactly the dense one (ESPnet's own ``forward``).
     """
-
-    _gate_source = None
 
     def __init__(self, *args, static_mask: Union[str, Sequence[Sequence[int]], None] = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -173,35 +156,21 @@ class GatedEBranchformerEncoder(EBranchformerEncoder):
             prune_encoder(self, self.static_mask)
             self._static_plan = EncoderPlan(self.static_mask.unsqueeze(0))
 
-    @contextmanager
-    def gate_source(self, source: Callable):
-        """Inside the block, ``forward`` without ``gates`` asks ``source(xs, masks)`` for
-        them, right after the input layer (the gate predictor reads its output)."""
-        previous = self._gate_source
-        self._gate_source = source
-        try:
-            yield
-        finally:
-            self._gate_source = previous
-
     def present_modules(self) -> List[str]:
         """Gateable modules the layers were built with."""
         return list(self._present)
 
-    def embed_input(self, xs_pad: torch.Tensor, ilens: torch.Tensor, masks: torch.Tensor = None):
+    def embed_input(self, xs_pad: torch.Tensor, ilens: torch.Tensor):
         """Input layer (subsampling + positional encoding) -> (xs, masks).
 
         ``xs`` is a tensor, or a tuple (x, pos_emb) for relative positional encoding;
         masks: (B, 1, T') bool, True = valid frame. At inference the masks hold each
-        utterance's own frames (:meth:`own_lengths`): ESPnet slices the padded batch's mask,
-        which gives a shorter utterance one or two extra frames whose convolution windows
-        reach into the padding.
+        utterance's own frames (:meth:`own_masks`): 202511's input layer slices the padded
+        batch's mask, which gives a shorter utterance one or two extra frames whose
+        convolution windows reach into the padding.
         """
-        if masks is None:
-            masks = (~make_pad_mask(ilens)[:, None, :]).to(xs_pad.device)
-        else:
-            masks = ~masks[:, None, :]
-        if isinstance(self.embed, _SUBSAMPLING):
+        masks = (~make_pad_mask(ilens)[:, None, :]).to(xs_pad.device)
+        if isinstance(self.embed, SUBSAMPLING_LAYERS):
             # in training the batch decides (ESPnet's rule); at inference the shortest utterance
             n_frames = xs_pad.size(1) if self.training else int(ilens.min())
             short, limit = check_short_utt(self.embed, n_frames)
@@ -214,19 +183,35 @@ class GatedEBranchformerEncoder(EBranchformerEncoder):
                 )
             xs_pad, masks = self.embed(xs_pad, masks)
             if not self.training:
-                own = self.own_lengths(ilens).to(masks.device)
-                masks = masks & (torch.arange(masks.size(-1), device=masks.device) < own.unsqueeze(1)).unsqueeze(1)
+                masks = self.own_masks(ilens, masks)
         elif self.embed is not None:
             xs_pad = self.embed(xs_pad)
         return xs_pad, masks
 
     def own_lengths(self, ilens: torch.Tensor) -> torch.Tensor:
-        """(B,) frames after the input layer of utterances of ``ilens`` input frames, each
-        as if alone (the output length of the input layer's unpadded convolutions)."""
+        """(B,) frames after the input layer of utterances of ``ilens`` input frames, each as if
+        alone: the output length of the input layer's time convolutions (no padding)."""
         own = ilens
-        for stop, step in _MASK_SLICES.get(type(self.embed), ()):
-            own = torch.div(own - stop - 1, step, rounding_mode="floor") + 1
+        for conv in self.embed.modules() if isinstance(self.embed, SUBSAMPLING_LAYERS) else ():
+            if isinstance(conv, (torch.nn.Conv1d, torch.nn.Conv2d)):  # time is the first kernel axis of both
+                span = conv.dilation[0] * (conv.kernel_size[0] - 1) + 1
+                own = torch.div(own + 2 * conv.padding[0] - span, conv.stride[0], rounding_mode="floor") + 1
         return own
+
+    def own_masks(self, ilens: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """``masks`` (B, 1, T') without the frames that exist only because of the batch's padding."""
+        own = self.own_lengths(ilens).to(masks.device)
+        return masks & (torch.arange(masks.size(-1), device=masks.device) < own.unsqueeze(1)).unsqueeze(1)
+
+    def _input_precision(self, xs_pad: torch.Tensor):
+        """At inference the input layer and the gate decision run in float32 also under autocast
+        (half-precision decoding): the gates are those of float32 decoding, and the residual stream
+        of the layers stays float32. Returns (features, context manager)."""
+        if self.training:
+            return xs_pad, nullcontext()
+        if torch.is_autocast_enabled(xs_pad.device.type):
+            xs_pad = xs_pad.float()  # features of a frontend that ran under autocast
+        return xs_pad, torch.autocast(xs_pad.device.type, enabled=False)
 
     def forward_layers(
         self,
@@ -245,9 +230,11 @@ class GatedEBranchformerEncoder(EBranchformerEncoder):
             plan = self._static_plan
         elif gates is not None and not self.training:
             plan = EncoderPlan(gates)
-        # padded frames, zeroed before every convolution of a layer at inference (see _cgmlp_branch);
-        # a single utterance has none
-        pad = (~masks).transpose(1, 2) if plan is not None and masks.size(0) > 1 else None
+        # padded frames, zeroed before the time convolutions of a layer: at inference always (each
+        # utterance gets the output it gets alone), in training where the stock layer does it too
+        pad = None
+        if masks.size(0) > 1 and (plan is not None or (gates is not None and STOCK_ZEROES_PADDING)):
+            pad = (~masks).transpose(1, 2)
         intermediate_outs = []
         for layer_idx, layer in enumerate(self.encoders):
             if max_layer is not None and layer_idx >= max_layer:
@@ -265,10 +252,11 @@ class GatedEBranchformerEncoder(EBranchformerEncoder):
                     xs,
                     masks,
                     gates[:, layer_idx],
+                    pad,
                     use_reentrant=False,
                 )
             else:
-                xs = self._layer_training(layer, xs, masks, gates[:, layer_idx])
+                xs = self._layer_training(layer, xs, masks, gates[:, layer_idx], pad)
             hidden = xs[0] if isinstance(xs, tuple) else xs
             if return_all_hs:
                 intermediate_outs.append(hidden)
@@ -295,21 +283,31 @@ class GatedEBranchformerEncoder(EBranchformerEncoder):
         max_layer: int = None,
         return_all_hs: bool = False,
         gates: Optional[torch.Tensor] = None,
-    ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-        # at inference the input layer and the gate decision run in float32 also under autocast
-        # (half-precision decoding): the gates are those of float32 decoding, and the residual
-        # stream of the layers stays float32
-        if not self.training and torch.is_autocast_enabled(xs_pad.device.type):
-            xs_pad = xs_pad.float()  # features of a frontend that ran under autocast
-        with nullcontext() if self.training else torch.autocast(xs_pad.device.type, enabled=False):
-            xs, masks = self.embed_input(xs_pad, ilens, masks)
-            if gates is None and self._gate_source is not None:
-                gates = self._gate_source(xs, masks)
-        return self.forward_layers(xs, masks, gates, ctc, max_layer, return_all_hs)
+        predict_gates: Optional[Callable[[torch.Tensor, torch.Tensor], Gates]] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor, Optional[Gates]]:
+        """ESPnet's ``forward`` with every module open (the dense encoder: ESPnet's own), or with
+        ``gates`` (B, n_layers, 4), or with the static mask of an exported encoder.
+
+        ``predict_gates(x, own_masks)``, called on the input layer's output (x (B, T', D); the
+        masks of each utterance's own frames, see :meth:`own_masks`), returns the gate state whose
+        ``enc`` (B, n_layers, 4) runs the layers; it is returned in the place of ESPnet's (unused)
+        encoder states: (output, lengths, gate state)."""
+        if gates is None and predict_gates is None and self.static_mask is None:
+            return super().forward(xs_pad, ilens, prev_states, masks, ctc, max_layer, return_all_hs)
+        xs_pad, precision = self._input_precision(xs_pad)
+        state = None
+        with precision:
+            xs, masks = self.embed_input(xs_pad, ilens)
+            if predict_gates is not None:
+                state = predict_gates(xs[0] if isinstance(xs, tuple) else xs, self.own_masks(ilens, masks))
+                gates = state.enc
+        out, olens, _ = self.forward_layers(xs, masks, gates, ctc, max_layer, return_all_hs)
+        return out, olens, state
 
     @staticmethod
-    def _layer_training(layer, xs, mask, g):
-        """Every module computed and scaled by its gate. g: (B, 4)."""
+    def _layer_training(layer, xs, mask, g, pad: Optional[torch.Tensor] = None):
+        """Every module computed and scaled by its gate. g: (B, 4); ``pad`` where the stock layer
+        zeroes padded frames before its convolutions (see ``compat``)."""
         x, pos_emb = xs if isinstance(xs, tuple) else (xs, None)
         g = g[:, :, None, None].unbind(1)  # 4 x (B, 1, 1)
         if layer.feed_forward_macaron is not None:
@@ -318,7 +316,7 @@ class GatedEBranchformerEncoder(EBranchformerEncoder):
         x1 = g[ATTN] * _attn_branch(layer, x, pos_emb, mask)
         x2 = g[CGMLP] * _cgmlp_branch(layer, x, mask)
         merge_gate = g[ATTN] + g[CGMLP] - g[ATTN] * g[CGMLP]
-        x = x + merge_gate * _merge(layer, x1, x2)
+        x = x + merge_gate * _merge(layer, x1, x2, pad)
         if layer.feed_forward is not None:
             ff = layer.feed_forward(layer.norm_ff(x))
             x = x + layer.ff_scale * g[FF] * layer.dropout(ff)

@@ -1,27 +1,28 @@
 """The gated OWSM model (``model: gated_espnet``).
 
 ESPnet's :class:`ESPnetS2TModel` plus a gate predictor and the sparsity loss. The dense
-model's code paths are reused: ``encode`` and ``_calc_att_loss`` of the parent run
-unchanged while the gates for the batch are installed in the encoder and the decoder.
+model's code paths are reused: ESPnet's own ``forward`` and ``encode`` run unchanged on a view
+of the model whose encoder predicts the batch's gates and whose decoder runs with them
+(:mod:`espnet_gated.adapter`); the gates come back as a value (:class:`GateState`).
 
 Where the context comes from:
 
 * training/validation: the first two tokens of ``text`` (``<lang><task>``);
-* inference: ``encode(speech, lengths, context=...)`` with the ids of ``lang_sym`` and
+* inference: ``encode_gated(speech, lengths, context=...)`` with the ids of ``lang_sym`` and
   ``task_sym`` (done by :class:`espnet_gated.inference.GatedSpeech2Text`).
-
-After every ``encode`` the gates used for that batch are in ``model.current_gates``.
 """
 
 import inspect
-from contextlib import contextmanager
+import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Dict, List, Optional, Tuple
 
 import torch
 from espnet2.s2t.espnet_model import ESPnetS2TModel
 from espnet2.torch_utils.device_funcs import force_gatherable
 
+from espnet_gated.adapter import espnet_encode, espnet_forward
 from espnet_gated.decoder import GatedTransformerDecoder
 from espnet_gated.encoder import GatedEBranchformerEncoder
 from espnet_gated.flops import slot_costs
@@ -29,8 +30,6 @@ from espnet_gated.gates import GatePredictor, masked_time_mean
 from espnet_gated.layout import GateLayout
 from espnet_gated.sparsity import SparsityController
 
-#: state-dict prefixes of the gating state: what a dense (ESPnet, OWSM) checkpoint lacks
-GATING_STATE = ("gate_predictor.", "sparsity_controller.")
 #: gate_conf keys that choose the gated slots (the rest configure the predictor)
 LAYOUT_KEYS = ("gate_encoder", "gate_decoder", "encoder_modules", "decoder_modules", "encoder_layers", "decoder_layers")
 
@@ -70,7 +69,7 @@ def check_sparsity_conf(sparsity_conf: Optional[Dict]) -> Dict:
 
 @dataclass
 class GateState:
-    """Gates of the last encoded batch."""
+    """The gates of one encoded batch (what ``encode_gated`` returns beside the encoder output)."""
 
     slots: Optional[torch.Tensor]  # (B, n_slots) float32 predicted gates (sampled in training), None when forced
     enc: torch.Tensor  # (B, n_enc_layers, 4), ungated = 1, in the dtype of the encoder's activations
@@ -79,6 +78,12 @@ class GateState:
     warmup: bool = False  # predicted during the gate warm-up (all open, no sparsity loss)
     context: Optional[torch.Tensor] = None  # (B, 2) the <lang><task> ids the gates were predicted for
     logits: Optional[torch.Tensor] = None  # (B, n_slots, 2) float32 (skip, keep) logits the gates came from
+    predictor_s: float = 0.0  # host seconds the gate predictor took (its share of decoding time)
+
+    def masks(self) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        """Per utterance (enc, dec) binary dense masks, int, on the CPU."""
+        enc, dec = (self.enc > 0.5).int().cpu(), (self.dec > 0.5).int().cpu()
+        return list(zip(enc, dec, strict=True))
 
 
 class GatedESPnetS2TModel(ESPnetS2TModel):
@@ -126,10 +131,6 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
             **gate_conf,
         )
         self.sparsity_controller = SparsityController(**sparsity_conf)
-        self.current_gates: Optional[GateState] = None
-        self._batch_context = None  # (B, 2) context set by using_context()
-        self._forced = None  # (enc, dec) dense masks from forced_gates()
-        self._feat_lengths = None  # (B,) feature frames of the batch being encoded
 
     # ------------------------------------------------------------------ context
     def context_from_text(self, text: torch.Tensor, text_lengths: torch.Tensor, utt_ids=None) -> torch.Tensor:
@@ -170,50 +171,35 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
         self.sparsity_controller.ascend()
         self.gate_predictor.count_update()
 
-    @contextmanager
-    def using_context(self, context: torch.Tensor):
-        """Inside the block, ``encode`` without ``context`` uses this (B, 2) context."""
-        previous = self._batch_context
-        self._batch_context = context
-        try:
-            yield
-        finally:
-            self._batch_context = previous
-
     # ------------------------------------------------------------------ gates
-    @contextmanager
-    def forced_gates(self, enc: Optional[torch.Tensor] = None, dec: Optional[torch.Tensor] = None):
-        """Override the predicted gates (for analysis and benchmarks).
-
-        enc: (n_enc_layers, 4) or (B, n_enc_layers, 4); dec: (n_dec_layers, 3) or
-        (B, n_dec_layers, 3); binary, module order as in ``layout.py``. A side left None
-        keeps the predicted gates.
-        """
-        previous = self._forced
-        self._forced = (enc, dec)
-        try:
-            yield
-        finally:
-            self._forced = previous
-
     def _expand(self, mask: torch.Tensor, batch: int, like: torch.Tensor) -> torch.Tensor:
         mask = mask.to(device=like.device, dtype=like.dtype)
         return mask.expand(batch, *mask.shape[-2:]) if mask.dim() == 2 else mask
 
-    def predict_gates(self, xs, masks: torch.Tensor, context: Optional[torch.Tensor]) -> GateState:
-        """Gates for a batch from the embedded encoder input (see gates.py)."""
-        x = xs[0] if isinstance(xs, tuple) else xs
-        forced_enc, forced_dec = self._forced if self._forced is not None else (None, None)
+    def predict_gates(
+        self,
+        x: torch.Tensor,
+        masks: torch.Tensor,
+        context: Optional[torch.Tensor],
+        enc_mask: Optional[torch.Tensor] = None,
+        dec_mask: Optional[torch.Tensor] = None,
+    ) -> GateState:
+        """The gates of a batch from the encoder's embedded input ``x`` (B, T, D) and the masks of each
+        utterance's own frames (B, 1, T), see gates.py. ``enc_mask`` (n_enc_layers, 4) or (B, ...) and
+        ``dec_mask`` (n_dec_layers, 3) or (B, ...) replace the predicted gates of their side (binary,
+        module order as in ``layout.py``): for analysis, benchmarks and decoding with every module open.
+        """
+        start = time.perf_counter()
         predictor = self.gate_predictor
         slots = logits = None
         warmup = predictor.warming_up()
-        if forced_enc is None or forced_dec is None:
-            pooled = masked_time_mean(x, self._own_frames(masks)) if predictor.use_audio else None
+        if enc_mask is None or dec_mask is None:
+            pooled = masked_time_mean(x, masks) if predictor.use_audio else None
             logits = predictor(pooled, context)
             slots = predictor.sample(logits)
         b = x.size(0)
-        enc = self._expand(forced_enc, b, x) if forced_enc is not None else self.gate_layout.to_dense(slots, "enc")
-        dec = self._expand(forced_dec, b, x) if forced_dec is not None else self.gate_layout.to_dense(slots, "dec")
+        enc = self._expand(enc_mask, b, x) if enc_mask is not None else self.gate_layout.to_dense(slots, "enc")
+        dec = self._expand(dec_mask, b, x) if dec_mask is not None else self.gate_layout.to_dense(slots, "dec")
         return GateState(
             slots=slots,
             enc=enc.to(x.dtype),
@@ -222,67 +208,41 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
             warmup=warmup,
             context=context,
             logits=logits,
+            predictor_s=time.perf_counter() - start,
         )
 
-    def _own_frames(self, masks: torch.Tensor) -> torch.Tensor:
-        """``masks`` without the frames that only exist because of padding.
-
-        In training, ESPnet's subsampling slices the padded batch's mask, so a shorter
-        utterance gets one or two extra "valid" frames whose convolution windows reach into
-        the padding; alone it would not have them (at inference the encoder's masks hold
-        each utterance's own frames already). The gate predictor pools over the frames the
-        utterance has on its own, so its gates do not depend on what it is batched with
-        (exactly at inference, where ``GatedSpeech2Text`` also computes each utterance's
-        features alone; in training ESPnet's batched STFT reads padding into the last frame
-        of a shorter utterance, which shifts an ``utterance_mvn`` mean by a little).
-        """
-        if self._feat_lengths is None:
-            return masks
-        own = self.encoder.own_lengths(self._feat_lengths).to(masks.device)
-        positions = torch.arange(masks.size(-1), device=masks.device)
-        return masks & (positions < own.unsqueeze(1)).unsqueeze(1)
-
     # ------------------------------------------------------------------ model API
-    def _extract_feats(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """ESPnet's feature extraction; remembers the feature lengths for :meth:`_own_frames`."""
-        feats, feats_lengths = super()._extract_feats(speech, speech_lengths)
-        self._feat_lengths = feats_lengths
-        return feats, feats_lengths
-
-    def encode(
+    def encode_gated(
         self,
         speech: torch.Tensor,
         speech_lengths: torch.Tensor,
         context: Optional[torch.Tensor] = None,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Frontend + gated encoder; the gates end up in ``self.current_gates``.
+        enc_mask: Optional[torch.Tensor] = None,
+        dec_mask: Optional[torch.Tensor] = None,
+        frontend: Optional[torch.nn.Module] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor, GateState]:
+        """ESPnet's ``encode`` (frontend, normalisation, encoder) with the gates predicted for the batch;
+        returns (encoder output, lengths, gates).
 
-        context: (B, 2) ids of the language and task tokens; inside ``forward`` it is
-        read from the target text.
+        context: (B, 2) ids of the language and task tokens (``token_context``); ``enc_mask``/``dec_mask``:
+        see :meth:`predict_gates`; ``frontend``: replaces the model's for this call.
         """
-        if context is None and self._batch_context is not None:
-            context = self._batch_context
-        if context is None and self.gate_predictor.use_context and self._forced is None:
+        if context is None and self.gate_predictor.use_context and (enc_mask is None or dec_mask is None):
             raise ValueError(
                 "the gated model needs the language and task of each utterance: call "
-                "encode(speech, lengths, context=model.token_context(lang_sym, task_sym)) "
+                "encode_gated(speech, lengths, context=model.token_context(lang_sym, task_sym)) "
                 "or decode with espnet_gated.bin.s2t_inference"
             )
+        predict = partial(self.predict_gates, context=context, enc_mask=enc_mask, dec_mask=dec_mask)
+        return espnet_encode(self, speech, speech_lengths, predict, frontend)
 
-        def gate_source(xs, masks):
-            self.current_gates = self.predict_gates(xs, masks, context)
-            return self.current_gates.enc
-
-        self._feat_lengths = None  # set by _extract_feats for this batch
-        try:
-            with self.encoder.gate_source(gate_source):
-                return super().encode(speech, speech_lengths)
-        finally:
-            self._feat_lengths = None
-
-    def _calc_att_loss(self, *args, **kwargs):
-        with self.decoder.installed_gates(self.current_gates.dec):
-            return super()._calc_att_loss(*args, **kwargs)
+    def encode(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor, context: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """ESPnet's ``encode`` signature (CTC alignment, ESPnet's tools) plus the context; the gates are
+        those of :meth:`encode_gated`."""
+        enc, enc_lens, _ = self.encode_gated(speech, speech_lengths, context)
+        return enc, enc_lens
 
     def forward(
         self,
@@ -296,24 +256,23 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
         text_ctc_lengths: torch.Tensor,
         **kwargs,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
-        """ESPnet's CTC + attention loss plus the sparsity loss; stats gain
-        ``loss_sparsity``, ``sparsity_enc``, ``sparsity_dec`` and ``keep_*`` rates."""
+        """ESPnet's CTC + attention loss with the gates predicted for the batch's ``<lang><task>``
+        prefixes, plus the sparsity loss; stats gain ``loss_sparsity``, ``sparsity_enc``,
+        ``sparsity_dec`` and ``keep_*`` rates."""
         context = self.context_from_text(text, text_lengths, kwargs.get("utt_id"))
-        with self.using_context(context):
-            loss, stats, weight = super().forward(
-                speech,
-                speech_lengths,
-                text,
-                text_lengths,
-                text_prev,
-                text_prev_lengths,
-                text_ctc,
-                text_ctc_lengths,
-                **kwargs,
-            )
-        gates = self.current_gates
-        if gates.slots is None:  # forced gates: nothing to regularise
-            return loss, stats, weight
+        loss, stats, weight, gates = espnet_forward(
+            self,
+            partial(self.predict_gates, context=context),
+            speech=speech,
+            speech_lengths=speech_lengths,
+            text=text,
+            text_lengths=text_lengths,
+            text_prev=text_prev,
+            text_prev_lengths=text_prev_lengths,
+            text_ctc=text_ctc,
+            text_ctc_lengths=text_ctc_lengths,
+            **kwargs,
+        )
         loss_sparsity, sparsity_stats = self.sparsity_terms(gates, loss, float(text_lengths.float().mean()) + 1)
         if not gates.warmup:
             loss = loss + loss_sparsity
@@ -342,9 +301,3 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
             record=self.training and not gates.warmup,
             groups=None if groups is None else groups.to(gates.slots.device),
         )
-
-    # ------------------------------------------------------------------ reporting
-    def gate_masks(self) -> List[Tuple[torch.Tensor, torch.Tensor]]:
-        """Per utterance (enc, dec) binary dense masks of the last encoded batch."""
-        g = self.current_gates
-        return [((g.enc[i] > 0.5).int().cpu(), (g.dec[i] > 0.5).int().cpu()) for i in range(g.enc.size(0))]

@@ -133,8 +133,8 @@ def model_card(
         f'speech2text = GatedSpeech2Text.from_pretrained("{load_name}", beam_size=5)',
         'speech, rate = soundfile.read("speech.wav")  # 16 kHz mono',
         f'text, *_ = speech2text(speech, lang_sym="<{lang}>", task_sym="<{task}>")[0]',
-        'text, *_ = speech2text(speech, lang_sym="none", task_sym="<asr>")[0]  # language identified first',
-        "print(text, speech2text.last_lang)",
+        'decoding = speech2text.decode(speech, lang_sym="none", task_sym="<asr>")  # language identified first',
+        "print(decoding.nbests[0][0][0], decoding.langs[0], decoding.masks[0])  # text, language, gate mask",
         "```",
         "",
         "Command line (a whole wav.scp; `--lang_sym none` identifies each utterance's language and writes "

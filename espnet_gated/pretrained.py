@@ -68,9 +68,9 @@ import yaml
 from espnet_gated.bin.make_config import deep_merge
 from espnet_gated.gates import CONTEXT_TOKEN
 from espnet_gated.langs import to_iso3
-from espnet_gated.model import GATING_STATE
 from espnet_gated.tasks import GatedS2TTask, preprocessor_defaults, read_token_list
 from espnet_gated.utils import PathLike, atomic_output, atomic_write
+from espnet_gated.weights import GATING_STATE
 
 #: dense -> gated class names
 GATED_NAMES = {

@@ -5,15 +5,16 @@ import json
 import pytest
 import torch
 from conftest import model_args, speech_batch
-from espnet.nets.scorers.ctc import CTCPrefixScorer
 from espnet2.asr.ctc import CTC
 
+from espnet_gated.adapter import GatedDecoderScorer, bound_search
 from espnet_gated.bin import bench
 from espnet_gated.bin.export import build_from_config, export, save_model_dir
+from espnet_gated.compat import CTCPrefixScorer
 from espnet_gated.flops import encoder_macs, input_layer_macs, search_macs
 from espnet_gated.inference import GatedSpeech2Text
 from espnet_gated.layout import format_mask, parse_mask
-from espnet_gated.scorers import PromptCTCPrefixScorer
+from espnet_gated.scorers import PromptCTCScorer
 from espnet_gated.tasks import preprocessor_defaults
 
 #: enc layer 0: attn closed (merge keeps the cgmlp half), layer 1: cgmlp closed, layer 2: macaron FFN and both
@@ -91,12 +92,12 @@ def test_exported_model_decodes_like_the_gated_model_with_that_mask(gated_dir, t
         str(tmp_path / "exp/config.yaml"), str(tmp_path / "exp/model.pth"), ctc_weight=0.3, **DECODE
     )
     parsed = parse_mask(MASK)
-    with gated.s2t_model.forced_gates(torch.tensor(parsed["enc"]), torch.tensor(parsed["dec"])):
-        expected = _hyps([gated(s) for s in speeches])
-    got = _hyps([exported(s) for s in speeches])
-    _same(got, expected)
-    assert format_mask(*exported.last_mask) == MASK
-    _same(_hyps(exported.decode_batch(speeches)), expected)
+    masks = (torch.tensor(parsed["enc"]), torch.tensor(parsed["dec"]))
+    expected = _hyps([gated.decode(s, masks=masks).nbests[0] for s in speeches])
+    got = [exported.decode(s) for s in speeches]
+    _same(_hyps([d.nbests[0] for d in got]), expected)
+    assert format_mask(*got[0].masks[0]) == MASK
+    _same(_hyps(exported.decode_batch(speeches).nbests), expected)
 
 
 def test_context_only_export_uses_the_predicted_mask(tmp_path, vocab):
@@ -106,8 +107,9 @@ def test_context_only_export_uses_the_predicted_mask(tmp_path, vocab):
     gated = GatedSpeech2Text(str(config), str(model_file), ctc_weight=0.0, **decode)
     exported = GatedSpeech2Text(str(tmp_path / "exp/config.yaml"), str(tmp_path / "exp/model.pth"), **decode)
     speech = _speeches([14000], seed=2)[0]
-    expected = _hyps([gated(speech)])
-    assert format_mask(*gated.last_mask) == summary["mask"]
+    decoding = gated.decode(speech)
+    expected = _hyps(decoding.nbests)
+    assert format_mask(*decoding.masks[0]) == summary["mask"]
     assert "0" in summary["mask"]  # the random predictor closes something
     _same(_hyps([exported(speech)]), expected)
 
@@ -138,12 +140,13 @@ def test_batched_decoding_equals_per_utterance_decoding(gated_dir, ctc_weight, m
     langs, tasks = ["<deu>", "<fra>", "<ita>", "<eng>"], ["<asr>", "<st_eng>", "<asr>", "<asr>"]
     single, masks = [], []
     for speech, lang, task in zip(speeches, langs, tasks, strict=True):
-        single.append(s2t(speech, lang_sym=lang, task_sym=task))
-        masks.append(format_mask(*s2t.last_mask))
+        decoding = s2t.decode(speech, lang_sym=lang, task_sym=task)
+        single.append(decoding.nbests[0])
+        masks.append(format_mask(*decoding.masks[0]))
     assert len(set(masks)) > 1
     batched = s2t.decode_batch(speeches, langs, tasks)
-    _same(_hyps(batched), _hyps(single))
-    assert [format_mask(*m) for m in s2t.last_masks] == masks
+    _same(_hyps(batched.nbests), _hyps(single))
+    assert [format_mask(*m) for m in batched.masks] == masks
 
 
 def test_ctc_prefix_scores_leave_out_the_prompt():
@@ -153,7 +156,7 @@ def test_ctc_prefix_scores_leave_out_the_prompt():
     ctc = CTC(odim=vocab_size, encoder_output_size=8)
     x = torch.randn(6, 8)
     prompt, tokens = [eos, 3, 4, 5], [7, 2]
-    plain, prompted = CTCPrefixScorer(ctc, eos), PromptCTCPrefixScorer(ctc, eos)
+    plain, prompted = CTCPrefixScorer(ctc, eos), PromptCTCScorer(CTCPrefixScorer(ctc, eos), len(prompt))
 
     def prefix_scores(scorer, primer):
         """The scorer's scores of every token after primer, primer + tokens[:1], ... (batch search calls)."""
@@ -171,16 +174,26 @@ def test_ctc_prefix_scores_leave_out_the_prompt():
     assert torch.allclose(prefix_scores(prompted, prompt), reference, atol=1e-5)
     # ESPnet's own scorer counts the prompt as CTC output: other scores
     assert not torch.allclose(prefix_scores(plain, prompt), reference, atol=1e-2)
-    # the primer's length is learnt per search: a shorter one afterwards
-    assert torch.allclose(prefix_scores(prompted, [eos, 3]), prefix_scores(plain, [eos]), atol=1e-5)
+    # the primer's length is the search's: a shorter one
+    shorter = PromptCTCScorer(CTCPrefixScorer(ctc, eos), 2)
+    assert torch.allclose(prefix_scores(shorter, [eos, 3]), prefix_scores(plain, [eos]), atol=1e-5)
 
 
-def test_gated_decoding_uses_the_prompt_ctc_scorer(gated_dir):
+def test_one_search_gets_the_prompt_ctc_scorer_and_espnets_search_stays_as_it_was(gated_dir):
     config, model_file = gated_dir
     s2t = GatedSpeech2Text(str(config), str(model_file), ctc_weight=0.3, **DECODE)
-    assert type(s2t.beam_search.part_scorers["ctc"]) is PromptCTCPrefixScorer
-    assert s2t.beam_search.scorers["ctc"] is s2t.beam_search.part_scorers["ctc"]
-    assert s2t.beam_search.weights["ctc"] == 0.3
+    stock = s2t.beam_search
+    ctc, decoder = stock.part_scorers["ctc"], stock.full_scorers["decoder"]
+    enc = torch.zeros(20, 32)
+    scorer = GatedDecoderScorer(s2t.s2t_model.decoder, enc, masks=torch.ones(1, 3, 3))
+    search = bound_search(stock, scorer, [1, 2, 3, 4, 5])
+    wrapped = search.part_scorers["ctc"]
+    assert isinstance(wrapped, PromptCTCScorer) and wrapped.scorer is ctc and wrapped.primer_length == 5
+    assert search.scorers["ctc"] is wrapped and search.full_scorers["decoder"] is scorer
+    assert search.weights["ctc"] == 0.3 and search.hyp_primer == [1, 2, 3, 4, 5]
+    # values, not state: ESPnet's search object is untouched
+    assert stock.part_scorers["ctc"] is ctc and stock.full_scorers["decoder"] is decoder
+    assert stock.scorers["ctc"] is ctc and stock.hyp_primer != [1, 2, 3, 4, 5]
 
 
 def test_bench_runs_end_to_end_and_reports_consistent_numbers(tmp_path):

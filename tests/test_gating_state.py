@@ -7,8 +7,8 @@ from conftest import build, context_ids, speech_batch
 from espnet2.main_funcs.average_nbest_models import average_nbest_models
 from espnet2.train.reporter import Reporter
 
-from espnet_gated.model import GATING_STATE
 from espnet_gated.tasks import average_nbest_keeping_gates, count_updates
+from espnet_gated.weights import GATING_STATE
 
 
 def _trained_contexts_model(vocab, pairs=(("deu", "asr"), ("fra", "st_eng"))):
@@ -76,24 +76,23 @@ def test_gate_logits_and_decisions_are_float32_under_bf16(vocab, mode):
     speech, lengths = speech_batch([16000, 12000, 9000], seed=3)
     context = context_ids(model, [("deu", "asr"), ("fra", "st_eng"), ("ita", "asr")])
     with torch.no_grad():
-        model.encode(speech, lengths, context=context)
-        reference = model.current_gates.slots.clone()
+        reference = model.encode_gated(speech, lengths, context=context)[2].slots
         pooled = torch.randn(64, model.encoder.output_size())
         many = context.repeat(22, 1)[:64]
         reference_many = model.gate_predictor.sample(model.gate_predictor(pooled, many))
         if mode == "autocast":
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 logits = model.gate_predictor(pooled, many)
-                model.encode(speech, lengths, context=context)
+                gates = model.encode_gated(speech, lengths, context=context)[2]
         else:
             model = model.to(torch.bfloat16)
             logits = model.gate_predictor(pooled.bfloat16(), many)
-            model.encode(speech.bfloat16(), lengths, context=context)
+            gates = model.encode_gated(speech.bfloat16(), lengths, context=context)[2]
     assert logits.dtype == torch.float32
     assert torch.equal(model.gate_predictor.sample(logits), reference_many)
     if mode == "autocast":  # the backbone's bf16 features move the pooled input only by rounding
-        assert torch.equal(model.current_gates.slots, reference)
-    assert model.current_gates.slots.dtype == torch.float32
+        assert torch.equal(gates.slots, reference)
+    assert gates.slots.dtype == torch.float32
 
 
 def test_an_untrained_language_or_task_is_refused_and_names_the_trained_ones(vocab):
@@ -129,9 +128,9 @@ def test_decoding_an_untrained_context_errors_or_keeps_every_module(vocab, tmp_p
     with pytest.raises(ValueError, match=r"never trained on <ita>.*Trained languages: <deu>; tasks: <asr>"):
         strict(speeches[0], lang_sym="<ita>")
     lenient = GatedSpeech2Text(unseen_context="all_open", **kwargs)
-    lenient(speeches[0], lang_sym="<ita>")
-    assert all(bool(side.all()) for side in lenient.last_mask)  # every module kept
-    lenient.decode_batch(speeches, lang_sym=["<deu>", "<ita>"], task_sym=["<asr>", "<asr>"])
-    predicted, opened = lenient.last_masks
+    one = lenient.decode(speeches[0], lang_sym="<ita>")
+    assert all(bool(side.all()) for side in one.masks[0])  # every module kept
+    both = lenient.decode_batch(speeches, lang_sym=["<deu>", "<ita>"], task_sym=["<asr>", "<asr>"])
+    predicted, opened = both.masks
     assert all(bool(side.all()) for side in opened) and not all(bool(side.all()) for side in predicted)
     strict(speeches[0])  # <deu> <asr> (DECODE's) was trained: no error

@@ -3,19 +3,20 @@
 import pytest
 import torch
 from conftest import build, context_ids, speech_batch
-from espnet.nets.batch_beam_search import BatchBeamSearch
-from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
 from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
 from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder
 from espnet2.s2t.espnet_model import ESPnetS2TModel
 from espnet2.tasks import s2t as espnet_s2t
 
+from espnet_gated.adapter import GatedDecoderScorer
+from espnet_gated.compat import BatchBeamSearch, subsequent_mask
 from espnet_gated.decoder import GatedTransformerDecoder
 from espnet_gated.encoder import GatedEBranchformerEncoder
 from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES
-from espnet_gated.model import GATING_STATE, GatedESPnetS2TModel
+from espnet_gated.model import GatedESPnetS2TModel
 from espnet_gated.registry import REGISTRATIONS
 from espnet_gated.tasks import count_updates
+from espnet_gated.weights import GATING_STATE
 
 
 def test_registration_adds_exactly_the_three_names():
@@ -72,41 +73,12 @@ def _att_inputs(model, batch, seed=0):
     )
 
 
-@pytest.mark.parametrize("training", [False, True])
-def test_all_gates_open_equals_dense(dense_and_gated, training):
-    dense, gated = dense_and_gated
-    dense.train(training)
-    gated.train(training)
-    # at inference a padded batch gives each utterance the output it gets alone, where ESPnet's
-    # dense model lets the padding leak (tests/test_batched_encoding.py): equal lengths there
-    speech, lengths = speech_batch([16000, 16000, 11000 if training else 16000])
-    ctx = context_ids(gated, [("deu", "asr"), ("fra", "st_eng"), ("ita", "asr")])
-    all_open = (torch.ones(3, 4), torch.ones(3, 3))
-    with torch.no_grad(), gated.forced_gates(*all_open):
-        enc_d, lens_d = dense.encode(speech, lengths)
-        enc_g, lens_g = gated.encode(speech, lengths, context=ctx)
-        assert torch.equal(lens_d, lens_g)
-        assert torch.allclose(enc_d, enc_g, atol=1e-5)
-        inputs = _att_inputs(gated, 3)
-        ys_in = torch.cat([torch.full((3, 1), gated.sos), inputs["text"]], 1)
-        ys_lens = inputs["text_lengths"] + 1
-        logits_d, _ = dense.decoder(enc_d, lens_d, ys_in, ys_lens)
-        with gated.decoder.installed_gates(gated.current_gates.dec):
-            logits_g, _ = gated.decoder(enc_g, lens_g, ys_in, ys_lens)
-        assert torch.allclose(logits_d, logits_g, atol=1e-5)
-        loss_d, stats_d, _ = dense(speech, lengths, **inputs)
-        loss_g, stats_g, _ = gated(speech, lengths, **inputs)
-    assert torch.allclose(loss_d, loss_g, atol=1e-5)
-    assert torch.allclose(stats_d["loss_att"], stats_g["loss_att"], atol=1e-5)
-    assert torch.allclose(stats_d["loss_ctc"], stats_g["loss_ctc"], atol=1e-5)
-
-
 def test_predicted_gates_start_open_at_inference(dense_and_gated):
     _, gated = dense_and_gated
     speech, lengths = speech_batch([16000, 9000])
     with torch.no_grad():
-        gated.encode(speech, lengths, context=context_ids(gated, [("deu", "asr"), ("eng", "asr")]))
-    assert gated.current_gates.enc.min() == 1 and gated.current_gates.dec.min() == 1
+        _, _, gates = gated.encode_gated(speech, lengths, context=context_ids(gated, [("deu", "asr"), ("eng", "asr")]))
+    assert gates.enc.min() == 1 and gates.dec.min() == 1
 
 
 def _count_calls(model):
@@ -154,10 +126,10 @@ def test_closed_modules_are_never_executed_in_encoder_and_beam_search(dense_and_
     speech, lengths = speech_batch([16000])
     tl = gated.token_list
     try:
-        with torch.no_grad(), gated.forced_gates(enc_mask, dec_mask):
-            enc, _ = gated.encode(speech, lengths)
+        with torch.no_grad():
+            enc, _, gates = gated.encode_gated(speech, lengths, None, enc_mask, dec_mask)
             search = BatchBeamSearch(
-                scorers={"decoder": gated.decoder},
+                scorers={"decoder": GatedDecoderScorer(gated.decoder, enc[0], masks=gates.dec)},
                 weights={"decoder": 1.0},
                 beam_size=3,
                 vocab_size=len(tl),
@@ -167,8 +139,7 @@ def test_closed_modules_are_never_executed_in_encoder_and_beam_search(dense_and_
                 pre_beam_score_key="full",
             )
             search.set_hyp_primer([gated.sos, tl.index("<deu>"), tl.index("<asr>"), tl.index("<notimestamps>")])
-            with gated.decoder.installed_gates(gated.current_gates.dec):
-                hyps = search(enc[0], maxlenratio=-5)
+            hyps = search(enc[0], maxlenratio=-5)
     finally:
         for h in handles:
             h.remove()
@@ -194,15 +165,13 @@ def test_mixed_mask_batch_equals_each_utterance_alone(dense_and_gated):
     ys_in = torch.cat([torch.full((3, 1), gated.sos), inputs["text"]], 1)
     ys_lens = inputs["text_lengths"] + 1
     with torch.no_grad():
-        with gated.forced_gates(enc_masks, dec_masks):
-            enc_b, lens_b = gated.encode(speech, lengths)
+        enc_b, lens_b, _ = gated.encode_gated(speech, lengths, None, enc_masks, dec_masks)
         logits_b, _ = gated.decoder(enc_b, lens_b, ys_in, ys_lens, gates=dec_masks)
         step_b, _ = gated.decoder.forward_one_step(
             ys_in[:, :5], subsequent_mask(5).unsqueeze(0), enc_b, gates=dec_masks
         )
         for i in range(3):
-            with gated.forced_gates(enc_masks[i], dec_masks[i]):
-                enc_i, _ = gated.encode(speech[i : i + 1], lengths[i : i + 1])
+            enc_i, _, _ = gated.encode_gated(speech[i : i + 1], lengths[i : i + 1], None, enc_masks[i], dec_masks[i])
             assert torch.allclose(enc_b[i], enc_i[0], atol=1e-5)
             logits_i, _ = gated.decoder(
                 enc_i, lens_b[i : i + 1], ys_in[i : i + 1], ys_lens[i : i + 1], gates=dec_masks[i : i + 1]
@@ -223,10 +192,10 @@ def test_inference_skipping_equals_training_gate_multiplication(dense_and_gated)
     outs = {}
     for training in (False, True):
         gated.train(training)
-        with torch.no_grad(), gated.forced_gates(enc_mask, dec_mask):
-            enc, lens = gated.encode(speech, lengths)
+        with torch.no_grad():
+            enc, lens, gates = gated.encode_gated(speech, lengths, None, enc_mask, dec_mask)
             ys_in = torch.cat([torch.full((2, 1), gated.sos), inputs["text"]], 1)
-            logits, _ = gated.decoder(enc, lens, ys_in, inputs["text_lengths"] + 1, gates=gated.current_gates.dec)
+            logits, _ = gated.decoder(enc, lens, ys_in, inputs["text_lengths"] + 1, gates=gates.dec)
         outs[training] = (enc, logits)
     gated.eval()
     assert torch.allclose(outs[False][0], outs[True][0], atol=1e-5)
@@ -238,19 +207,18 @@ def test_batch_score_step_by_step_equals_full_forward(dense_and_gated):
     _, dec_mask = _closing_masks()
     speech, lengths = speech_batch([15000], seed=7)
     with torch.no_grad():
-        enc, enc_lens = gated.encode(speech, lengths, context=context_ids(gated, [("deu", "asr")]))
+        enc, enc_lens, _ = gated.encode_gated(speech, lengths, context=context_ids(gated, [("deu", "asr")]))
         prefix = torch.cat([torch.tensor([[gated.sos]]), _att_inputs(gated, 1, seed=8)["text"]], 1)
         n_hyps = 2
         xs = enc.expand(n_hyps, -1, -1)
         ys = prefix.expand(n_hyps, -1)
-        with gated.decoder.installed_gates(dec_mask):
-            states = [None] * n_hyps
-            step_logp = []
-            for t in range(1, ys.size(1) + 1):
-                logp, states = gated.decoder.batch_score(ys[:, :t], states, xs)
-                step_logp.append(logp)
-                assert all(s[0].shape == (t, enc.size(-1)) for s in states)
-            full, _ = gated.decoder(xs, enc_lens.expand(n_hyps), ys, torch.full((n_hyps,), ys.size(1)))
+        states = [None] * n_hyps
+        step_logp = []
+        for t in range(1, ys.size(1) + 1):
+            logp, states = gated.decoder.batch_score(ys[:, :t], states, xs, gates=dec_mask)
+            step_logp.append(logp)
+            assert all(s[0].shape == (t, enc.size(-1)) for s in states)
+        full, _ = gated.decoder(xs, enc_lens.expand(n_hyps), ys, torch.full((n_hyps,), ys.size(1)), gates=dec_mask)
         full_logp = torch.log_softmax(full, dim=-1)
     for t, logp in enumerate(step_logp):
         assert torch.allclose(logp, full_logp[:, t], atol=1e-5), t
@@ -310,10 +278,10 @@ def test_training_moves_sparsity_toward_target(vocab):
     assert (model.sparsity_controller.lambdas[:, 0] > 0).all()  # the multipliers rose while the gates were dense
 
 
-def _beam_search(model, enc, beam=4):
+def _beam_search(model, enc, beam=4, decoder=None):
     tl = model.token_list
     search = BatchBeamSearch(
-        scorers={"decoder": model.decoder},
+        scorers={"decoder": decoder or model.decoder},
         weights={"decoder": 1.0},
         beam_size=beam,
         vocab_size=len(tl),
@@ -337,8 +305,9 @@ def test_cached_cross_attention_gives_espnets_hypotheses(dense_and_gated):
         with torch.no_grad():
             enc, _ = dense.encode(speech, lengths)
             expected = _beam_search(dense, enc[0])
-            with gated.decoder.installed_gates(torch.ones(3, 3)):
-                got = _beam_search(gated, enc[0])
+            got = _beam_search(
+                gated, enc[0], decoder=GatedDecoderScorer(gated.decoder, enc[0], masks=torch.ones(1, 3, 3))
+            )
     finally:
         hook.remove()
     assert [h.yseq.tolist() for h in got] == [h.yseq.tolist() for h in expected]

@@ -452,17 +452,16 @@ def test_inference_gates_do_not_depend_on_batching_or_repetition(vocab):
     speech, speech_lengths = speech_batch(lengths, seed=1)
     context = context_ids(model, PAIRS)
     with torch.no_grad():
-        model.encode(speech, speech_lengths, context=context)
-        batched, batched_pooled = model.current_gates.slots.clone(), pooled[-1]
+        batched, batched_pooled = model.encode_gated(speech, speech_lengths, context=context)[2].slots, pooled[-1]
         assert 0.1 < float(batched.mean()) < 0.9  # mixed masks, so a flip would show
-        model.encode(speech, speech_lengths, context=context)
-        assert torch.equal(model.current_gates.slots, batched)  # repeated: identical
+        again = model.encode_gated(speech, speech_lengths, context=context)[2].slots
+        assert torch.equal(again, batched)  # repeated: identical
         order = [2, 0, 3, 1]
-        model.encode(speech[order], speech_lengths[order], context=context[order])
-        assert torch.equal(model.current_gates.slots, batched[order])
+        reordered = model.encode_gated(speech[order], speech_lengths[order], context=context[order])[2].slots
+        assert torch.equal(reordered, batched[order])
         for i, n in enumerate(lengths):
-            model.encode(speech[i : i + 1, :n], speech_lengths[i : i + 1], context=context[i : i + 1])
-            assert torch.equal(model.current_gates.slots[0], batched[i]), i
+            alone = model.encode_gated(speech[i : i + 1, :n], speech_lengths[i : i + 1], context=context[i : i + 1])
+            assert torch.equal(alone[2].slots[0], batched[i]), i
             assert torch.allclose(pooled[-1][0], batched_pooled[i], atol=1e-5), i
 
 

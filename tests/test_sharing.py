@@ -155,10 +155,11 @@ def test_language_identification_on_the_languages_it_was_trained_on(trained, tmp
         # decoding with the identified language is decoding with that language given (and its mask)
         given = decode_each(s2t, trained, name, lang_sym=f"<{lang}>")
         identified = decode_each(s2t, trained, name, lang_sym="none")
-        assert identified == given and s2t.last_lang == f"<{lang}>"
+        assert identified == given
+        assert s2t.decode(speeches[0], lang_sym="none").langs == [f"<{lang}>"]
         batched = s2t.decode_batch(speeches, lang_sym="none")
-        assert s2t.last_langs == [f"<{lang}>"] * len(speeches)
-        assert [" ".join(r[0][1]) for r in batched] == list(given["token"].values())
+        assert batched.langs == [f"<{lang}>"] * len(speeches)
+        assert [" ".join(r[0][1]) for r in batched.nbests] == list(given["token"].values())
 
     # the command line writes the identified language next to the hypothesis
     name = TEST_SETS[1]

@@ -86,7 +86,7 @@ import platform
 import statistics
 import sys
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -101,11 +101,11 @@ from espnet_gated.cli import UsageError, entry_point
 from espnet_gated.flops import ctc_macs, encoder_macs, input_layer_macs, search_macs, weight_macs
 from espnet_gated.inference import DTYPES, GatedSpeech2Text, check_weights
 from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES, format_mask, parse_mask
-from espnet_gated.model import GATING_STATE
 from espnet_gated.scorers import use_prompt_ctc
 from espnet_gated.tasks import preprocessor_defaults
 from espnet_gated.tokenizer import HEAD_SYMBOLS, TAIL_SYMBOLS, TIME_SYMBOLS
 from espnet_gated.utils import atomic_output, atomic_write
+from espnet_gated.weights import GATING_STATE
 
 logger = logging.getLogger("espnet_gated.bench")
 
@@ -244,6 +244,10 @@ class Variant:
     batch: int = 1  # throughput mode: utterances decoded together
     records: List[Dict] = field(default_factory=list)
 
+    def masks(self):
+        """The (enc, dec) masks a gated variant decodes with instead of the predicted ones, or None."""
+        return (self.enc_mask, self.dec_mask) if self.kind == "gated" and self.enc_mask is not None else None
+
 
 def make_variants(args, n_enc: int, n_dec: int, trained: bool, export_masks) -> List[Variant]:
     ones_e, ones_d = torch.ones(n_enc, len(ENCODER_MODULES)), torch.ones(n_dec, len(DECODER_MODULES))
@@ -372,16 +376,12 @@ class Runner:
     @contextmanager
     def _setup(self, v: Variant):
         s2t = self.s2ts[v.kind]
-        ctx = nullcontext()
-        if v.kind == "gated" and v.enc_mask is not None:
-            ctx = s2t.s2t_model.forced_gates(v.enc_mask, v.dec_mask)
         decoder = s2t.s2t_model.decoder
         flags = (getattr(decoder, "cache_src_kv", None), getattr(decoder, "cache_self_kv", None))
         if v.kind != "dense":
             decoder.cache_src_kv = decoder.cache_self_kv = v.cache
         try:
-            with ctx:
-                yield s2t
+            yield s2t
         finally:
             if v.kind != "dense":
                 decoder.cache_src_kv, decoder.cache_self_kv = flags
@@ -395,11 +395,11 @@ class Runner:
                 probe.reset()
                 sync(args.device)
                 start = time.perf_counter()
-                results = s2t.decode_batch(list(speeches))
+                decoding = s2t.decode_batch(list(speeches), masks=v.masks())
                 sync(args.device)
                 total = time.perf_counter() - start
                 n = len(speeches)
-                timing = s2t.last_timing
+                timing = decoding.timing
                 # decode_batch encodes the utterances longest first, in padded batches: each utterance
                 # gets the (padded) frames of its batch
                 order = sorted(range(n), key=lambda i: -s2t._prepare(speeches[i]).numel())
@@ -407,7 +407,7 @@ class Runner:
                 frames_of = {i: batch_of[k] for k, i in enumerate(order)}
                 for j in range(n):
                     frames = frames_of[j]
-                    steps = [(per, length) for length, utts, per in s2t.last_search_log if j in utts]
+                    steps = [(per, length) for length, utts, per in decoding.search_log if j in utts]
                     rec = dict(
                         total_s=total / n,
                         enc_s=timing["encoder_s"] / n,
@@ -416,8 +416,8 @@ class Runner:
                         feat_frames=frames[0],
                         frames=frames[1],
                         steps=steps,
-                        yseq=results[j][0][4].yseq.tolist() if results[j] else [],
-                        mask=format_mask(*s2t.last_masks[j]),
+                        yseq=decoding.nbests[j][0][4].yseq.tolist() if decoding.nbests[j] else [],
+                        mask=format_mask(*decoding.masks[j]),
                         utt=first + j,
                     )
                     if record:
@@ -428,13 +428,17 @@ class Runner:
                 with natural_length(s2t, speech, self.natural):
                     sync(args.device)
                     start = time.perf_counter()
-                    results = s2t(speech)
+                    if v.kind == "dense":
+                        results = s2t(speech)
+                    else:
+                        decoding = s2t.decode(speech, masks=v.masks())
+                        results = decoding.nbests[0]
                     sync(args.device)
                     total = time.perf_counter() - start
                 if v.kind == "dense":
                     dec_s, gates_s, mask = s2t.decoder_s, 0.0, None
                 else:
-                    dec_s, gates_s, mask = s2t.last_timing["decoder_s"], s2t.last_timing["gates_s"], s2t.last_mask
+                    dec_s, gates_s, mask = decoding.timing["decoder_s"], decoding.timing["gates_s"], decoding.masks[0]
                 rec = dict(
                     total_s=total,
                     enc_s=total - dec_s,
@@ -891,10 +895,11 @@ def decode_set(runner: Runner, v: Variant, speeches: Sequence[np.ndarray]) -> Di
             wall = time.perf_counter() - start
             timing = {"encoder_s": wall - dec_s, "decoder_s": dec_s, "ctc_s": s2t.ctc_s}
         else:
-            results = s2t.decode_batch(list(speeches), batch_size=v.batch)
+            decoding = s2t.decode_batch(list(speeches), batch_size=v.batch, masks=v.masks())
+            results = decoding.nbests
             sync(args.device)
             wall = time.perf_counter() - start
-            timing = dict(s2t.last_timing)
+            timing = decoding.timing
         cpu = time.process_time() - cpu_start
     hyps = [r[0][4].yseq.tolist() if r else [] for r in results]
     return dict(
@@ -1089,9 +1094,9 @@ def probes_frames(s2t: GatedSpeech2Text, speech, natural: bool) -> int:
     layout = model.gate_layout
     ones = (torch.ones(layout.n_layers["enc"], len(ENCODER_MODULES)), torch.ones(layout.n_layers["dec"], 3))
     try:
-        with natural_length(s2t, speech, natural), torch.no_grad(), model.forced_gates(*ones):
+        with natural_length(s2t, speech, natural), torch.no_grad():
             x = s2t._prepare(speech)[None].to(s2t.device)
-            model.encode(x, torch.tensor([x.size(1)], device=x.device))
+            model.encode_gated(x, torch.tensor([x.size(1)], device=x.device), None, *ones)
         return probe.frames[0][1]
     finally:
         for h in probe.handles:

@@ -40,15 +40,13 @@ from pathlib import Path
 from typing import Dict, Optional
 
 import yaml
-from espnet.nets.beam_search import Hypothesis
-from espnet.nets.pytorch_backend.transformer.subsampling import TooShortUttError
-from espnet.utils.cli_utils import get_commandline_args
 from espnet2.bin.s2t_inference import Speech2Text
 from espnet2.bin.s2t_inference import get_parser as espnet_get_parser
 from espnet2.fileio.datadir_writer import DatadirWriter
 from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 
 from espnet_gated.cli import UsageError, entry_point
+from espnet_gated.compat import Hypothesis, TooShortUttError, get_commandline_args
 from espnet_gated.datadir import LANG, TASK
 from espnet_gated.inference import (
     DTYPES,
@@ -165,20 +163,14 @@ def decode_to_dir(
     progress = Progress(_count_keys(key_file or wav_scp))
 
     def decode(pending):
-        """[(key, n-best results, mask or None)] for [(key, speech)]; timing accumulated."""
+        """[(key, n-best results, mask or None, identified language or None)] for [(key, speech)];
+        timing accumulated."""
         start = time.perf_counter()
         try:
             if len(pending) == 1:
-                results = speech2text(speech=pending[0][1])
-                decoded = [(pending[0][0], results, speech2text.last_mask, speech2text.last_lang)]
+                decoding = speech2text.decode(pending[0][1])
             else:
-                nbests = speech2text.decode_batch([speech for _, speech in pending], batch_size=batch_size)
-                decoded = [
-                    (key, r, m, lang)
-                    for (key, _), r, m, lang in zip(
-                        pending, nbests, speech2text.last_masks, speech2text.last_langs, strict=True
-                    )
-                ]
+                decoding = speech2text.decode_batch([speech for _, speech in pending], batch_size=batch_size)
         except TooShortUttError as e:
             if len(pending) > 1:  # find the short one: one at a time
                 return [d for p in pending for d in decode([p])]
@@ -186,9 +178,10 @@ def decode_to_dir(
             hyp = Hypothesis(score=0.0, scores={}, states={}, yseq=[])
             return [(pending[0][0], [[" ", ["<space>"], [2], " ", hyp]] * nbest, None, None)]
         timing["wall_s"] += time.perf_counter() - start
-        timing["encoder_s"] += speech2text.last_timing["encoder_s"]
-        timing["decoder_s"] += speech2text.last_timing["decoder_s"]
-        return decoded
+        timing["encoder_s"] += decoding.timing["encoder_s"]
+        timing["decoder_s"] += decoding.timing["decoder_s"]
+        keys = [key for key, _ in pending]
+        return list(zip(keys, decoding.nbests, decoding.masks, decoding.langs, strict=True))
 
     with DatadirWriter(output_dir) as writer:
 
@@ -199,8 +192,6 @@ def decode_to_dir(
                     writer["1best_recog"]["gates"][key] = format_mask(*mask)
                 if lang is not None:  # identified (--lang_sym none)
                     writer["1best_recog"]["lang"][key] = lang.strip("<>")
-                if isinstance(results, tuple):  # intermediate CTC outputs are not written
-                    results = results[0]
                 for n, (text, token, token_int, text_nospecial, hyp) in enumerate(results[:nbest], 1):
                     best = writer[f"{n}best_recog"]
                     best["token"][key] = " ".join(token)

@@ -1,0 +1,152 @@
+"""The one bridge between values (gates, masks) and ESPnet's fixed signatures.
+
+The gated model passes its gates as arguments and return values. Three ESPnet entry points have
+no room for them, and each is met here, by an object that lives for one call and is then dropped
+(nothing is set on the model, the encoder, the decoder or ESPnet's beam search):
+
+* ``ESPnetS2TModel.forward`` and ``.encode`` (the trainer's loss, CTC, interCTC, statistics) call
+  ``self.encode`` -> ``self.encoder(feats, lengths)`` and ``self._calc_att_loss`` ->
+  ``self.decoder(...)``. :func:`espnet_forward` and :func:`espnet_encode` run ESPnet's own
+  methods on :class:`_OneBatch`, a view of the model whose encoder predicts this batch's gates
+  from its input layer's output and whose decoder runs with them; they return the gates.
+* ESPnet's beam search calls ``batch_score(ys, states, xs)`` of its scorers:
+  :class:`GatedDecoderScorer` is the gated decoder with the masks of the utterances of one search.
+* :func:`bound_search` is an ESPnet beam search for one search: its decoder scorer bound to the
+  masks, its primer set, on a copy (ESPnet sets the primer on the search object).
+"""
+
+import copy
+import inspect
+from typing import Callable, Optional
+
+import torch
+from espnet2.s2t.espnet_model import ESPnetS2TModel
+
+from espnet_gated.compat import BatchScorerInterface, CTCPrefixScorer, make_pad_mask
+from espnet_gated.decoder import MemoryKeysValues
+from espnet_gated.scorers import PromptCTCScorer
+
+#: ``predict_gates(x, own_masks) -> GateState`` (see ``GatedEBranchformerEncoder.forward``)
+GatePrediction = Callable[[torch.Tensor, torch.Tensor], object]
+
+
+class _GatingEncoder:
+    """The encoder as ESPnet's ``encode`` calls it for one batch: its input layer, the gates, its layers.
+    The gate state is kept for the view that made it."""
+
+    def __init__(self, encoder, view: "_OneBatch"):
+        self._encoder = encoder
+        self._view = view
+
+    def __call__(self, xs_pad, ilens, ctc=None):
+        out, olens, self._view.gates = self._encoder(xs_pad, ilens, ctc=ctc, predict_gates=self._view.predict_gates)
+        return out, olens, None
+
+    def __getattr__(self, name):
+        return getattr(self._encoder, name)
+
+
+class _OneBatch:
+    """The model as ESPnet's ``ESPnetS2TModel`` methods see it during one call: those methods run
+    unchanged with ``self`` = this view; ``encoder`` predicts the batch's gates, ``decoder`` runs with
+    them, ``frontend`` may be replaced; every other attribute is the model's."""
+
+    def __init__(self, model, predict_gates: Optional[GatePrediction], frontend: Optional[torch.nn.Module] = None):
+        self._model = model
+        self.predict_gates = predict_gates
+        self.gates = None
+        if predict_gates is not None:  # else the model's own encoder (an exported model's static mask)
+            self.encoder = _GatingEncoder(model.encoder, self)
+        if frontend is not None:
+            self.frontend = frontend
+
+    def decoder(self, *args, **kwargs):
+        return self._model.decoder(*args, gates=self.gates.dec, **kwargs)
+
+    def __getattr__(self, name):
+        stock = inspect.getattr_static(ESPnetS2TModel, name, None)
+        if inspect.isfunction(stock):
+            return stock.__get__(self)
+        return getattr(self._model, name)
+
+
+def espnet_encode(model, speech, speech_lengths, predict_gates: Optional[GatePrediction], frontend=None):
+    """ESPnet's ``encode`` (features, SpecAugment, normalisation, encoder) with predicted gates (None:
+    the model's encoder as it is); returns (encoder output, lengths, gate state or None)."""
+    view = _OneBatch(model, predict_gates, frontend)
+    enc, enc_lens = view.encode(speech, speech_lengths)
+    return enc, enc_lens, view.gates
+
+
+def espnet_forward(model, predict_gates: GatePrediction, **batch):
+    """ESPnet's ``forward`` (CTC, interCTC and attention losses, statistics) with predicted gates in the
+    encoder and the decoder; returns (loss, stats, weight, gate state)."""
+    view = _OneBatch(model, predict_gates)
+    loss, stats, weight = view.forward(**batch)
+    return loss, stats, weight, view.gates
+
+
+class GatedDecoderScorer(BatchScorerInterface):
+    """The gated decoder as a scorer of ESPnet's beam search, for one search of ``U`` utterances.
+
+    Args:
+        decoder: a ``GatedTransformerDecoder``.
+        memory: the encoder output searched, (T, D) or (U, T, D) padded.
+        memory_lengths: (U,) valid frames of a padded batch, or None.
+        masks: (U, n_layers, 3) decoder gate masks, one per utterance, or None (all open, or
+            the decoder's static mask).
+
+    The search's rows come in ``U`` blocks of equal size (ESPnet's utterance-major layout); each
+    block runs its utterance's mask and attends to its cross-attention keys/values, projected
+    once for the search.
+    """
+
+    def __init__(self, decoder, memory: torch.Tensor, memory_lengths=None, masks: Optional[torch.Tensor] = None):
+        self.decoder = decoder
+        memory = memory.unsqueeze(0) if memory.dim() == 2 else memory
+        mask = None
+        if memory_lengths is not None and bool((memory_lengths < memory.size(1)).any()):
+            mask = (~make_pad_mask(memory_lengths, maxlen=memory.size(1)))[:, None, :].to(memory.device)
+        self.memory_kv = MemoryKeysValues(memory, mask)
+        if masks is not None and masks.size(0) != memory.size(0):
+            raise ValueError(f"{masks.size(0)} decoder masks for {memory.size(0)} utterances")
+        self.masks = masks
+
+    def init_state(self, x):
+        return None
+
+    def batch_init_state(self, x, **kwargs):
+        return None
+
+    def select_state(self, state, i, new_id=None):
+        return self.decoder.select_state(state, i, new_id)
+
+    def score(self, ys, state, x):
+        logp, states = self.batch_score(ys.unsqueeze(0), [state], x.unsqueeze(0))
+        return logp.squeeze(0), states[0]
+
+    def batch_score(self, ys, states, xs, return_hs: bool = False, xs_mask=None):
+        gates = self.masks
+        if gates is not None and gates.size(0) > 1:
+            gates = gates.repeat_interleave(ys.size(0) // gates.size(0), dim=0)
+        return self.decoder.batch_score(
+            ys, states, xs, return_hs=return_hs, xs_mask=xs_mask, gates=gates, memory_kv=self.memory_kv
+        )
+
+
+def bound_search(beam_search, decoder_scorer: GatedDecoderScorer, primer):
+    """A copy of ESPnet's (batch) beam search that searches with ``decoder_scorer`` from ``primer`` (one
+    token list, or one per utterance of equal length); its CTC scorer scores only what follows the primer,
+    in float32 (:class:`espnet_gated.scorers.PromptCTCScorer`)."""
+    search = copy.copy(beam_search)
+    search.__dict__.pop("_xs_mask_support", None)  # 202611's cache of which scorers take xs_mask
+    replaced = {"decoder": decoder_scorer}
+    ctc = beam_search.scorers.get("ctc")
+    if isinstance(ctc, CTCPrefixScorer):
+        one = primer[0] if isinstance(primer[0], (list, tuple)) else primer
+        replaced["ctc"] = PromptCTCScorer(ctc, len(one))
+    for name in ("scorers", "full_scorers", "part_scorers"):
+        scorers = getattr(beam_search, name)
+        search.__dict__[name] = {k: replaced.get(k, v) for k, v in scorers.items()}
+    search.set_hyp_primer(primer)
+    return search
