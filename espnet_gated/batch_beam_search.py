@@ -80,27 +80,29 @@ class MultiUtteranceBeamSearch:
             (``scorefilter``); others (language models) raise NotImplementedError.
     """
 
-    def __init__(self, beam_search: BatchBeamSearch):
+    @staticmethod
+    def unsupported(beam_search: BatchBeamSearch) -> Optional[str]:
+        """Why this search cannot run the scorers of ``beam_search``, or None if it can."""
         from espnet2.bin.s2t_inference import ScoreFilter
 
-        self.bs = beam_search
         allowed_full = {"decoder": GatedTransformerDecoder, "length_bonus": LengthBonus, "scorefilter": ScoreFilter}
         for name, scorer in beam_search.full_scorers.items():
             if name not in allowed_full or not isinstance(scorer, allowed_full[name]):
-                raise NotImplementedError(
-                    f"batched decoding supports the scorers {sorted(allowed_full)} and ctc, not '{name}' "
-                    f"({type(scorer).__name__}); decode one utterance at a time (batch size 1)"
-                )
+                return f"it supports the scorers {sorted(allowed_full)} and ctc, not '{name}' ({type(scorer).__name__})"
         for name, scorer in beam_search.part_scorers.items():
             if name != "ctc" or not isinstance(scorer, CTCPrefixScorer):
-                raise NotImplementedError(
-                    f"batched decoding supports CTC prefix scoring only as partial scorer, not '{name}' "
-                    f"({type(scorer).__name__}); decode one utterance at a time (batch size 1)"
-                )
+                return f"it supports CTC only as partial scorer, not '{name}' ({type(scorer).__name__})"
         if "decoder" not in beam_search.full_scorers:
-            raise NotImplementedError("batched decoding needs the attention decoder (ctc_weight < 1)")
+            return "it needs the attention decoder (ctc_weight < 1)"
         if beam_search.return_hs:
-            raise NotImplementedError("batched decoding does not return hidden states")
+            return "it does not return hidden states"
+        return None
+
+    def __init__(self, beam_search: BatchBeamSearch):
+        reason = self.unsupported(beam_search)
+        if reason is not None:
+            raise NotImplementedError(f"the multi-utterance search cannot decode this configuration: {reason}")
+        self.bs = beam_search
         self.decoder: GatedTransformerDecoder = beam_search.full_scorers["decoder"]
         self.ctc: Optional[CTCPrefixScorer] = beam_search.part_scorers.get("ctc")
         #: per step: (prefix length, active utterance indices, rows per utterance)

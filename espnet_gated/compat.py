@@ -12,6 +12,8 @@ ESPnet's legacy (``espnet.*``) code and asks the questions below through this mo
 * **The decoding primer.** 202611's beam search counts the primer (``<sos><lang><task><notimestamps>``)
   in its end detection; 202511 does not (``SEARCH_KNOWS_PRIMER``, :func:`end_detect_position`). (202611
   also scores CTC only after the primer; ``scorers.PromptCTCScorer`` does that on both releases.)
+* **Utterance-batched search.** 202611's ``BatchBeamSearch`` decodes a padded batch of utterances
+  (``SEARCH_BATCHES_UTTERANCES``); on 202511 it decodes one at a time.
 * **Preprocessor options.** 202611's ``S2TPreprocessor`` has ``data_aug_*`` options that 202511 rejects
   (:data:`NEWER_PREPROCESSOR_OPTIONS`).
 
@@ -82,6 +84,8 @@ def _stock_zeroes_padding() -> bool:
 STOCK_ZEROES_PADDING = _stock_zeroes_padding()
 #: ESPnet's beam search scores CTC after the primer and counts the primer in its end detection
 SEARCH_KNOWS_PRIMER = hasattr(BeamSearch, "_primer_length")
+#: ESPnet's ``BatchBeamSearch`` searches several utterances at once (202611, PR #6599)
+SEARCH_BATCHES_UTTERANCES = _takes(BatchBeamSearch.forward, "x_lengths")
 
 
 def end_detect_position(step: int, primer_length: int) -> int:

@@ -52,7 +52,7 @@ from espnet2.bin.s2t_inference import Speech2Text
 
 from espnet_gated.adapter import GatedDecoderScorer, bound_search, espnet_encode
 from espnet_gated.batch_beam_search import MultiUtteranceBeamSearch, outruns_ctc
-from espnet_gated.compat import pad_list
+from espnet_gated.compat import SEARCH_BATCHES_UTTERANCES, pad_list
 from espnet_gated.decoder import GatedTransformerDecoder
 from espnet_gated.encoder import GatedEBranchformerEncoder
 from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES
@@ -91,6 +91,9 @@ def candidate_languages(model) -> List[str]:
 #: decoding dtypes: the first two cast the model (ESPnet's ``dtype``), the others decode under autocast
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 HALF_DTYPES = ("bfloat16", "float16")
+#: decode_batch's searches: ours (:mod:`espnet_gated.batch_beam_search`), or ESPnet's (utterance-batched on 202611,
+#: one utterance at a time on 202511), which takes any of ESPnet's scorers (a language model, ...)
+SEARCHES = ("ours", "espnet")
 #: on a CPU the encoder batches utterances at most this much shorter than the batch's longest
 #: (padding 10%; see ``GatedSpeech2Text._decode_padded``)
 CPU_ENCODER_MAX_PADDING = 0.1
@@ -430,17 +433,24 @@ class GatedSpeech2Text(Speech2Text):
                 nbest = search([enc[0]], [primer], dec_masks, self.maxlenratio, self.minlenratio)[0]
             decoding.timing["ctc_s"] = search.ctc_s
         else:
-            scorer = GatedDecoderScorer(self.s2t_model.decoder, enc[0], masks=dec_masks)
-            with self._autocast():
-                nbest = bound_search(self.beam_search, scorer, primer)(
-                    x=enc[0], maxlenratio=self.maxlenratio, minlenratio=self.minlenratio
-                )
+            nbest = self._espnet_search(enc[0], primer, dec_masks)
         decoding.nbests.append(self._results(nbest))
         end = time.perf_counter()
         decoding.timing.update(
             encoder_s=decode_start - start, decoder_s=end - decode_start, gates_s=gates.predictor_s if gates else 0.0
         )
         return decoding
+
+    def _espnet_search(self, enc: torch.Tensor, primer, masks: Optional[torch.Tensor], lengths=None):
+        """ESPnet's beam search (its configured scorers) of one encoder output (T, D), or on 202611 of a padded
+        batch (U, T, D) with ``lengths`` (U,) and one primer per utterance; the decoder runs ``masks`` (U,
+        n_layers, 3), None: all open or the static mask. Returns the n-best list, or one per utterance."""
+        scorer = GatedDecoderScorer(self.s2t_model.decoder, enc, lengths, masks)
+        search = bound_search(self.beam_search, scorer, primer)
+        batch = {} if lengths is None else {"x_lengths": lengths}
+        with self._autocast():
+            nbests = search(x=enc, maxlenratio=self.maxlenratio, minlenratio=self.minlenratio, **batch)
+        return [nbests] if lengths is not None and enc.size(0) == 1 else nbests
 
     def __call__(self, speech, text_prev=None, lang_sym=None, task_sym=None, predict_time=None):
         """ESPnet's ``Speech2Text.__call__``: the n-best list of one utterance (see :meth:`decode`)."""
@@ -455,6 +465,7 @@ class GatedSpeech2Text(Speech2Text):
         predict_time: Optional[bool] = None,
         batch_size: Optional[int] = None,
         masks: Optional[Mask] = None,
+        search: str = "ours",
     ) -> Decoding:
         """Decode several utterances together; each gets what :meth:`decode` gives it alone.
 
@@ -463,11 +474,17 @@ class GatedSpeech2Text(Speech2Text):
         utterance with the features, encoder output and gates it gets alone (the model's
         ``_extract_feats``, the encoder's masks and padding handling); the beam searches of
         its utterances run together, each utterance with its own gate mask.
-        ``lang_sym``/``task_sym``: one symbol for all, or one per utterance; ``masks``: see :meth:`decode`.
+        ``lang_sym``/``task_sym``: one symbol for all, or one per utterance; ``masks``: see :meth:`decode`;
+        ``search``: one of :data:`SEARCHES`; ours falls back to ESPnet's for scorers it does not batch.
         """
         n = len(speeches)
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"decode_batch: batch_size must be >= 1, got {batch_size}")
+        if search not in SEARCHES:
+            raise ValueError(f"decode_batch: search must be one of {SEARCHES}, got '{search}'")
+        if search == "ours" and (reason := MultiUtteranceBeamSearch.unsupported(self.beam_search)):
+            logging.info(f"decode_batch: ESPnet's search instead of ours: {reason}")
+            search = "espnet"
         langs, tasks = self._symbols(lang_sym, task_sym, n)
         langs, identified = self._identified(speeches, langs, tasks)
         primers = [self._primer(lang, task, predict_time) for lang, task in zip(langs, tasks, strict=True)]
@@ -479,10 +496,10 @@ class GatedSpeech2Text(Speech2Text):
         decoding = Decoding(nbests=[None] * n, masks=[None] * n, langs=identified)
         for first in range(0, n, size):
             idx = order[first : first + size]
-            self._decode_padded(decoding, idx, prepared, primers, langs, tasks, forced)
+            self._decode_padded(decoding, idx, prepared, primers, langs, tasks, forced, search)
         return decoding
 
-    def _decode_padded(self, decoding: Decoding, idx, prepared, primers, langs, tasks, forced) -> None:
+    def _decode_padded(self, decoding: Decoding, idx, prepared, primers, langs, tasks, forced, search: str) -> None:
         """Encode the utterances ``idx`` (longest first, those with ``forced`` masks last) in padded
         batches and beam-search them together, into ``decoding``. An encoder batch has one kind of
         masks: predicted, or the same forced ones.
@@ -505,22 +522,32 @@ class GatedSpeech2Text(Speech2Text):
                 dec_masks.append(gates.dec)
                 decoding.timing["gates_s"] += gates.predictor_s
         decode_start = time.perf_counter()
-        search = MultiUtteranceBeamSearch(self.beam_search)
-        with self._autocast():
-            nbests = search(
-                encs,
-                [primers[i] for i in idx],
-                torch.cat(dec_masks) if dec_masks else None,
-                maxlenratio=self.maxlenratio,
-                minlenratio=self.minlenratio,
-            )
+        masks = torch.cat(dec_masks) if dec_masks else None
+        batch_primers = [primers[i] for i in idx]
+        if search == "espnet":
+            nbests = self._espnet_searches(encs, batch_primers, masks)
+        else:
+            ours = MultiUtteranceBeamSearch(self.beam_search)
+            with self._autocast():
+                nbests = ours(encs, batch_primers, masks, maxlenratio=self.maxlenratio, minlenratio=self.minlenratio)
+            decoding.timing["ctc_s"] += ours.ctc_s
+            decoding.search_log += [(length, [idx[u] for u in utts], per) for length, utts, per in ours.step_log]
         for i, nbest in zip(idx, nbests, strict=True):
             decoding.nbests[i] = self._results(nbest)
         end = time.perf_counter()
         decoding.timing["encoder_s"] += decode_start - start
         decoding.timing["decoder_s"] += end - decode_start
-        decoding.timing["ctc_s"] += search.ctc_s
-        decoding.search_log += [(length, [idx[u] for u in utts], per) for length, utts, per in search.step_log]
+
+    def _espnet_searches(self, encs: List[torch.Tensor], primers, masks: Optional[torch.Tensor]) -> List[list]:
+        """The n-best lists of ESPnet's search: one utterance-batched search on 202611 (equal primer lengths),
+        one search per utterance on 202511."""
+        if not SEARCH_BATCHES_UTTERANCES or len({len(p) for p in primers}) > 1:
+            return [
+                self._espnet_search(enc, primer, None if masks is None else masks[j : j + 1])
+                for j, (enc, primer) in enumerate(zip(encs, primers, strict=True))
+            ]
+        lengths = torch.tensor([e.size(0) for e in encs], device=encs[0].device)
+        return self._espnet_search(pad_list(encs, 0.0), primers, masks, lengths)
 
     def _encoder_batches(self, lengths: Sequence[int], forced: Sequence[Optional[Mask]]) -> List[Tuple[int, int]]:
         """[first, last) ranges of ``lengths`` (longest first within each kind of masks) encoded

@@ -254,11 +254,11 @@ def pack(
 
 
 def _n_params(model_file: Path) -> Optional[int]:
-    import torch
+    from espnet_gated.weights import WeightsError, read_state_dict
 
     try:
-        state = torch.load(model_file, map_location="cpu", mmap=True, weights_only=True)
-    except Exception:  # not a plain state dict: the card leaves the size out
+        state = read_state_dict(model_file)
+    except WeightsError:  # not a plain state dict: the card leaves the size out
         return None
     return int(sum(v.numel() for v in state.values() if v.is_floating_point()))
 

@@ -70,7 +70,7 @@ from espnet_gated.gates import CONTEXT_TOKEN
 from espnet_gated.langs import to_iso3
 from espnet_gated.tasks import GatedS2TTask, preprocessor_defaults, read_token_list
 from espnet_gated.utils import PathLike, atomic_output, atomic_write
-from espnet_gated.weights import GATING_STATE
+from espnet_gated.weights import WeightsError, load_checked, read_state_dict
 
 #: dense -> gated class names
 GATED_NAMES = {
@@ -673,57 +673,6 @@ def build_gated(args: argparse.Namespace, config_file: Path) -> torch.nn.Module:
         raise PretrainedError(f"building the gated model from {config_file} failed: {e}") from e
 
 
-def load_state(path: Path) -> Dict[str, torch.Tensor]:
-    """A model state dict from an ESPnet .pth (also a trainer checkpoint's ``model`` entry)."""
-    try:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # not in the zip format: no mmap
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle/zip errors of torch.load
-        raise PretrainedError(f"{path}: not a PyTorch state dict ({type(e).__name__}: {e})") from None
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise PretrainedError(f"{path}: not a state dict of tensors")
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return state
-
-
-def _names(keys: Sequence[str]) -> str:
-    keys = sorted(keys)
-    more = f" and {len(keys) - MAX_NAMED} more" if len(keys) > MAX_NAMED else ""
-    return ", ".join(keys[:MAX_NAMED]) + more
-
-
-def check_state(
-    model_state: Dict[str, torch.Tensor], state: Dict[str, torch.Tensor], model_file: Path, config_file: Path
-) -> List[str]:
-    """Raise naming every key that does not fit; returns the missing gate predictor keys."""
-    missing = sorted(set(model_state) - set(state))
-    allowed = [k for k in missing if k.startswith(GATING_STATE)]
-    missing = [k for k in missing if not k.startswith(GATING_STATE)]
-    unexpected = sorted(set(state) - set(model_state))
-    shapes = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(model_state[k].shape)}"
-        for k in sorted(set(state) & set(model_state))
-        if state[k].shape != model_state[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys ({len(missing)}): {_names(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {_names(unexpected)}")
-    if shapes:
-        problems.append(f"shape mismatches (checkpoint vs model) ({len(shapes)}): {_names(shapes)}")
-    if problems:
-        raise PretrainedError(
-            f"{model_file} does not fit the gated model built from {config_file}: " + "; ".join(problems)
-        )
-    return allowed
-
-
 def backbone_modules(model: torch.nn.Module) -> List[str]:
     """Top-level modules with parameters, except the gate predictor (for ``freeze_param``)."""
     return sorted({k.split(".")[0] for k, _ in model.named_parameters()} - {GATE_PREFIX.rstrip(".")})
@@ -777,17 +726,18 @@ def init_from(
         config["freeze_param"] = args.freeze_param = freeze
         atomic_write(files["train_config"], yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
 
-    state = load_state(pre.model_file)
-    if added:
-        templates = {token: tmpl for _, token, tmpl in new}
-        state = remap_rows(state, pre.token_list, tokens, templates)
-    model_state = model.state_dict()
-    fresh = check_state(model_state, state, pre.model_file, pre.config_file)
-    merged = {k: (state[k] if k in state else v) for k, v in model_state.items()}
-    model.load_state_dict(merged, strict=True)  # exactly what --init_param will do
+    try:
+        state = read_state_dict(pre.model_file)
+        if added:
+            templates = {token: tmpl for _, token, tmpl in new}
+            state = remap_rows(state, pre.token_list, tokens, templates)
+        # through the model's own loading: an old release's key names are upgraded to this one's
+        fresh = load_checked(model, state, pre.model_file, pre.config_file)
+    except WeightsError as e:
+        raise PretrainedError(str(e).replace(" the model built from", " the gated model built from")) from None
     files["init_param"] = out / "init.pth"
     with atomic_output(files["init_param"], "wb") as f:
-        torch.save(merged, f)
+        torch.save(model.state_dict(), f)  # exactly what --init_param will load
 
     files["config"] = out / "config.yaml"
     with atomic_output(files["config"]) as f:

@@ -39,7 +39,7 @@ from espnet_gated.preprocessor import NaturalLengthS2TPreprocessor, natural_leng
 from espnet_gated.registry import register
 from espnet_gated.tokenizer import unk_report
 from espnet_gated.utils import atomic_output
-from espnet_gated.weights import GATING_STATE
+from espnet_gated.weights import GATING_STATE, read_state_dict
 
 register()  # ESPnet's S2TTask (and so GatedS2TTask and DDP workers) finds the gated classes by name
 
@@ -138,17 +138,7 @@ def check_model_file(config_file: Union[str, Path], model_file: Union[str, Path]
     if config.get("token_list") is None:
         raise ValueError(f"{config_file}: no token_list (is it the config.yaml saved by training?)")
     n_tokens = len(read_token_list(config["token_list"]))
-    if not Path(model_file).is_file():
-        raise FileNotFoundError(f"{model_file}: model file not found")
-    try:  # memory-mapped: only the few tensors looked at are read
-        state = torch.load(model_file, map_location="cpu", mmap=True, weights_only=True)
-    except Exception:  # e.g. a legacy (non-zip) file: load it as ESPnet does
-        try:
-            state = torch.load(model_file, map_location="cpu", weights_only=False)
-        except Exception as e:
-            raise ValueError(f"{model_file}: cannot load the model file ({type(e).__name__}: {e})") from None
-    if isinstance(state, dict) and "module" in state:  # DeepSpeed checkpoint
-        state = state["module"]
+    state = read_state_dict(model_file)  # memory-mapped: only the few tensors looked at are read
     for key in VOCAB_SIZED:
         if key in state and state[key].shape[0] != n_tokens:
             raise ValueError(

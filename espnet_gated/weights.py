@@ -15,7 +15,7 @@ import torch
 #: state-dict prefixes of the gating state: what a dense (ESPnet, OWSM) checkpoint lacks
 GATING_STATE = ("gate_predictor.", "sparsity_controller.")
 #: keys named in an error, at most
-MAX_NAMED = 5
+MAX_NAMED = 20
 
 
 class WeightsError(ValueError):
@@ -34,7 +34,7 @@ def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
         except RuntimeError:  # not in the zip format: no mmap
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle/zip errors of torch.load
-        raise WeightsError(f"{path}: not a PyTorch state dict ({type(e).__name__}: {e})") from None
+        raise WeightsError(f"{path}: cannot load the model file ({type(e).__name__}: {e})") from None
     for entry in ("model", "module"):
         if isinstance(state, dict) and isinstance(state.get(entry), dict):
             state = state[entry]
@@ -62,22 +62,19 @@ def load_checked(
     (missing, unexpected, of another shape). Keys under ``may_lack`` may be missing (a dense checkpoint in a
     gated model keeps the gate predictor's initial state: every gate open); they are returned."""
     model_state = model.state_dict()
-    shapes = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(model_state[k].shape)}"
-        for k in sorted(set(state) & set(model_state))
-        if state[k].shape != model_state[k].shape
-    ]
+    reshaped = {k for k in set(state) & set(model_state) if state[k].shape != model_state[k].shape}
+    result = model.load_state_dict({k: v for k, v in state.items() if k not in reshaped}, strict=False)
+    fresh = [k for k in result.missing_keys if k.startswith(tuple(may_lack))]
+    missing = [k for k in result.missing_keys if k not in reshaped and k not in fresh]
     problems = []
-    if shapes:
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {_names(missing)}")
+    if result.unexpected_keys:
+        problems.append(f"unexpected keys ({len(result.unexpected_keys)}): {_names(result.unexpected_keys)}")
+    if reshaped:
+        shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(model_state[k].shape)}" for k in reshaped]
         problems.append(f"shape mismatches (file vs model) ({len(shapes)}): {_names(shapes)}")
-    else:
-        result = model.load_state_dict(state, strict=False)
-        missing = [k for k in result.missing_keys if not k.startswith(tuple(may_lack))]
-        if missing:
-            problems.append(f"missing keys ({len(missing)}): {_names(missing)}")
-        if result.unexpected_keys:
-            problems.append(f"unexpected keys ({len(result.unexpected_keys)}): {_names(result.unexpected_keys)}")
     if problems:
         model_name = f"the model built from {built_from}" if built_from else "the model"
         raise WeightsError(f"{source} does not fit {model_name}: " + "; ".join(problems))
-    return [k for k in result.missing_keys if k.startswith(tuple(may_lack))]
+    return fresh

@@ -300,3 +300,51 @@ def test_bench_throughput_mode_decodes_the_whole_set(tmp_path, monkeypatch):
         assert rows["all_open", 1]["same_hyps_as_dense"] == rows["all_open", 3]["same_hyps_as_dense"] == 1.0
     with pytest.raises(SystemExit, match="--throughput"):
         bench.main(["--size", "tiny", "--batch", "1 4", "--out", str(tmp_path / "x")])
+
+
+@pytest.mark.parametrize("ctc_weight, maxlenratio", [(0.0, -8.0), (0.3, 0.0), (0.5, 0.5)])
+def test_espnets_search_gives_the_hypotheses_of_ours(gated_dir, ctc_weight, maxlenratio):
+    """decode_batch with ESPnet's own search (utterance-batched on 202611, one utterance at a time on 202511),
+    the gated decoder running each utterance's mask: the hypotheses of our multi-utterance search."""
+    config, model_file = gated_dir
+    s2t = GatedSpeech2Text(
+        str(config), str(model_file), ctc_weight=ctc_weight, **{**DECODE, "maxlenratio": maxlenratio}
+    )
+    speeches = _speeches([16000, 12000, 14500, 13000], seed=6)
+    langs, tasks = ["<deu>", "<fra>", "<ita>", "<eng>"], ["<asr>", "<st_eng>", "<asr>", "<asr>"]
+    ours = s2t.decode_batch(speeches, langs, tasks)
+    espnet = s2t.decode_batch(speeches, langs, tasks, search="espnet")
+    assert len({format_mask(*m) for m in ours.masks}) > 1
+    assert [format_mask(*m) for m in espnet.masks] == [format_mask(*m) for m in ours.masks]
+    _same(_hyps(espnet.nbests), _hyps(ours.nbests))
+
+
+def _language_model(root, vocab):
+    """A tiny ESPnet RNN language model on disk (random weights): (config.yaml, model.pth)."""
+    from espnet2.tasks.lm import LMTask
+
+    args = LMTask.get_parser().parse_args([])
+    args.token_list, args.lm, args.lm_conf, args.model_conf = str(vocab["token_list"]), "seq_rnn", {"unit": 16}, {}
+    torch.manual_seed(0)
+    model = LMTask.build_model(args)
+    with torch.no_grad():  # far from uniform, so that it changes the search
+        for p in model.parameters():
+            p.normal_(0.0, 1.0)
+    return save_model_dir(root, vars(args), model.state_dict())
+
+
+def test_decode_batch_with_a_language_model_takes_espnets_search(gated_dir, tmp_path, vocab):
+    config, model_file = gated_dir
+    lm_config, lm_file = _language_model(tmp_path / "lm", vocab)
+    with_lm = GatedSpeech2Text(
+        str(config), str(model_file), lm_train_config=str(lm_config), lm_file=str(lm_file), lm_weight=1.0, **DECODE
+    )
+    without = GatedSpeech2Text(str(config), str(model_file), **DECODE)
+    speeches = _speeches([15000, 12000, 13500], seed=7)
+    langs, tasks = ["<deu>", "<fra>", "<ita>"], ["<asr>", "<st_eng>", "<asr>"]
+    batched = with_lm.decode_batch(speeches, langs, tasks)
+    single = [
+        with_lm.decode(s, lang_sym=la, task_sym=t).nbests[0] for s, la, t in zip(speeches, langs, tasks, strict=True)
+    ]
+    _same(_hyps(batched.nbests), _hyps(single))
+    assert _hyps(batched.nbests) != _hyps(without.decode_batch(speeches, langs, tasks).nbests)  # the LM counted

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 import yaml
 from conftest import DECODER_CONF, ENCODER_CONF, WORDS, data_path_args, random_sentence
@@ -22,6 +23,7 @@ from espnet2.text.token_id_converter import TokenIDConverter
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 from test_espnet_cli import write_data_dir
 
+from espnet_gated.bin import s2t_inference
 from espnet_gated.bin.init_from import main as init_from_main
 from espnet_gated.gates import CONTEXT_TOKEN
 from espnet_gated.inference import GatedSpeech2Text
@@ -257,6 +259,51 @@ def test_init_from_decodes_like_the_dense_model(owsm, converted):
     assert config["num_att_plot"] == 0  # OWSM's, not ESPnet's default of 3
     assert_key_sets_checked(converted, owsm / EXP / MODEL)
     assert_decodes_like_the_dense_model(owsm, converted)
+
+
+#: the input layer's linear projection: ``embed.out.0.*`` in ESPnet 202511 (every OWSM hub model), ``embed.out.*``
+#: in 202611, whose input layer upgrades the old names when a state dict is loaded
+OLD_EMBED_NAMES = {
+    "encoder.embed.out.weight": "encoder.embed.out.0.weight",
+    "encoder.embed.out.bias": "encoder.embed.out.0.bias",
+}
+
+
+def with_old_embed_names(model_file: Path) -> None:
+    """Rewrite ``model_file`` as ESPnet 202511 saved it (a no-op where 202511 is installed)."""
+    state = torch.load(model_file, map_location="cpu")
+    torch.save({OLD_EMBED_NAMES.get(k, k): v for k, v in state.items()}, model_file)
+    assert "encoder.embed.out.0.weight" in torch.load(model_file, map_location="cpu")
+
+
+def test_a_checkpoint_with_202511s_names_loads_and_decodes(owsm, converted, tmp_path):
+    """A dense OWSM-layout checkpoint and a gated one, both with 202511's input-layer names: init_from,
+    from_pretrained and the s2t_inference command line load them and decode as from the current names."""
+    old = tmp_path / "owsm_202511"
+    shutil.copytree(owsm, old)
+    with_old_embed_names(old / EXP / MODEL)
+    init_from(old, tmp_path / "init")
+    assert_decodes_like_the_dense_model(owsm, tmp_path / "init", gate_modes=("all_open",))
+
+    gated = tmp_path / "gated_202511"
+    shutil.copytree(converted, gated)
+    with_old_embed_names(gated / "init.pth")
+    x = speech(1.6, 4)
+    want = GatedSpeech2Text.from_pretrained(str(converted), s2t_model_file=str(converted / "init.pth"), **DECODE)(x)
+    got = GatedSpeech2Text.from_pretrained(str(gated), s2t_model_file=str(gated / "init.pth"), **DECODE)(x)
+    assert [h[:4] for h in got] == [h[:4] for h in want] and len(want[0][2]) > 3
+
+    wav = tmp_path / "a.wav"
+    soundfile.write(wav, x, 16000)
+    (tmp_path / "wav.scp").write_text(f"utt1 {wav}\n")
+    args = ["--data_path_and_name_and_type", f"{tmp_path / 'wav.scp'},speech,sound", "--lang_sym", "deu"]
+    args += ["--task_sym", "asr", "--s2t_train_config", str(gated / "config.yaml")]
+    args += ["--s2t_model_file", str(gated / "init.pth"), "--output_dir", str(tmp_path / "decode")]
+    for key, value in DECODE.items():
+        if key not in ("lang_sym", "task_sym"):
+            args += [f"--{key}", str(value)]
+    s2t_inference.main(args)
+    assert (tmp_path / "decode" / "1best_recog" / "text").read_text() == f"utt1 {want[0][0]}\n"
 
 
 def test_owsm_v4_layout_loads_and_decodes_like_the_dense_model(tmp_path):

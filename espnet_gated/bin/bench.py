@@ -105,7 +105,7 @@ from espnet_gated.scorers import use_prompt_ctc
 from espnet_gated.tasks import preprocessor_defaults
 from espnet_gated.tokenizer import HEAD_SYMBOLS, TAIL_SYMBOLS, TIME_SYMBOLS
 from espnet_gated.utils import atomic_output, atomic_write
-from espnet_gated.weights import GATING_STATE
+from espnet_gated.weights import GATING_STATE, read_state_dict
 
 logger = logging.getLogger("espnet_gated.bench")
 
@@ -193,8 +193,7 @@ def prepare_models(args, out: Path) -> Dict:
         if not args.s2t_model_file or not Path(args.s2t_model_file).is_file():
             raise FileNotFoundError(f"--s2t_model_file not found: {args.s2t_model_file}")
         gated = build_from_config(config)
-        gated.load_state_dict(torch.load(args.s2t_model_file, map_location="cpu", weights_only=False), strict=False)
-        check_weights(gated, args.s2t_model_file, args.s2t_train_config)
+        check_weights(gated, args.s2t_model_file, args.s2t_train_config)  # loads them
         gated_paths = (Path(args.s2t_train_config), Path(args.s2t_model_file))
         trained = True
     else:
@@ -761,7 +760,7 @@ def run_bench(args) -> Dict:
         parsed = parse_mask(export_info["mask"])
         export_masks = (torch.tensor(parsed["enc"], dtype=torch.float), torch.tensor(parsed["dec"], dtype=torch.float))
         paths["exported"] = (Path(export_info["config"]), Path(export_info["model_file"]))
-        dense_sd = torch.load(paths["dense"][1], map_location="cpu", weights_only=True)
+        dense_sd = read_state_dict(paths["dense"][1])
         export_info["params"]["dense"] = int(sum(v.numel() for v in dense_sd.values() if v.is_floating_point()))
         export_info["bytes"]["dense_model_file"] = Path(paths["dense"][1]).stat().st_size
         export_info["bytes"]["gated_model_file"] = Path(paths["gated"][1]).stat().st_size

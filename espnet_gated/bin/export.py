@@ -144,8 +144,7 @@ def export(
         raise FileNotFoundError(f"model file not found: {model_file}")
     model = build_from_config(config)
     if model_file is not None:
-        model.load_state_dict(torch.load(model_file, map_location="cpu", weights_only=False), strict=False)
-        check_weights(model, model_file, config_file)
+        check_weights(model, model_file, config_file)  # loads them
     model.eval()
     gated_state = {k: v.clone() for k, v in model.state_dict().items()}
     if mask is not None:
