@@ -30,9 +30,12 @@ utterances whose lengths spread over 0.5-1.5 x ``--utt_sec``) once per variant a
 the variants interleaved: ESPnet's dense ``Speech2Text`` one utterance at a time (its only
 mode), and per ``--batch`` size the gated model with every gate open, its predicted (learned)
 masks and 50% decoder sparsity (``dec@0.5``), each sorted by length and decoded ``--batch``
-at a time (encoder and beam search batched); per ``--ctc_weight`` (default 0 and 0.5) it
-reports utterances per second, the real-time factor, the speed-up over dense, the share of
-time in CTC prefix scoring and how many hypotheses equal the dense model's. Without it, the
+at a time (encoder and beam search batched), and for ``--batch`` > 1 the first two again with
+ESPnet's own search (``+espnet_search``: 202611's utterance-batched ``BatchBeamSearch``, the
+gated decoder running each utterance's mask; on 202511 one utterance at a time); per
+``--ctc_weight`` (default 0 and 0.5) it reports utterances per second, the real-time factor,
+the speed-up over dense, the share of time in CTC prefix scoring (ours only) and how many
+hypotheses equal the dense model's. Without it, the
 latency mode below times each utterance.
 
 One set of weights is built (``--size``, random init) or loaded (a trained gated model);
@@ -241,6 +244,7 @@ class Variant:
     cache: bool = True
     predictor: bool = False
     batch: int = 1  # throughput mode: utterances decoded together
+    search: str = "ours"  # throughput mode: the multi-utterance search (ours or ESPnet's, see inference.SEARCHES)
     records: List[Dict] = field(default_factory=list)
 
     def masks(self):
@@ -864,16 +868,24 @@ def run_bench(args) -> Dict:
 # ---------------------------------------------------------------------------- throughput
 def throughput_variants(args, n_enc: int, n_dec: int, trained: bool) -> List[Variant]:
     """ESPnet's dense decoding (one utterance at a time), then per batch size the gated model
-    with every gate open, with its predicted (learned) masks and with 50% decoder sparsity."""
+    with every gate open, with its predicted (learned) masks and with 50% decoder sparsity; for
+    batches of several utterances also the first two with ESPnet's own search instead of ours
+    (``+espnet_search``: utterance-batched on 202611, one utterance at a time on 202511)."""
     ones_e, ones_d = torch.ones(n_enc, len(ENCODER_MODULES)), torch.ones(n_dec, len(DECODER_MODULES))
     dec50 = spread_mask(n_dec, len(DECODER_MODULES), 0.5)
+    predicted = "learned" if trained else "predicted"
     variants = [Variant("dense", "dense")]
     for b in args.batch:
         variants += [
             Variant("all_open", "gated", enc_mask=ones_e, dec_mask=ones_d, batch=b),
-            Variant("learned" if trained else "predicted", "gated", side="pred", predictor=True, batch=b),
+            Variant(predicted, "gated", side="pred", predictor=True, batch=b),
             Variant("dec@0.5", "gated", side="dec", sparsity=0.5, enc_mask=ones_e, dec_mask=dec50, batch=b),
         ]
+        if b > 1:
+            variants += [
+                Variant("all_open+espnet_search", "gated", enc_mask=ones_e, dec_mask=ones_d, batch=b, search="espnet"),
+                Variant(f"{predicted}+espnet_search", "gated", side="pred", predictor=True, batch=b, search="espnet"),
+            ]
     return variants
 
 
@@ -894,7 +906,7 @@ def decode_set(runner: Runner, v: Variant, speeches: Sequence[np.ndarray]) -> Di
             wall = time.perf_counter() - start
             timing = {"encoder_s": wall - dec_s, "decoder_s": dec_s, "ctc_s": s2t.ctc_s}
         else:
-            decoding = s2t.decode_batch(list(speeches), batch_size=v.batch, masks=v.masks())
+            decoding = s2t.decode_batch(list(speeches), batch_size=v.batch, masks=v.masks(), search=v.search)
             results = decoding.nbests
             sync(args.device)
             wall = time.perf_counter() - start
@@ -902,7 +914,12 @@ def decode_set(runner: Runner, v: Variant, speeches: Sequence[np.ndarray]) -> Di
         cpu = time.process_time() - cpu_start
     hyps = [r[0][4].yseq.tolist() if r else [] for r in results]
     return dict(
-        wall_s=wall, cpu_s=cpu, enc_s=timing["encoder_s"], dec_s=timing["decoder_s"], ctc_s=timing["ctc_s"], hyps=hyps
+        wall_s=wall,
+        cpu_s=cpu,
+        enc_s=timing["encoder_s"],
+        dec_s=timing["decoder_s"],
+        ctc_s=timing["ctc_s"] if v.search == "ours" else None,  # ESPnet's search is not instrumented
+        hyps=hyps,
     )
 
 
@@ -928,7 +945,7 @@ def summarize_throughput(variants: List[Variant], n_utts: int, audio_s: float) -
                 enc_s=best["enc_s"],
                 dec_s=best["dec_s"],
                 ctc_s=best["ctc_s"],
-                ctc_share=best["ctc_s"] / best["wall_s"],
+                ctc_share=None if best["ctc_s"] is None else best["ctc_s"] / best["wall_s"],
                 same_hyps_as_dense=same,
                 walls=[r["wall_s"] for r in v.records],
             )
@@ -1034,7 +1051,7 @@ def throughput_markdown(report: Dict) -> str:
         "(encoder and beam search batched), ESPnet's dense `Speech2Text` one at a time (its only mode). Fastest of",
         f"{m['repeats']} interleaved repeats. x dense = utterances per second over the dense model's (cpu: the same in",
         "process CPU time, less disturbed by other processes on a shared machine); RTF = decoding time / audio time;",
-        "CTC = share of the time in CTC prefix scoring (no gate removes it).",
+        "CTC = share of the time in CTC prefix scoring (no gate removes it; not measured in ESPnet's search).",
         "",
     ]
     for run in report["runs"]:
@@ -1045,10 +1062,11 @@ def throughput_markdown(report: Dict) -> str:
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in run["variants"]:
+            ctc = "-" if r["ctc_share"] is None else f"{100 * r['ctc_share']:.0f}%"
             lines.append(
                 f"| {r['variant']} | {r['batch']} | {r['utt_per_s']:.2f} | {r['rtf']:.3f} | {r['speedup']:.2f} "
-                f"| {r['speedup_cpu']:.2f} "
-                f"| {100 * r['ctc_share']:.0f}% | {r['enc_s']:.2f} | {r['dec_s']:.2f} "
+                f"| {r['speedup_cpu']:.2f} | {ctc} "
+                f"| {r['enc_s']:.2f} | {r['dec_s']:.2f} "
                 f"| {100 * r['same_hyps_as_dense']:.0f}% |"
             )
         lines.append("")
