@@ -33,6 +33,7 @@ from espnet2.train.preprocessor import S2TPreprocessor
 from espnet2.train.trainer import Trainer
 
 from espnet_gated.cli import UsageError
+from espnet_gated.compat import NEWER_PREPROCESSOR_OPTIONS
 from espnet_gated.datadir import check_context_tokens, read_entries
 from espnet_gated.model import GatedESPnetS2TModel
 from espnet_gated.preprocessor import NaturalLengthS2TPreprocessor, natural_length, without_speech_length
@@ -48,7 +49,8 @@ VOCAB_SIZED = ("decoder.output_layer.weight", "decoder.embed.0.weight", "ctc.ctc
 
 
 def preprocessor_defaults() -> Dict[str, object]:
-    """S2TPreprocessor's keyword defaults that a config may set (not the task-level ones)."""
+    """S2TPreprocessor's keyword defaults that a config may set (not the task-level ones, and not the
+    options that only a newer ESPnet knows: a config saved with them would not load under 202511)."""
     task_level = {
         "train",
         "token_type",
@@ -65,8 +67,9 @@ def preprocessor_defaults() -> Dict[str, object]:
         "short_noise_thres",
         "speech_volume_normalize",
     }
+    skipped = task_level | set(NEWER_PREPROCESSOR_OPTIONS)
     params = inspect.signature(S2TPreprocessor.__init__).parameters.values()
-    return {p.name: p.default for p in params if p.default is not p.empty and p.name not in task_level}
+    return {p.name: p.default for p in params if p.default is not p.empty and p.name not in skipped}
 
 
 def read_token_list(value: Union[str, Path, List[str]]) -> List[str]:
