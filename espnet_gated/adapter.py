@@ -7,8 +7,9 @@ no room for them, and each is met here, by an object that lives for one call and
 * ``ESPnetS2TModel.forward`` and ``.encode`` (the trainer's loss, CTC, interCTC, statistics) call
   ``self.encode`` -> ``self.encoder(feats, lengths)`` and ``self._calc_att_loss`` ->
   ``self.decoder(...)``. :func:`espnet_forward` and :func:`espnet_encode` run ESPnet's own
-  methods on :class:`_OneBatch`, a view of the model whose encoder predicts this batch's gates
-  from its input layer's output and whose decoder runs with them; they return the gates.
+  methods on :class:`OneBatch`, a view of the model whose encoder predicts this batch's gates
+  from its input layer's output and whose decoder runs with them; they return the gates (and, for
+  distillation, the decoder's output).
 * ESPnet's beam search calls ``batch_score(ys, states, xs)`` of its scorers:
   :class:`GatedDecoderScorer` is the gated decoder with the masks of the utterances of one search.
 * :func:`bound_search` is an ESPnet beam search for one search: its decoder scorer bound to the
@@ -34,7 +35,7 @@ class _GatingEncoder:
     """The encoder as ESPnet's ``encode`` calls it for one batch: its input layer, the gates, its layers.
     The gate state is kept for the view that made it."""
 
-    def __init__(self, encoder, view: "_OneBatch"):
+    def __init__(self, encoder, view: "OneBatch"):
         self._encoder = encoder
         self._view = view
 
@@ -46,22 +47,27 @@ class _GatingEncoder:
         return getattr(self._encoder, name)
 
 
-class _OneBatch:
+class OneBatch:
     """The model as ESPnet's ``ESPnetS2TModel`` methods see it during one call: those methods run
     unchanged with ``self`` = this view; ``encoder`` predicts the batch's gates, ``decoder`` runs with
-    them, ``frontend`` may be replaced; every other attribute is the model's."""
+    them, ``frontend`` may be replaced; every other attribute is the model's. After the call it holds
+    what the call computed: ``gates``, and the teacher-forced decoder's input (``decoder_input``:
+    (ys_in_pad, ys_in_lens)) and output (``decoder_logits``)."""
 
     def __init__(self, model, predict_gates: Optional[GatePrediction], frontend: Optional[torch.nn.Module] = None):
         self._model = model
         self.predict_gates = predict_gates
         self.gates = None
+        self.decoder_input = self.decoder_logits = None
         if predict_gates is not None:  # else the model's own encoder (an exported model's static mask)
             self.encoder = _GatingEncoder(model.encoder, self)
         if frontend is not None:
             self.frontend = frontend
 
-    def decoder(self, *args, **kwargs):
-        return self._model.decoder(*args, gates=self.gates.dec, **kwargs)
+    def decoder(self, hs_pad, hlens, ys_in_pad, ys_in_lens, **kwargs):
+        out = self._model.decoder(hs_pad, hlens, ys_in_pad, ys_in_lens, gates=self.gates.dec, **kwargs)
+        self.decoder_input, self.decoder_logits = (ys_in_pad, ys_in_lens), out[0]
+        return out
 
     def __getattr__(self, name):
         stock = inspect.getattr_static(ESPnetS2TModel, name, None)
@@ -73,17 +79,18 @@ class _OneBatch:
 def espnet_encode(model, speech, speech_lengths, predict_gates: Optional[GatePrediction], frontend=None):
     """ESPnet's ``encode`` (features, SpecAugment, normalisation, encoder) with predicted gates (None:
     the model's encoder as it is); returns (encoder output, lengths, gate state or None)."""
-    view = _OneBatch(model, predict_gates, frontend)
+    view = OneBatch(model, predict_gates, frontend)
     enc, enc_lens = view.encode(speech, speech_lengths)
     return enc, enc_lens, view.gates
 
 
 def espnet_forward(model, predict_gates: GatePrediction, **batch):
     """ESPnet's ``forward`` (CTC, interCTC and attention losses, statistics) with predicted gates in the
-    encoder and the decoder; returns (loss, stats, weight, gate state)."""
-    view = _OneBatch(model, predict_gates)
+    encoder and the decoder; returns (loss, stats, weight, the call's :class:`OneBatch`: its gates, the
+    decoder's input and output)."""
+    view = OneBatch(model, predict_gates)
     loss, stats, weight = view.forward(**batch)
-    return loss, stats, weight, view.gates
+    return loss, stats, weight, view
 
 
 class GatedDecoderScorer(BatchScorerInterface):

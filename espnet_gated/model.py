@@ -24,6 +24,7 @@ from espnet2.torch_utils.device_funcs import force_gatherable
 
 from espnet_gated.adapter import espnet_encode, espnet_forward
 from espnet_gated.decoder import GatedTransformerDecoder
+from espnet_gated.distill import Teacher, check_distill_conf, token_kl
 from espnet_gated.encoder import GatedEBranchformerEncoder
 from espnet_gated.flops import slot_costs
 from espnet_gated.gates import GatePredictor, masked_time_mean
@@ -94,12 +95,20 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
             ``encoder_modules``, ``decoder_modules``, ``encoder_layers``,
             ``decoder_layers``) and the :class:`GatePredictor` options.
         sparsity_conf: :class:`SparsityController` options.
+        distill_conf: distillation from the dense model (``espnet_gated.distill``), or None.
 
     Call :meth:`after_optimizer_update` after every optimizer step (``GatedS2TTask`` registers
     it on ESPnet's optimizer): it advances the gate schedules and the sparsity multipliers.
     """
 
-    def __init__(self, *args, gate_conf: Optional[Dict] = None, sparsity_conf: Optional[Dict] = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        gate_conf: Optional[Dict] = None,
+        sparsity_conf: Optional[Dict] = None,
+        distill_conf: Optional[Dict] = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         if not isinstance(self.encoder, GatedEBranchformerEncoder):
             raise ValueError(
@@ -131,6 +140,8 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
             **gate_conf,
         )
         self.sparsity_controller = SparsityController(**sparsity_conf)
+        self.distill_conf = check_distill_conf(distill_conf)
+        self._teacher: Optional[Teacher] = None  # loaded on the first training forward (see distill.py)
 
     # ------------------------------------------------------------------ context
     def context_from_text(self, text: torch.Tensor, text_lengths: torch.Tensor, utt_ids=None) -> torch.Tensor:
@@ -260,7 +271,7 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
         prefixes, plus the sparsity loss; stats gain ``loss_sparsity``, ``sparsity_enc``,
         ``sparsity_dec`` and ``keep_*`` rates."""
         context = self.context_from_text(text, text_lengths, kwargs.get("utt_id"))
-        loss, stats, weight, gates = espnet_forward(
+        loss, stats, weight, batch = espnet_forward(
             self,
             partial(self.predict_gates, context=context),
             speech=speech,
@@ -273,6 +284,9 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
             text_ctc_lengths=text_ctc_lengths,
             **kwargs,
         )
+        gates = batch.gates
+        if self.distill_conf is not None and self.training and self.ctc_weight < 1.0:
+            loss = loss + self._distillation(speech, speech_lengths, batch, stats)
         loss_sparsity, sparsity_stats = self.sparsity_terms(gates, loss, float(text_lengths.float().mean()) + 1)
         if not gates.warmup:
             loss = loss + loss_sparsity
@@ -280,6 +294,25 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
         stats.update(force_gatherable(sparsity_stats, loss.device))
         stats["loss"] = loss.detach()
         return loss, stats, weight
+
+    def _distillation(self, speech, speech_lengths, batch, stats: Dict) -> torch.Tensor:
+        """What distillation adds to the loss: ``(1 - ctc_weight) * weight * loss_distill``."""
+        conf = self.distill_conf
+        if self._teacher is None:
+            self._teacher = Teacher(conf["teacher_config"], conf["teacher_model"], speech.device, speech.dtype)
+        ys_in_pad, ys_in_lens = batch.decoder_input
+        teacher = self._teacher.logits(speech, speech_lengths, ys_in_pad, ys_in_lens)
+        loss_distill = token_kl(
+            batch.decoder_logits,
+            teacher,
+            ys_in_pad,
+            ys_in_lens,
+            self.sos,
+            conf["temperature"],
+            self.criterion_att.normalize_length,
+        )
+        stats["loss_distill"] = loss_distill.detach()
+        return (1.0 - self.ctc_weight) * conf["weight"] * loss_distill
 
     def sparsity_terms(self, gates: GateState, task_loss: torch.Tensor, decoder_steps: float):
         """The controller's loss and statistics for the gates of a batch (in training the

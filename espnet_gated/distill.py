@@ -1,0 +1,95 @@
+"""Distillation from the dense model during the gated fine-tuning (``model_conf: distill_conf``).
+
+Structured pruning keeps quality by learning from the unpruned model: CoFi (Xia et al., ACL 2022) and
+Sheared-LLaMA distil the dense model's token distributions into the pruned one. Here the teacher is the
+dense model the gated fine-tuning starts from (stage 11's pretraining, or an OWSM model), frozen; the
+gated decoder's attention loss becomes ``loss_att + weight * loss_distill`` (weighted ``1 - ctc_weight``
+in the loss, as ``loss_att`` is), where ``loss_distill`` is the token-level KL divergence from the
+teacher's to the student's output distribution at temperature ``temperature`` (times ``temperature**2``,
+Hinton et al.), on the positions the attention loss counts and normalised as it is
+(``length_normalized_loss``).
+
+The teacher is loaded on the first training forward (a model built for decoding never loads it) and is
+not part of the model's state: it is not saved, averaged or trained. A gated teacher runs with every
+module open.
+"""
+
+import math
+from pathlib import Path
+from typing import Dict, Optional
+
+import torch
+
+#: distill_conf keys and their defaults (``teacher_config`` and ``teacher_model`` are required)
+DISTILL_DEFAULTS = {"teacher_config": None, "teacher_model": None, "weight": 1.0, "temperature": 1.0}
+
+
+def check_distill_conf(conf: Optional[Dict]) -> Optional[Dict]:
+    """A completed copy of ``model_conf.distill_conf`` (None: no distillation); ValueError naming what is wrong."""
+    if not conf:
+        return None
+    unknown = sorted(set(conf) - set(DISTILL_DEFAULTS))
+    if unknown:
+        raise ValueError(f"model_conf.distill_conf: unknown key(s) {unknown}; known: {list(DISTILL_DEFAULTS)}")
+    conf = {**DISTILL_DEFAULTS, **conf}
+    for key in ("teacher_config", "teacher_model"):
+        if not conf[key]:
+            raise ValueError(f"model_conf.distill_conf.{key} is required (the dense model's config.yaml and weights)")
+    weight, temperature = conf["weight"], conf["temperature"]
+    if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
+        raise ValueError(f"model_conf.distill_conf.weight must be a number >= 0, got {weight!r}")
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"model_conf.distill_conf.temperature must be a number > 0, got {temperature!r}")
+    return conf
+
+
+class Teacher:
+    """The frozen dense model of ``distill_conf`` (not an ``nn.Module`` attribute of the student: its
+    weights stay out of the student's state dict, optimizer and averaging)."""
+
+    def __init__(self, config_file, model_file, device: torch.device, dtype: torch.dtype):
+        from espnet_gated.tasks import GatedS2TTask
+
+        for path in (config_file, model_file):
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"model_conf.distill_conf: teacher file {path} not found")
+        model, _ = GatedS2TTask.build_model_from_file(config_file, model_file, str(device))
+        self.model = model.to(dtype=dtype).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def logits(self, speech, speech_lengths, ys_in_pad, ys_in_lens) -> torch.Tensor:
+        """The teacher decoder's logits for the student's teacher-forced input."""
+        from espnet_gated.model import GatedESPnetS2TModel
+
+        model = self.model
+        if isinstance(model, GatedESPnetS2TModel):  # every module open: the dense function
+            layout = model.gate_layout
+            enc_mask = torch.ones(layout.n_layers["enc"], 4)
+            dec_mask = torch.ones(layout.n_layers["dec"], 3)
+            enc, enc_lens, _ = model.encode_gated(speech, speech_lengths, None, enc_mask, dec_mask)
+        else:
+            enc, enc_lens = model.encode(speech, speech_lengths)
+        enc = enc[0] if isinstance(enc, tuple) else enc
+        return model.decoder(enc, enc_lens, ys_in_pad, ys_in_lens)[0]
+
+
+def token_kl(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    ys_in_pad: torch.Tensor,
+    ys_in_lens: torch.Tensor,
+    sos: int,
+    temperature: float,
+    normalize_length: bool,
+) -> torch.Tensor:
+    """``temperature**2 * KL(softmax(teacher / T) || softmax(student / T))`` summed over the positions the
+    attention loss counts (from ``<sos>`` to the end of each target: a previous-text prompt before it is not
+    counted), divided by the batch size, or by those positions' count with ``normalize_length``."""
+    positions = torch.arange(ys_in_pad.size(1), device=ys_in_pad.device)
+    start = (ys_in_pad == sos).int().argmax(dim=1, keepdim=True)
+    counted = (positions >= start) & (positions < ys_in_lens.unsqueeze(1))
+    log_p_student = torch.log_softmax(student.float() / temperature, dim=-1)
+    log_p_teacher = torch.log_softmax(teacher.float() / temperature, dim=-1)
+    kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1)
+    total = (kl * counted).sum() * temperature**2
+    return total / (counted.sum() if normalize_length else ys_in_pad.size(0))
