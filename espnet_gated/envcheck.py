@@ -1,16 +1,20 @@
-"""Is this environment the tested one? Installed versions against the lock, and ESPnet's S2T task imports.
+"""Is this environment a tested one? ESPnet release x Python, installed versions against the lock, imports.
 
     python -m espnet_gated.envcheck                  # against this platform's lock, tools/lock/<platform>.txt
     python -m espnet_gated.envcheck --lock my.txt    # against another lock (pip-compile's name==version lines)
     python -m espnet_gated.envcheck --unlocked       # against setup.py's requirements only
     python -m espnet_gated.envcheck --lock-path      # print this platform's lock path (it may not exist)
+    python -m espnet_gated.envcheck --plan           # which espnet and lock this Python gets; fails if unsupported
 
-Exit status 0 when every locked distribution is installed at its locked version, ``espnet2.tasks.s2t`` and
-``espnet_gated.tasks`` import and the gated classes are registered in ESPnet's S2T choices. Otherwise it prints
-what differs, the last lines of the import error, the installed torch / torchaudio / espnet, and what to do, and
-exits 1. ``tools/setup.sh`` runs it after every install and before it calls a venv up to date (a torchaudio that
-does not match torch installs fine and only fails on import). The module imports only the standard library at
-the top, so ``--lock-path`` works in a bare venv.
+First the installed espnet and this Python must be one of the SUPPORTED combinations (each release runs on its
+own Python range; setup.py's markers and tools/lock/ follow the table); otherwise one line names what is
+installed and what is supported, and the check stops there (exit 1). Then exit status 0 when every locked
+distribution is installed at its locked version, ``espnet2.tasks.s2t`` and ``espnet_gated.tasks`` import and the
+gated classes are registered in ESPnet's S2T choices. Otherwise it prints what differs, the last lines of the
+import error, the installed torch / torchaudio / espnet, and what to do, and exits 1. ``tools/setup.sh`` runs it
+after every install and before it calls a venv up to date (a torchaudio that does not match torch installs fine
+and only fails on import). The module imports only the standard library at the top, so ``--lock-path`` and
+``--plan`` work with a bare interpreter, before any venv exists.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCK_DIR = REPO_ROOT / "tools" / "lock"
@@ -34,11 +38,78 @@ REPORTED = ("torch", "torchaudio", "espnet")
 TRACEBACK_LINES = 8
 MISMATCHES_SHOWN = 20
 CAUSES_SHOWN = 5
-WHAT_TO_DO = (
-    "what to do: tools/setup.sh reinstalls the locked versions into .venv; if they are installed and still do not "
-    "import, delete .venv and run tools/setup.sh again. ESPNET_GATED_UNLOCKED=1 tools/setup.sh opts out of the "
-    "lock (setup.py's exact pins only); README.md, 'Installation notes', says why each pin exists."
+
+
+@dataclass(frozen=True)
+class Supported:
+    """A tested combination: one ESPnet release and the Python minor versions (inclusive) it is tested on."""
+
+    espnet: str
+    python_min: Tuple[int, int]
+    python_max: Tuple[int, int]
+
+    def covers(self, python: Sequence[int]) -> bool:
+        return self.python_min <= tuple(python[:2]) <= self.python_max
+
+    def __str__(self) -> str:
+        return f"espnet {self.espnet} on Python {dotted(self.python_min)}-{dotted(self.python_max)}"
+
+
+#: what CI tests (.ci/run): ESPnet 202609 and later need Python >= 3.12, so each Python range gets one release.
+#: setup.py's environment markers and the locks in tools/lock/ follow this table (tests/test_install.py checks).
+SUPPORTED = (
+    Supported("202511", (3, 10), (3, 11)),
+    Supported("202611", (3, 12), (3, 13)),
 )
+
+
+def dotted(version: Sequence[int]) -> str:
+    return ".".join(str(part) for part in version)
+
+
+def supported_text() -> str:
+    return ", ".join(str(combination) for combination in SUPPORTED)
+
+
+def release_for(python: Sequence[int]) -> Optional[Supported]:
+    """The tested ESPnet release for this Python (None: a Python we do not support)."""
+    return next((combination for combination in SUPPORTED if combination.covers(python)), None)
+
+
+def combination_error(espnet: Optional[str], python: Sequence[int]) -> Optional[str]:
+    """None if espnet (an installed version; None: not installed, only the Python is checked) on this Python is
+    a SUPPORTED combination; otherwise one line naming what is installed, what is supported and what to do."""
+    release = release_for(python)
+    here = f"Python {dotted(python)}" if espnet is None else f"espnet {espnet} on Python {dotted(python)}"
+    tested = {combination.espnet for combination in SUPPORTED}
+    if release is None:
+        why = f"no tested espnet for Python {dotted(python[:2])}"
+        fix = "set up with a supported Python, e.g. PYTHON=python3.12 VENV=.venv-py312 tools/setup.sh"
+    elif espnet is None or espnet.split("+")[0] == release.espnet:
+        return None
+    else:
+        why = (
+            f"Python {dotted(python[:2])} gets espnet {release.espnet}"
+            if espnet.split("+")[0] in tested
+            else "a release we have not tested"
+        )
+        fix = f"{setup_command()} installs espnet {release.espnet} from the lock"
+    return f"envcheck: FAILED: {here} is not supported ({why}); supported: {supported_text()}. What to do: {fix}"
+
+
+def setup_command() -> str:
+    """The tools/setup.sh call that (re)installs the running venv (VENV= unless it is the default .venv)."""
+    venv = shown(Path(sys.prefix))
+    return "tools/setup.sh" if venv == ".venv" else f"VENV={venv} tools/setup.sh"
+
+
+def what_to_do() -> str:
+    venv, command = shown(Path(sys.prefix)), setup_command()
+    return (
+        f"what to do: {command} reinstalls the locked versions into {venv}; if they are installed and still do not "
+        f"import, delete {venv} and run {command} again. ESPNET_GATED_UNLOCKED=1 {command} opts out of the "
+        "lock (setup.py's exact pins only); README.md, 'Installation notes', says why each pin exists."
+    )
 
 
 def platform_tag() -> str:
@@ -52,9 +123,10 @@ def lock_path() -> Path:
     return LOCK_DIR / f"{platform_tag()}.txt"
 
 
-def read_lock(path: Path) -> list:
+def read_lock(path: Path, environment: Optional[dict] = None) -> list:
     """The ``name==version`` lines of a pip-compile lock as packaging Requirements; markers that do not apply
-    here are dropped. Raises ValueError naming the file and line for anything that is not one exact pin."""
+    here (or in ``environment``, e.g. ``{"python_version": "3.12"}`` for another Python's lock) are dropped.
+    Raises ValueError naming the file and line for anything that is not one exact pin."""
     from packaging.requirements import InvalidRequirement, Requirement
 
     pins = []
@@ -68,7 +140,7 @@ def read_lock(path: Path) -> list:
             raise ValueError(f"{path}:{number}: not a requirement ({err}): {text!r}") from None
         if len(req.specifier) != 1 or next(iter(req.specifier)).operator != "==" or req.url:
             raise ValueError(f"{path}:{number}: a lock pins one exact version (name==version), not {text!r}")
-        if req.marker is None or req.marker.evaluate():
+        if req.marker is None or req.marker.evaluate(environment):
             pins.append(req)
     if not pins:
         raise ValueError(f"{path}: no name==version line: not a lock")
@@ -146,17 +218,23 @@ class Report:
     mismatches: List[Mismatch]
     import_error: Optional[str]
     versions: dict  # REPORTED name -> installed version or None
+    imported: Sequence[str] = IMPORTS  # the modules the check imported
 
     @property
     def ok(self) -> bool:
         return not self.mismatches and self.import_error is None
 
+    def imports_text(self) -> str:
+        if not self.imported:
+            return "no imports checked"
+        return " and ".join(self.imported) + (" imports" if len(self.imported) == 1 else " import")
+
     def __str__(self) -> str:
         versions = ", ".join(f"{name} {version or '(not installed)'}" for name, version in self.versions.items())
+        versions += f" on Python {dotted(sys.version_info[:3])}"
         if self.ok:
             return (
-                f"envcheck: ok: {self.checked} distributions match {self.against}; "
-                f"{' and '.join(IMPORTS)} import ({versions})"
+                f"envcheck: ok: {self.checked} distributions match {self.against}; {self.imports_text()} ({versions})"
             )
         lines = [f"envcheck: FAILED against {self.against} ({self.checked} distributions)"]
         if self.mismatches:
@@ -167,7 +245,7 @@ class Report:
         if self.import_error:
             first, *rest = self.import_error.splitlines()
             lines += [f"  {first}"] + [f"    {line}" for line in rest]
-        lines += [f"  installed: {versions}", f"  {WHAT_TO_DO}"]
+        lines += [f"  installed: {versions}", f"  {what_to_do()}"]
         return "\n".join(lines)
 
 
@@ -188,6 +266,18 @@ def check(lock: Optional[Path], modules: Sequence[str] = IMPORTS) -> Report:
         mismatches=mismatches(requirements, "the lock pins" if lock is not None else "setup.py requires"),
         import_error=import_error(modules),
         versions={name: installed_version(name) for name in REPORTED},
+        imported=tuple(modules),
+    )
+
+
+def plan() -> str:
+    """What tools/setup.sh does with this interpreter: its ESPnet release and lock, and why."""
+    release = release_for(sys.version_info)
+    lock = lock_path()
+    missing = "" if lock.exists() else " (it does not exist yet: setup.py's exact pins only)"
+    return (
+        f"Python {dotted(sys.version_info[:3])} on {platform_tag()}: espnet {release.espnet} "
+        f"(supported: {supported_text()}); lock {shown(lock)}{missing}"
     )
 
 
@@ -197,9 +287,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     which.add_argument("--lock", type=Path, help="lock file to compare with (default: this platform's)")
     which.add_argument("--unlocked", action="store_true", help="compare with setup.py's requirements only")
     which.add_argument("--lock-path", action="store_true", help="print this platform's lock path and exit")
+    which.add_argument("--plan", action="store_true", help="print this Python's espnet and lock; 1 if unsupported")
     args = parser.parse_args(argv)
     if args.lock_path:
         print(shown(lock_path()))
+        return 0
+    unsupported = combination_error(None if args.plan else installed_version("espnet"), sys.version_info[:3])
+    if unsupported:
+        print(unsupported)
+        return 1
+    if args.plan:
+        print(plan())
         return 0
     lock = args.lock
     if lock is None and not args.unlocked:

@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
-# Idempotent set-up: system tools, a virtual environment in .venv, this package at the locked versions.
+# Idempotent set-up: system tools, a virtual environment, this package at the versions locked for its Python.
 #
-#   tools/setup.sh                          # everything; run again, it checks .venv and installs nothing
+#   tools/setup.sh                          # everything into .venv; run again, it checks .venv and installs nothing
+#   PYTHON=python3.12 VENV=.venv-py312 tools/setup.sh   # another Python (so another espnet) in its own venv
 #   SKIP_APT=1 tools/setup.sh               # no system packages (install espeak-ng and ffmpeg yourself)
 #   ESPNET_GATED_UNLOCKED=1 tools/setup.sh  # no lock: setup.py's exact pins, everything else at its newest release
-#   PYTHON=python3.11 tools/setup.sh        # the interpreter of a new .venv
-#   tools/setup.sh --relock --upgrade       # re-resolve this platform's lock (pip-compile options follow), install it
+#   tools/setup.sh --relock --upgrade       # re-resolve this Python's lock (pip-compile options follow), install it
 #
-# The lock, tools/lock/<platform>.txt (linux-x86_64-cpython3.11.txt), holds the exact version of every distribution
-# and is pip's constraints file. A platform without a lock gets setup.py's exact pins only, with a warning.
-# `python -m espnet_gated.envcheck` ends every run: versions against the lock, ESPnet's S2T task imports; when it
-# fails it prints the import error, the installed versions and what to do. .venv/.espnet_gated_installed records
-# what was installed (the mode and a checksum of setup.py, pyproject.toml and the lock): a run whose record
-# matches and whose check passes changes nothing; otherwise pip installs from the lock, which also repairs a venv
-# that holds other versions. See README.md, "Installation notes".
+# The Python decides the ESPnet release: 3.10-3.11 get espnet 202511, 3.12-3.13 espnet 202611 (setup.py's
+# markers; the table is espnet_gated/envcheck.py: SUPPORTED). Each Python has its own lock,
+# tools/lock/<platform>.txt (linux-x86_64-cpython3.11.txt, ...-cpython3.12.txt, ...), with the exact version of
+# every distribution; it is pip's constraints file. A platform without a lock gets setup.py's exact pins only,
+# with a warning.
+# VENV (default .venv) is the venv's directory. PYTHON (default: python3 for a new venv) is its interpreter; an
+# existing venv keeps the Python it was made with: without PYTHON that one is used, and a PYTHON of another
+# version stops set-up with a message (nothing is deleted; choose another VENV or remove the old one).
+# `python -m espnet_gated.envcheck` ends every run: the espnet x Python combination, versions against the lock,
+# ESPnet's S2T task imports; when it fails it prints what is wrong and what to do. $VENV/.espnet_gated_installed
+# records what was installed (the mode and a checksum of setup.py, pyproject.toml and the lock): a run whose
+# record matches and whose check passes changes nothing; otherwise pip installs from the lock, which also repairs
+# a venv that holds other versions. See README.md, "Installation notes".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +33,33 @@ if [ "${1:-}" = --relock ]; then
 elif [ $# -gt 0 ]; then
     die "unknown option '$1' (the options are at the top of $0)"
 fi
+
+venv=${VENV:-.venv}
+venv=${venv%/}
+[ -n "${venv}" ] || die "VENV is empty (the venv's directory, default .venv)"
+venv_python=${venv}/bin/python
+# Python X.Y of an interpreter, or nothing if it does not run (a pyenv shim of a version not selected fails)
+minor_version() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true; }
+
+# the interpreter first: an unsupported one stops here, before apt and pip
+if [ -e "${venv}" ]; then
+    [ -d "${venv}" ] || die "VENV=${venv} exists and is not a directory"
+    have=$(minor_version "${venv_python}")
+    [ -n "${have}" ] || die "${venv} exists but ${venv_python} does not run (its Python was removed?); remove it (rm -rf ${venv}) and run $0 again"
+    if [ -n "${PYTHON:-}" ]; then
+        want=$(minor_version "${PYTHON}")
+        [ -n "${want}" ] || die "PYTHON=${PYTHON} does not run ($("${PYTHON}" --version 2>&1 | head -1)); set PYTHON to a Python 3.10-3.13"
+        [ "${want}" = "${have}" ] || die "${venv} was made with Python ${have}, not PYTHON=${PYTHON} (Python ${want}); each Python has its own espnet and lock, so set up another venv (PYTHON=${PYTHON} VENV=${venv}-py${want/./} $0) or remove this one (rm -rf ${venv})"
+    fi
+    python=${venv_python}
+    say "${venv} exists, made with Python ${have}${PYTHON:+ (PYTHON=${PYTHON})}: using it"
+else
+    python=${PYTHON:-python3}
+    [ -n "$(minor_version "${python}")" ] || die "PYTHON=${python} does not run ($("${python}" --version 2>&1 | head -1)); set PYTHON to a Python 3.10-3.13"
+fi
+# which espnet and lock this Python gets, and why (envcheck's table); an unsupported Python stops here
+plan=$("${python}" -m espnet_gated.envcheck --plan) || die "${plan#envcheck: FAILED: }"
+say "${plan}"
 
 need=()
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
@@ -46,17 +79,17 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
 fi
 
-python=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-    say "creating .venv with $("${python}" --version 2>&1)"
-    "${python}" -m venv .venv || die "could not create .venv with ${python} (Debian/Ubuntu: apt-get install python3-venv)"
+if [ ! -e "${venv}" ]; then
+    say "creating ${venv} with $("${python}" --version 2>&1) (${python})"
+    "${python}" -m venv "${venv}" || die "could not create ${venv} with ${python} (Debian/Ubuntu: apt-get install python3-venv)"
+    # keep any VENV out of git (Python >= 3.13 writes this file itself)
+    [ -f "${venv}/.gitignore" ] || echo '*' >"${venv}/.gitignore"
 fi
-venv_python=.venv/bin/python
 lock=$("${venv_python}" -m espnet_gated.envcheck --lock-path)
 
 if [ "${relock}" = 1 ]; then
-    # pip-tools in a throwaway venv; PyPI alone (no pip config files, find-links or extra constraints), so the
-    # lock installs on any machine of this platform
+    # pip-tools in a throwaway venv of the same Python (a lock holds for one Python); PyPI alone (no pip config
+    # files, find-links or extra constraints), so the lock installs on any machine of this platform
     tools=$(mktemp -d)
     trap 'rm -rf "${tools}"' EXIT
     "${venv_python}" -m venv "${tools}"
@@ -77,7 +110,7 @@ elif [ ! -f "${lock}" ]; then
     locks=$(ls tools/lock 2>/dev/null | tr '\n' ' ')
     echo "setup: WARNING: no lock for this platform and Python (${lock} does not exist; locks: ${locks:-none})." >&2
     echo "setup: WARNING: installing with setup.py's exact pins only; everything else resolves to today's releases (untested)." >&2
-    echo "setup: WARNING: to lock this platform: tools/setup.sh --relock, then run the tests and commit ${lock}." >&2
+    echo "setup: WARNING: to lock this platform: ${VENV:+VENV=${venv} }tools/setup.sh --relock, then run the tests and commit ${lock}." >&2
     lock=
     mode=unlocked-no-lock
 else
@@ -85,14 +118,14 @@ else
 fi
 if [ -n "${lock}" ]; then check=(--lock "${lock}"); else check=(--unlocked); fi
 
-stamp=.venv/.espnet_gated_installed
+stamp=${venv}/.espnet_gated_installed
 record="${mode} $(cat setup.py pyproject.toml ${lock:+"${lock}"} | cksum)"
 if [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${record}" ]; then
     if "${venv_python}" -m espnet_gated.envcheck "${check[@]}"; then
-        say ".venv is up to date (${mode}${lock:+: ${lock}}); nothing to install"
+        say "${venv} is up to date (${mode}${lock:+: ${lock}}); nothing to install"
         exit 0
     fi
-    say ".venv was installed from the same files but fails the check above: reinstalling"
+    say "${venv} was installed from the same files but fails the check above: reinstalling"
 fi
 
 rm -f "${stamp}"
@@ -101,18 +134,18 @@ if "${venv_python}" -c "import sys, pip; sys.exit(int(pip.__version__.split('.')
     "${venv_python}" -m pip install -q "pip<26"
 fi
 if [ -n "${lock}" ]; then
-    say "installing into .venv: pip install -c ${lock} -e '.[test]' (a new .venv: ~2-5 min, ~5 GB)"
+    say "installing into ${venv}: pip install -c ${lock} -e '.[test]' (a new venv: ~2-5 min from a warm pip cache, ~15 min cold; 3-5 GB)"
     install=(-c "${lock}" -e ".[test]")
 else
-    say "installing into .venv: pip install --upgrade --upgrade-strategy eager -e '.[test]'"
+    say "installing into ${venv}: pip install --upgrade --upgrade-strategy eager -e '.[test]'"
     install=(--upgrade --upgrade-strategy eager -e ".[test]")
 fi
 if ! "${venv_python}" -m pip install -q "${install[@]}"; then
     "${venv_python}" -m espnet_gated.envcheck "${check[@]}" || true
-    die "pip install ${install[*]} failed (pip's error is further above). A lock that names a release the registry no longer serves: tools/setup.sh --relock; to install without the lock: ESPNET_GATED_UNLOCKED=1 $0"
+    die "pip install ${install[*]} failed (pip's error is further above). A lock that names a release the registry no longer serves: ${VENV:+VENV=${venv} }tools/setup.sh --relock; to install without the lock: ESPNET_GATED_UNLOCKED=1 $0"
 fi
 if ! "${venv_python}" -m espnet_gated.envcheck "${check[@]}"; then
-    die "set-up failed: pip installed .venv but it does not pass the check above (its last line says what to do)"
+    die "set-up failed: pip installed ${venv} but it does not pass the check above (its last line says what to do)"
 fi
 echo "${record}" >"${stamp}"
-say "ready: .venv (${mode}${lock:+: ${lock}})"
+say "ready: ${venv} (${mode}${lock:+: ${lock}})"
