@@ -305,7 +305,9 @@ def read_utterance_stats(results_dir: PathLike) -> Dict[str, Dict]:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
 
 
-def resampled_change(name: str, mine: Mapping, theirs: Optional[Mapping], reference_dir: PathLike, n_samples: int):
+def resampled_change(
+    name: str, mine: Mapping, theirs: Optional[Mapping], reference_dir: PathLike, n_samples: int
+) -> np.ndarray:
     """The bootstrap resamples of the change on set ``name`` (gated minus reference, the same utterances)."""
     where = Path(reference_dir) / UTTERANCE_STATS
     if theirs is None:
