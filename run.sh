@@ -4,6 +4,7 @@
 #
 #   ./run.sh                              # everything (stages 1-13)
 #   ./run.sh --stage 12 --stop_stage 13   # decode and score again
+#   ./run.sh --seeds "0 1 2"              # stages 11-13 per seed (exp/<tag>, exp/<tag>_seed1, ...): mean and std
 #   ./run.sh --stage 14 --stop_stage 14   # pack the model with a model card (16: upload with --hf_repo)
 #   ./run.sh --stage 17 --stop_stage 17   # sparsity sweep (quality vs speed)
 set -euo pipefail

@@ -8,10 +8,16 @@
 * ``usage.tsv`` and ``usage_<lang>_<task>.png``: keep rate of every module per language and task;
 * ``summary.json``: sparsity, FLOPs relative to the dense model and decode time per utterance, overall and
   per test set (for the sweep and for the comparison below);
+* ``utterance_stats.json``: per test set, the per-utterance statistics of its main metric (jiwer's error
+  and reference word counts, sacrebleu's BLEU statistics), which a paired bootstrap against another
+  decode of the same sets resamples;
 * ``RESULTS.md``: all of it as tables. With a ``reference`` (the results directory of the model without
   pruning, decoded in the same jobs), it opens with the comparison in the form of the paper's Table 1:
-  per test set and task the quality of both, the executed MACs, the decode times and the speed-up, and
-  whether the measured sparsity met the training config's targets (within :data:`TARGET_TOLERANCE`).
+  per test set and task the quality of both, the change with its paired bootstrap 95% interval, the
+  executed MACs, the decode times and the speed-up, and whether the measured sparsity met the training
+  config's targets (within :data:`TARGET_TOLERANCE`); summary.json holds it as ``comparison``. With the
+  results of other seeds, it opens with every seed's rows and their mean and standard deviation
+  (summary.json's ``seeds``).
 
 Everything is computed before anything is written and every file is replaced atomically,
 ``scores.json`` last, so an error leaves the previous results as they were.
@@ -24,16 +30,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from espnet_gated.layout import MODULES
 from espnet_gated.scoring import (
+    BOOTSTRAP_SAMPLES,
     LOWER_IS_BETTER,
     SCORE_KEYS,
     ScoreReport,
     TestSet,
+    bootstrap_seed,
     check_keys,
+    interval,
     load_normalizers,
+    mean_of_sets,
+    paired_bootstrap,
     read_hypotheses,
     read_test_set,
     score_sets,
@@ -61,6 +73,11 @@ PAPER_HEADLINE = (
 )
 SWEEP_METRICS = ("wer", "cer", "bleu")  # the quality columns of sweep.md (chrF stays in sweep.json)
 SWEEP_SUMMARY_KEYS = ("enc_sparsity", "dec_sparsity", "relative_flops", "decode_s_per_utt")
+#: per-utterance statistics of each set's main metric, for the paired bootstrap against another decode
+UTTERANCE_STATS = "utterance_stats.json"
+BOOTSTRAP_METHOD = "paired bootstrap over utterances (sacrebleu.significance resampling)"
+#: the comparison's values averaged over seeds
+SEED_KEYS = ("reference", "gated", "change", "enc_skip", "dec_skip", "relative_macs", "speed_up")
 Group = Tuple[str, str]  # (lang, task)
 ALL: Group = ("all", "all")
 COMPUTE_HEADER = (
@@ -277,46 +294,76 @@ def _main_metric(rows: Sequence[Mapping], test_set: str, task: str) -> Optional[
     return None
 
 
-def _change(metric: str, reference: float, gated: float) -> str:
-    return f"{gated - reference:+.2f}" + (" (lower is better)" if metric in LOWER_IS_BETTER else "")
+def read_utterance_stats(results_dir: PathLike) -> Dict[str, Dict]:
+    """``utterance_stats.json`` of a results directory: the bootstrap's per-utterance statistics."""
+    path = Path(results_dir) / UTTERANCE_STATS
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found (written by an older version?): score that decode again")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
 
 
-def _time_columns(reference_s: Optional[float], gated_s: Optional[float]) -> List[str]:
-    if not reference_s or not gated_s:
-        return ["-"] * 4
-    return [f"{1000 * reference_s:.1f}", f"{1000 * gated_s:.1f}", f"{100 * (gated_s / reference_s - 1):+.1f}%",
-            f"{reference_s / gated_s:.2f}x"]  # fmt: skip
+def resampled_change(
+    name: str, mine: Mapping, theirs: Optional[Mapping], reference_dir: PathLike, n_samples: int
+) -> np.ndarray:
+    """The bootstrap resamples of the change on set ``name`` (gated minus reference, the same utterances)."""
+    where = Path(reference_dir) / UTTERANCE_STATS
+    if theirs is None:
+        raise ValueError(f"{where}: no statistics for test set '{name}'")
+    if (theirs["metric"], theirs["utts"]) != (mine["metric"], mine["utts"]):
+        raise ValueError(
+            f"{where}: test set '{name}' was scored by {theirs['metric']} on {len(theirs['utts'])} utterances, "
+            f"this decode by {mine['metric']} on {len(mine['utts'])}: not the same test set; score both again"
+        )
+    return paired_bootstrap(mine["metric"], mine["target"], theirs["stats"], mine["stats"], n_samples)
 
 
-def comparison_markdown(rows: Sequence[Mapping], summary: Mapping, reference_dir: PathLike, label: str) -> str:
-    """The comparison with the reference without pruning (the paper's Table 1 form): per test set and
-    per task, quality of both, sparsity, executed MACs, decode time and speed-up."""
+def _ratio(reference_s: Optional[float], gated_s: Optional[float]) -> Optional[float]:
+    return reference_s / gated_s if reference_s and gated_s else None
+
+
+def comparison(
+    rows: Sequence[Mapping],
+    summary: Mapping,
+    utt_stats: Mapping[str, Mapping],
+    reference_dir: PathLike,
+    label: str,
+    n_samples: int = BOOTSTRAP_SAMPLES,
+) -> Dict[str, object]:
+    """The comparison with the reference without pruning as data (summary.json's ``comparison``): per test
+    set and per task (mean of its sets), quality of both, the change with its paired bootstrap 95%
+    interval, sparsity, executed MACs, decode time and speed-up."""
     ref_rows, ref_summary = read_results(reference_dir)
-    header = (
-        *("test set", "task", "metric", "reference", "gated", "change", "enc skip", "dec skip", "MACs (rel.)"),
-        *("ref. ms/utt", "gated ms/utt", "decode time", "speed-up"),
-    )
+    ref_stats = read_utterance_stats(reference_dir)
     table, tasks = [], {}
     for name, mine in summary["per_set"].items():
         theirs = ref_summary["per_set"].get(name)
         ours, ref = _main_metric(rows, name, mine["task"]), _main_metric(ref_rows, name, mine["task"])
         if theirs is None or ours is None or ref is None:
             raise ValueError(f"{reference_dir}: the reference has no scores for test set '{name}'")
-        task = tasks.setdefault(mine["task"], {"metric": ours[0], "sets": []})
+        changes = resampled_change(name, utt_stats[name], ref_stats.get(name), reference_dir, n_samples)
+        task = tasks.setdefault(mine["task"], {"metric": ours[0], "sets": [], "changes": []})
         task["sets"].append((mine, theirs))
+        task["changes"].append(changes)
+        timing = (theirs["decode_s_per_utt"], mine["decode_s_per_utt"])
         table.append(
-            (
-                name,
-                mine["task"],
-                ours[0].upper(),
-                f"{ref[1]:.2f}",
-                f"{ours[1]:.2f}",
-                _change(ours[0], ref[1], ours[1]),
-                _fmt(mine["enc_sparsity"], 2),
-                _fmt(mine["dec_sparsity"], 2),
-                _fmt(mine["relative_flops"], 2),
-                *_time_columns(theirs["decode_s_per_utt"], mine["decode_s_per_utt"]),
-            )  # fmt: skip
+            {
+                "test_set": name,
+                "task": mine["task"],
+                "metric": ours[0],
+                "reference": ref[1],
+                "gated": ours[1],
+                "change": ours[1] - ref[1],
+                "ci95": interval(changes),
+                "enc_skip": mine["enc_sparsity"],
+                "dec_skip": mine["dec_sparsity"],
+                "relative_macs": mine["relative_flops"],
+                "reference_s_per_utt": timing[0],
+                "gated_s_per_utt": timing[1],
+                "speed_up": _ratio(*timing),
+            }
         )
     for task, info in tasks.items():
         metric = info["metric"]
@@ -336,30 +383,156 @@ def comparison_markdown(rows: Sequence[Mapping], summary: Mapping, reference_dir
             return sum(v * n for v, n in values) / sum(n for _, n in values) if values else None
 
         macs = [m for m, _ in pairs if m["macs"] is not None]
-        relative = sum(m["macs"] for m in macs) / sum(m["dense_macs"] for m in macs) if macs else None
+        timing = (mean_time(1), mean_time(0))
         table.append(
-            (
-                f"**{task} (mean of {len(pairs)})**",
-                task,
-                metric.upper(),
-                f"{ref:.2f}",
-                f"{ours:.2f}",
-                _change(metric, ref, ours),
-                _fmt(mean_of("enc_sparsity"), 2),
-                _fmt(mean_of("dec_sparsity"), 2),
-                _fmt(relative, 2),
-                *_time_columns(mean_time(1), mean_time(0)),
-            )  # fmt: skip
+            {
+                "test_set": "macro_avg",
+                "task": task,
+                "metric": metric,
+                "n_sets": len(pairs),
+                "reference": ref,
+                "gated": ours,
+                "change": ours - ref,
+                "ci95": interval(mean_of_sets(info["changes"])),
+                "enc_skip": mean_of("enc_sparsity"),
+                "dec_skip": mean_of("dec_sparsity"),
+                "relative_macs": sum(m["macs"] for m in macs) / sum(m["dense_macs"] for m in macs) if macs else None,
+                "reference_s_per_utt": timing[0],
+                "gated_s_per_utt": timing[1],
+                "speed_up": _ratio(*timing),
+            }
         )
+    bootstrap = {"method": BOOTSTRAP_METHOD, "samples": n_samples, "seed": bootstrap_seed()}
+    return {"reference": label, "reference_dir": str(reference_dir), "bootstrap": bootstrap, "rows": table}
+
+
+def _change(value: float) -> str:
+    return f"{value:+.2f}"
+
+
+def _ci(bounds: Sequence[float]) -> str:
+    return f"[{bounds[0]:+.2f}, {bounds[1]:+.2f}]"
+
+
+def _row_label(row: Mapping) -> str:
+    return row["test_set"] if row["test_set"] != "macro_avg" else f"**{row['task']} (mean of {row['n_sets']})**"
+
+
+def _time_columns(row: Mapping) -> List[str]:
+    reference_s, gated_s = row["reference_s_per_utt"], row["gated_s_per_utt"]
+    if not reference_s or not gated_s:
+        return ["-"] * 4
+    return [f"{1000 * reference_s:.1f}", f"{1000 * gated_s:.1f}", f"{100 * (gated_s / reference_s - 1):+.1f}%",
+            f"{reference_s / gated_s:.2f}x"]  # fmt: skip
+
+
+def bootstrap_note(bootstrap: Mapping) -> str:
+    return (
+        f"95% CI: paired bootstrap over the test utterances ({bootstrap['samples']} resamples of sacrebleu's "
+        f"paired bootstrap resampling, seed {bootstrap['seed']}; BLEU on its n-gram statistics, WER/CER on jiwer's "
+        "error and reference word counts of the same resampled utterances); a task's mean resamples every set on "
+        "its own. An interval that excludes 0 is a change at the 5% level."
+    )
+
+
+def comparison_markdown(data: Mapping, summary: Mapping, seed: str = "") -> str:
+    """The comparison (:func:`comparison`) in the form of the paper's Table 1."""
+    header = (
+        *("test set", "task", "metric", "reference", "gated", "change", "change 95% CI", "enc skip", "dec skip"),
+        *("MACs (rel.)", "ref. ms/utt", "gated ms/utt", "decode time", "speed-up"),
+    )
+    table = [
+        (
+            _row_label(row),
+            row["task"],
+            row["metric"].upper(),
+            f"{row['reference']:.2f}",
+            f"{row['gated']:.2f}",
+            _change(row["change"]) + (" (lower is better)" if row["metric"] in LOWER_IS_BETTER else ""),
+            _ci(row["ci95"]),
+            _fmt(row["enc_skip"], 2),
+            _fmt(row["dec_skip"], 2),
+            _fmt(row["relative_macs"], 2),
+            *_time_columns(row),
+        )
+        for row in data["rows"]
+    ]
     text, _ = target_report(summary)
     return (
-        "## The gated model against the reference without pruning\n\n"
-        f"Reference: {label}. Both decoded in the same jobs, interleaved set by set (decode times side by "
+        "## The gated model against the reference without pruning" + (f" (seed {seed})" if seed else "") + "\n\n"
+        f"Reference: {data['reference']}. Both decoded in the same jobs, interleaved set by set (decode times side by "
         "side: wall time per utterance of the whole decode, batched as configured). MACs: executed against "
-        "the same model with every module kept. Quality changes are absolute points.\n\n"
+        "the same model with every module kept. Quality changes are absolute points. "
+        f"{bootstrap_note(data['bootstrap'])}\n\n"
         + (f"{text}\n\n" if text else "")
         + _table(header, table)
         + f"\n{PAPER_HEADLINE}\n"
+    )
+
+
+# ---------------------------------------------------------------- several seeds
+
+
+def _mean_std(values: Sequence[Optional[float]]) -> Optional[Dict[str, float]]:
+    """Mean and sample standard deviation (n - 1) over seeds; None if a seed lacks the value."""
+    if any(v is None for v in values):
+        return None
+    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1))}
+
+
+def across_seeds(runs: Sequence[Tuple[str, PathLike, Mapping]]) -> Dict[str, object]:
+    """Every comparison row of every seed, with the mean and standard deviation over the seeds of the
+    reference, the gated model, the change, the skip rates and the speed-up (summary.json's ``seeds``).
+    ``runs``: (seed, results directory, that seed's :func:`comparison`)."""
+    if len(runs) < 2:
+        raise ValueError(f"seeds: {len(runs)} run(s); the mean and spread over seeds need two or more")
+    keys = [(r["test_set"], r["task"], r["metric"]) for r in runs[0][2]["rows"]]
+    for seed, results_dir, data in runs[1:]:
+        theirs = [(r["test_set"], r["task"], r["metric"]) for r in data["rows"]]
+        if theirs != keys:
+            raise ValueError(
+                f"{results_dir}: seed {seed} was compared on {theirs}, seed {runs[0][0]} on {keys}: "
+                "score every seed on the same test sets"
+            )
+    rows = []
+    for i, (test_set, task, metric) in enumerate(keys):
+        per_seed = [{"seed": seed, **data["rows"][i]} for seed, _, data in runs]
+        spread = {key: _mean_std([r[key] for r in per_seed]) for key in SEED_KEYS}
+        rows.append({"test_set": test_set, "task": task, "metric": metric, "per_seed": per_seed, **spread})
+    return {"seeds": [seed for seed, _, _ in runs], "results_dirs": [str(d) for _, d, _ in runs], "rows": rows}
+
+
+def _spread(stats: Optional[Mapping[str, float]]) -> str:
+    return "-" if stats is None else f"{stats['mean']:.2f} ± {stats['std']:.2f}"
+
+
+def seeds_markdown(data: Mapping, bootstrap: Mapping) -> str:
+    """Per-seed rows of the comparison, each test set and task followed by its mean ± std over seeds."""
+    header = ("test set", "task", "metric", "seed", "reference", "gated", "change", "change 95% CI", "dec skip",
+              "speed-up")  # fmt: skip
+    table = []
+    for row in data["rows"]:
+        for r in row["per_seed"]:
+            speed_up = "-" if r["speed_up"] is None else f"{r['speed_up']:.2f}x"
+            table.append(
+                (_row_label(r), r["task"], r["metric"].upper(), r["seed"], f"{r['reference']:.2f}",
+                 f"{r['gated']:.2f}", _change(r["change"]), _ci(r["ci95"]), _fmt(r["dec_skip"], 2), speed_up)
+            )  # fmt: skip
+        change = row["change"]
+        table.append(
+            (_row_label(row["per_seed"][0]), row["task"], row["metric"].upper(), "**mean ± std**",
+             _spread(row["reference"]), _spread(row["gated"]),
+             f"**{change['mean']:+.2f} ± {change['std']:.2f}**", "", _spread(row["dec_skip"]),
+             _spread(row["speed_up"]) + ("x" if row["speed_up"] else ""))
+        )  # fmt: skip
+    n = len(data["seeds"])
+    return (
+        f"## Over {n} seeds: the gated model against the reference without pruning\n\n"
+        f"Seeds {', '.join(map(str, data['seeds']))} (ESPnet's `--seed`): each trains its own pretraining, gated "
+        "model and reference, decoded and scored as below (results of each seed: "
+        + ", ".join(f"`{d}`" for d in data["results_dirs"])
+        + f"). mean ± std: over the {n} seeds (standard deviation with n - 1). Per seed, "
+        f"{bootstrap_note(bootstrap)}\n\n" + _table(header, table)
     )
 
 
@@ -452,6 +625,32 @@ def results_markdown(
     return "\n".join(parts)
 
 
+def seed_comparisons(
+    seed_runs: Sequence[Tuple[str, PathLike]], out: PathLike, this_run: Mapping
+) -> List[Tuple[str, PathLike, Mapping]]:
+    """(seed, results dir, comparison) of every seed: ``out``'s from ``this_run`` (being written), the
+    others' from their summary.json."""
+    seeds = [seed for seed, _ in seed_runs]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seed_runs: a seed is named twice: {seeds}")
+    mine = [seed for seed, d in seed_runs if Path(d).resolve() == Path(out).resolve()]
+    if len(mine) != 1:
+        raise ValueError(f"seed_runs: this results directory ({out}) must be one of the seeds' (given: {seeds})")
+    runs = []
+    for seed, results_dir in seed_runs:
+        if seed == mine[0]:
+            runs.append((seed, results_dir, this_run))
+            continue
+        data = read_results(results_dir)[1].get("comparison")
+        if data is None:
+            raise ValueError(
+                f"{Path(results_dir) / 'summary.json'}: seed {seed} has no comparison with its reference: score it "
+                "with its reference first"
+            )
+        runs.append((seed, results_dir, data))
+    return runs
+
+
 def make_results(
     ref_root: PathLike,
     decode_dir: PathLike,
@@ -462,13 +661,18 @@ def make_results(
     normalizers: Optional[PathLike] = None,
     reference: Optional[PathLike] = None,
     reference_label: str = "",
+    seed_runs: Sequence[Tuple[str, PathLike]] = (),
+    bootstrap_samples: int = BOOTSTRAP_SAMPLES,
 ) -> Dict[str, object]:
     """Score ``test_sets`` and write the results directory ``out``; returns summary.json's content.
 
     ``config`` (the training config.yaml) enables the FLOPs columns and the check of the sparsity
     targets; ``normalizers`` is a corpus YAML whose ``languages`` entries may set ``normalizer:
     basic|cer``; ``reference`` is the results directory of the model without pruning (decoded in the
-    same jobs), described by ``reference_label``, for the comparison that opens RESULTS.md.
+    same jobs), described by ``reference_label``, for the comparison that opens RESULTS.md, with
+    ``bootstrap_samples`` paired bootstrap resamples. ``seed_runs`` ((seed, results dir), ``out``
+    among them) are the same recipe trained with other seeds, each already compared with its own
+    reference: RESULTS.md then opens with every seed's rows and the mean and spread over seeds.
     """
     if not test_sets:
         raise ValueError("no test sets to score")
@@ -487,10 +691,21 @@ def make_results(
     header = (
         f"Decode: `{decode_dir}`; references: `{ref_root}`; model config: `{config or '-'}`; beam size {beam_size}."
     )
-    comparison = ""
+    comparison_md = ""
     if reference is not None:
-        comparison = comparison_markdown(scores.rows, summary, reference, reference_label or str(reference))
-    markdown = results_markdown(sets, scores, usage, compute, summary, header, comparison)
+        label = reference_label or str(reference)
+        summary["comparison"] = comparison(
+            scores.rows, summary, scores.utterance_stats, reference, label, bootstrap_samples
+        )
+        this_seed = ""
+        if seed_runs:
+            summary["seeds"] = across_seeds(seed_comparisons(seed_runs, out, summary["comparison"]))
+            this_seed = next(seed for seed, d in seed_runs if Path(d).resolve() == Path(out).resolve())
+            comparison_md = seeds_markdown(summary["seeds"], summary["comparison"]["bootstrap"]) + "\n"
+        comparison_md += comparison_markdown(summary["comparison"], summary, this_seed)
+    elif seed_runs:
+        raise ValueError("seed_runs: the spread over seeds compares each seed with its reference: give the reference")
+    markdown = results_markdown(sets, scores, usage, compute, summary, header, comparison_md)
     for miss in target_report(summary)[1]:
         logging.warning(f"{out}: {miss}: the sparsity knob did not do what it says (see the controller's log)")
 
@@ -500,6 +715,7 @@ def make_results(
     write_usage_tsv(out / "usage.tsv", [row for rows in usage.values() for row in rows])
     for (lang, task), rows in usage.items():
         plot_usage(rows, out / usage_image_name(lang, task), f"module keep rate: {lang} {task}")
+    atomic_write(out / UTTERANCE_STATS, json.dumps(scores.utterance_stats, ensure_ascii=False) + "\n")
     atomic_write(out / "bleu_signatures.json", json.dumps(scores.signatures, indent=2, ensure_ascii=False) + "\n")
     atomic_write(out / "RESULTS.md", markdown)
     atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")

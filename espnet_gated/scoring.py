@@ -7,6 +7,11 @@ CER; ST is scored on detokenized, cased text with sacrebleu's corpus BLEU (token
 test set holds one language and one task; micro averages pool the utterances of all sets
 of a task, macro averages are the mean of the sets' values. Values are percentages.
 
+Changes between two systems decoded on the same set (the gated model against the reference) get a
+paired bootstrap confidence interval over the utterances (:func:`paired_bootstrap`): sacrebleu's own
+resampling (``sacrebleu.significance``, the resamples of its paired bootstrap test), for BLEU on its
+n-gram statistics and for WER/CER, on the same resampled utterances, on jiwer's per-utterance counts.
+
 A hypothesis file that lacks utterances of the reference scores them as empty
 hypotheses (with a warning naming how many and the first ids), so a partly failed
 decode shows up as errors instead of a better score on fewer utterances. A hypothesis
@@ -14,14 +19,18 @@ for an utterance the reference does not have is an error: the two do not belong 
 """
 
 import logging
+import os
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import jiwer
+import numpy as np
 import yaml
+from sacrebleu import significance
 from sacrebleu.metrics import BLEU, CHRF
+from sacrebleu.metrics.base import Score
 
 from espnet_gated.datadir import PREFIX
 from espnet_gated.utils import PathLike, read_kaldi_map
@@ -37,6 +46,10 @@ SCORE_KEYS = ("test_set", "lang", "task", "metric", "value", "n_utts")
 LOWER_IS_BETTER = ("wer", "cer")
 #: how many missing utterance ids a warning names
 SHOW_IDS = 5
+#: the metrics that get a confidence interval: each set's main one (as in the comparison with the reference)
+BOOTSTRAP_METRICS = ("wer", "cer", "bleu")
+#: resamples of the paired bootstrap (sacrebleu's default for its paired test)
+BOOTSTRAP_SAMPLES = 1000
 
 
 def normalize(text: str) -> str:
@@ -188,6 +201,11 @@ def corpus_score(metric: str, refs: Sequence[str], hyps: Sequence[str], target: 
     return scorer.corpus_score(list(hyps), [list(refs)]).score, str(scorer.get_signature())
 
 
+def main_metric(lang: str, task: str, normalizers: Mapping[str, str]) -> str:
+    """The metric a set is compared by: WER/CER for ASR, BLEU for ST."""
+    return asr_metric(lang, normalizers) if task == "asr" else "bleu"
+
+
 def _error_counts(chunks) -> Dict[str, int]:
     counts = {"substitute": 0, "delete": 0, "insert": 0}
     for chunk in chunks:
@@ -223,11 +241,85 @@ def st_details(test_set: TestSet, hyps: Mapping[str, str]) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- paired bootstrap
+
+
+def utterance_stats(metric: str, refs: Sequence[str], hyps: Sequence[str], target: str) -> List[List[int]]:
+    """Per-utterance statistics whose sums give the corpus score: ``[errors, reference length]`` for
+    WER/CER (jiwer's alignment, as :func:`corpus_score`), sacrebleu's n-gram statistics for BLEU."""
+    if metric in LOWER_IS_BETTER:
+        out = _alignment(metric, refs, hyps)
+        pairs = zip(out.alignments, out.references, strict=True)
+        return [[sum(_error_counts(chunks).values()), len(ref)] for chunks, ref in pairs]
+    if metric != "bleu":
+        raise ValueError(f"no bootstrap statistics for metric '{metric}'; known: {list(BOOTSTRAP_METRICS)}")
+    return [list(map(int, row)) for row in bleu_scorer(target)._extract_corpus_statistics(list(hyps), [list(refs)])]
+
+
+class ErrorRate:
+    """WER or CER in % from summed ``[errors, reference length]``: the score of one resample, in the
+    form sacrebleu's resampling computes a metric's score from summed statistics."""
+
+    def __init__(self, name: str):
+        self.name = name.upper()
+
+    def _compute_score_from_stats(self, stats: Sequence[float]) -> Score:
+        errors, length = stats
+        return Score(self.name, 100.0 * errors / length)  # jiwer refuses empty references: length > 0
+
+
+def bootstrap_seed() -> int:
+    """The resampling seed: sacrebleu's (``SACREBLEU_SEED``, 12345 unless set). A paired test needs the
+    same resamples for both systems, so an unseeded RNG (``SACREBLEU_SEED=none``) is refused."""
+    value = os.environ.get("SACREBLEU_SEED", "12345")
+    if not value.lstrip("-").isdigit():
+        raise ValueError(f"SACREBLEU_SEED={value}: the paired bootstrap needs an integer seed (unset it for 12345)")
+    return int(value)
+
+
+def resampled_scores(metric: str, stats: Sequence[Sequence[int]], target: str, n_samples: int) -> np.ndarray:
+    """The score of each of sacrebleu's ``n_samples`` bootstrap resamples of one system's utterances:
+    sacrebleu's own resampling (``significance._bootstrap_resample``, which its paired bootstrap test
+    uses), so two systems scored on the same set get the same resampled utterances."""
+    bootstrap_seed()  # refuses an unseeded RNG
+    scorer = ErrorRate(metric) if metric in LOWER_IS_BETTER else bleu_scorer(target)
+    _, scores = significance._bootstrap_resample(stats, scorer, n_samples)
+    return np.array([score.score for score in scores])
+
+
+def interval(samples: np.ndarray) -> Tuple[float, float]:
+    """The 95% percentile interval of bootstrap samples, with sacrebleu's bounds
+    (``significance.estimate_ci``: the sorted samples' ``n // 40``-th from either end)."""
+    ordered = np.sort(samples)
+    cut = len(ordered) // 40
+    return float(ordered[cut]), float(ordered[len(ordered) - cut - 1])
+
+
+def paired_bootstrap(
+    metric: str, target: str, reference: Sequence[Sequence[int]], system: Sequence[Sequence[int]], n_samples: int
+) -> np.ndarray:
+    """``system - reference`` in every resample of the utterances both were scored on
+    (:func:`utterance_stats` of each, in the same utterance order)."""
+    if len(reference) != len(system):
+        raise ValueError(f"paired bootstrap: {len(reference)} utterances against {len(system)}")
+    return resampled_scores(metric, system, target, n_samples) - resampled_scores(metric, reference, target, n_samples)
+
+
+def mean_of_sets(changes: Sequence[np.ndarray]) -> np.ndarray:
+    """Resamples of the mean change over sets (the task's macro average) from each set's resampled
+    changes. Every set's utterances are resampled on their own: sacrebleu draws the same index rows for
+    sets of one size, so set ``j`` contributes its resamples shifted by ``j`` (each row an independent draw)."""
+    return np.mean([np.roll(change, -j) for j, change in enumerate(changes)], axis=0)
+
+
 @dataclass
 class ScoreReport:
     rows: List[Dict[str, Union[str, float, int]]]  # the scores.json rows
     signatures: Dict[str, Dict[str, str]]  # test set or average label -> metric -> sacrebleu signature
     details: Dict[str, str]  # test set -> detail text
+    #: test set -> its main metric's per-utterance statistics (:func:`utterance_stats`) for the bootstrap:
+    #: ``{"metric", "target", "utts", "stats"}``
+    utterance_stats: Dict[str, Dict] = field(default_factory=dict)
 
 
 def _row(test_set: str, lang: str, task: str, metric: str, value: float, n_utts: int) -> Dict:
@@ -254,6 +346,13 @@ def score_sets(
             report.details[ts.name] = asr_details(ts, set_hyps, asr_metric(ts.lang, normalizers))
         else:
             report.details[ts.name] = st_details(ts, set_hyps)
+        metric, target = main_metric(ts.lang, ts.task, normalizers), target_lang(ts.lang, ts.task)
+        report.utterance_stats[ts.name] = {
+            "metric": metric,
+            "target": target,
+            "utts": list(ts.refs),
+            "stats": utterance_stats(metric, list(ts.refs.values()), [set_hyps[u] for u in ts.refs], target),
+        }
     for (task, metric), members in sorted(pooled.items()):
         refs = [r for ts, _ in members for r in ts.refs.values()]
         pooled_hyps = [hyps[ts.name][u] for ts, _ in members for u in ts.refs]

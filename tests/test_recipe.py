@@ -91,10 +91,10 @@ def test_training_progress_reports_rate_and_eta():
     assert shown == "epoch 2/3 validation: loss=20.1 acc=0.9 sparsity_dec=0.501 target_dec=0.5", shown
 
 
-@pytest.mark.slow
-@needs_espeak
-def test_reduced_recipe_end_to_end_then_skips_finished_stages(tmp_path):
-    recipe = make_recipe(tmp_path / "recipe")
+def make_reduced_recipe(root: Path) -> Path:
+    """:func:`make_recipe` with a corpus, trainings and a beam small enough for a test (2 languages,
+    5 test sentences, 6 + 12 updates, beam 2); run it with ``--nbpe 120``."""
+    recipe = make_recipe(root)
     corpus = yaml.safe_load((recipe / "conf" / "corpus.yaml").read_text())
     corpus["languages"] = [lang for lang in corpus["languages"] if lang["code"] in ("deu", "eng")]
     corpus["sentences"] = {"train": 60, "dev": 6, "test": 5}
@@ -111,7 +111,14 @@ def test_reduced_recipe_end_to_end_then_skips_finished_stages(tmp_path):
     decode = yaml.safe_load((recipe / "conf" / "decode.yaml").read_text())
     decode.update(beam_size=2, maxlenratio=0.3)
     (recipe / "conf" / "decode.yaml").write_text(yaml.safe_dump(decode))
+    return recipe
 
+
+@pytest.mark.slow
+@needs_espeak
+def test_reduced_recipe_end_to_end_then_skips_finished_stages(tmp_path):
+    recipe = make_reduced_recipe(tmp_path / "recipe")
+    train = yaml.safe_load((recipe / "conf" / "train.yaml").read_text())
     proc = run_recipe(recipe, "--nbpe", "120", "--nj", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ETA" in proc.stderr  # training progress

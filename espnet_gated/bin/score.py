@@ -4,10 +4,17 @@ r"""Stage 13 (score): quality, module usage, compute and decode time of decoded 
 Reads ``<ref_root>/<set>/{text,utt2lang,utt2task,utt2num_samples}`` and the decode's
 ``<decode_dir>/<set>/1best_recog/{text_nospecial,token,gates}`` and ``<decode_dir>/<set>/timing.json``;
 writes ``scores.json``, ``usage.tsv``, ``summary.json``, ``RESULTS.md``, ``bleu_signatures.json``,
-``usage_<lang>_<task>.png`` and ``details/<set>.txt`` under ``--out`` (see espnet_gated.report).
+``utterance_stats.json``, ``usage_<lang>_<task>.png`` and ``details/<set>.txt`` under ``--out``
+(see espnet_gated.report).
 ASR is scored by WER (CER for languages without word boundaries or with ``normalizer: cer`` in
 ``--normalizers``), ST by BLEU and chrF. Utterances without a hypothesis count as empty ones (warned).
 Without ``--config`` the FLOPs section is left out.
+
+With ``--reference`` (the results directory of the reference, scored first) RESULTS.md opens with the
+comparison, each change with its paired bootstrap 95% interval over the utterances (sacrebleu's
+resampling; seed ``SACREBLEU_SEED``, 12345 unless set). With ``--seed_runs`` (every seed's results
+directory, this one among them, the others already scored with their references) it opens with every
+seed's rows and the mean and standard deviation over seeds.
 
 Usage:
     python -m espnet_gated.bin.score \
@@ -18,6 +25,8 @@ Usage:
         --beam_size 5 \
         --normalizers conf/corpus.yaml \
         --out exp/s2t/results
+    python -m espnet_gated.bin.score ... --out exp/s2t/results --reference exp/s2t_reference/results \
+        --seed_runs 1=exp/s2t/results 2=exp/s2t_seed2/results 3=exp/s2t_seed3/results
 """
 
 import argparse
@@ -26,6 +35,15 @@ from pathlib import Path
 
 from espnet_gated.cli import entry_point, existing_dir, existing_file
 from espnet_gated.report import make_results
+from espnet_gated.scoring import BOOTSTRAP_SAMPLES
+
+
+def seed_run(value: str):
+    """SEED=RESULTS_DIR"""
+    seed, sep, results_dir = value.partition("=")
+    if not sep or not seed or not results_dir:
+        raise argparse.ArgumentTypeError(f"'{value}' is not SEED=RESULTS_DIR")
+    return seed, Path(results_dir)
 
 
 @entry_point
@@ -44,6 +62,16 @@ def main(cmd=None):
         "--reference", type=Path, help="results directory of the reference without pruning: RESULTS.md opens with both"
     )
     parser.add_argument("--reference_label", default="", help="what the reference is, for RESULTS.md")
+    parser.add_argument(
+        "--bootstrap_samples", type=int, default=BOOTSTRAP_SAMPLES, help="resamples of the paired bootstrap"
+    )
+    parser.add_argument(
+        "--seed_runs",
+        nargs="+",
+        type=seed_run,
+        default=(),
+        help="SEED=RESULTS_DIR of every seed, --out among them: RESULTS.md adds the mean and spread over seeds",
+    )
     args = parser.parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (score) %(levelname)s: %(message)s")
     summary = make_results(
@@ -56,6 +84,8 @@ def main(cmd=None):
         normalizers=args.normalizers,
         reference=args.reference,
         reference_label=args.reference_label,
+        seed_runs=args.seed_runs,
+        bootstrap_samples=args.bootstrap_samples,
     )
     logging.info(f"{args.out}/RESULTS.md: {summary['n_utts']} utterances of {len(summary['test_sets'])} test sets")
 

@@ -40,6 +40,7 @@ pretrain_config=""      # stage 11: overrides of train_config to pretrain its ar
 train_reference=true    # stage 11: also fine-tune without gates (ESPnet's dense model, train_config's schedule, the
                         # same start): the reference without pruning; false: the starting model is the reference
 train_args=""           # stage 11: extra options for espnet_gated.bin.s2t_train
+seeds=""                # stage 11-13: training seeds (ESPnet's --seed), e.g. "0 1 2": stages 11-13 once per seed, see "Seeds" above (default: one run, the config's seed)
 init_param=""           # stage 11: ESPnet --init_param (e.g. a dense OWSM model file)
 tag=""                  # experiment name (default: derived from the training config and --init_from)
 decode_config=conf/decode.yaml  # stage 12: decoding options (beam_size, ctc_weight, ...)
@@ -67,7 +68,14 @@ Stages (ESPnet's s2t.sh numbering):
   12 decoding of every test set with the gated model (each utterance's gate mask recorded) and,
      interleaved set by set in the same jobs, with the reference (decode times side by side)
   13 scoring: WER/CER, BLEU/chrF, module usage, FLOPs, decode time, and the comparison with the
-     reference that opens RESULTS.md (-> exp/<tag>/results/)
+     reference that opens RESULTS.md, each change with its paired bootstrap 95% interval
+     (-> exp/<tag>/results/)
+  Seeds: --seeds "0 1 2" runs stages 11-13 once per seed (ESPnet's --seed): the first seed in
+     exp/<tag>/, exp/<tag>_pretrain/, exp/<tag>_reference/ (as without --seeds; stages 14-17 use it),
+     seed N in exp/<tag>_seedN/, exp/<tag>_seedN_pretrain/, exp/<tag>_seedN_reference/; the first
+     seed's RESULTS.md opens with every seed's rows and the mean and standard deviation over seeds.
+     The training config's own seed (conf/train.yaml: seed: 0) runs as without --seeds, so
+     --seeds "0 1 2" after a plain run keeps its models and adds two seeds.
   14 pack: the model, its token list, BPE model, statistics, results and a model card (README.md)
      in ESPnet's packed layout (-> exp/<tag>/<tag>_<inference_model>.zip)
   15 (ESPnet's Zenodo upload, deprecated there: not provided; stage 16 uploads)
@@ -111,11 +119,16 @@ fi
 [ -f "${decode_config}" ] || die "decoding config ${decode_config} not found"
 
 [ -n "${tag}" ] || tag="s2t_$(basename "${train_config}" .yaml)${init_from:+_$(basename "${init_from}")}"
-expdir=exp/${tag}
 token_dir=${token_list_dir:-data/token_list/${bpemode}${nbpe}}
 stats_dir=exp/stats_${bpemode}${nbpe}
-decode_dir=${expdir}/decode${inference_tag:+_${inference_tag}}
-results_dir=${expdir}/results${inference_tag:+_${inference_tag}}
+# --seeds: each a training seed; none: one run with the training config's seed
+seed_list=()
+for seed in ${seeds}; do
+    [[ "${seed}" =~ ^[0-9]+$ ]] || die "--seeds: '${seed}' is not a non-negative integer"
+    case " ${seed_list[*]} " in *" ${seed} "*) die "--seeds: seed ${seed} is given twice" ;; esac
+    seed_list+=("${seed}")
+done
+[ "${#seed_list[@]}" -gt 0 ] || seed_list=("")
 
 # ---------------------------------------------------------------- stage markers
 # A marker holds the options a stage ran with; a stage is skipped only if its marker
@@ -312,53 +325,73 @@ train_model() {  # train_model OUTPUT_DIR CONFIG [extra options...]
 # schedule (train_config), with and without gates: the same budget, only the gates differ. The start
 # is the dense pretraining of pretrain_config (from scratch), else --init_from/--init_param, else none.
 # Their configs derive from train_config and pretrain_config, made when stage 11 runs.
-start=${init_param}
-pretrain_dir="" ref_dir=""
+# The reference decoded next to the gated model (stages 12-13): the dense fine-tuning of stage 11; else
+# the starting model (pretrained, or --init_from); else the gated model itself with every module kept.
+use_seed() {  # use_seed SEED: the runs of one seed ("": the config's seed), its directories and options
+    seed=$1
+    local run_tag=${tag}
+    [ -z "${seed}" ] || [ "${seed}" = "${seed_list[0]}" ] || run_tag=${tag}_seed${seed}
+    # the training config's own seed trains as without --seeds (same options and markers): adding
+    # seeds beside a finished run keeps it
+    seed_opts=() seed_mark=""
+    if [ -n "${seed}" ] && [ "${seed}" != "${config_seed}" ]; then
+        seed_opts=(--seed "${seed}") seed_mark=" seed=${seed}"
+    fi
+    expdir=exp/${run_tag}
+    decode_dir=${expdir}/decode${inference_tag:+_${inference_tag}}
+    results_dir=${expdir}/results${inference_tag:+_${inference_tag}}
+    start=${init_param} pretrain_dir="" ref_dir=""
+    if [ -n "${pretrain_config}" ]; then
+        pretrain_dir=exp/${run_tag}_pretrain
+        start=${pretrain_dir}/${inference_model}
+    fi
+    [ "${train_reference}" != true ] || ref_dir=exp/${run_tag}_reference
+    if [ -n "${ref_dir}" ]; then
+        ref_model=${ref_dir}/${inference_model}; ref_root=${ref_dir}
+        ref_label="${ref_dir}: ESPnet's dense model fine-tuned like the gated one from the same start (${start:-random weights}), without gates"
+    elif [ -n "${start}" ]; then
+        ref_model=${start%%:*}; ref_root=exp/${run_tag}_start
+        ref_label="the starting model before fine-tuning (${start%%:*}), every module kept"
+    else
+        ref_model=${expdir}/${inference_model}; ref_root=${expdir}/all_open
+        ref_label="the gated model with every module kept (same weights; no separately trained reference)"
+    fi
+    ref_decode_dir=${ref_root}/decode${inference_tag:+_${inference_tag}}
+    ref_results_dir=${ref_root}/results${inference_tag:+_${inference_tag}}
+    # what the seed's decode and scores depend on: its trained models (stage 11's marker, the model files)
+    model_id="$(cat "${expdir}/.stage11.done" 2>/dev/null || true) $( { stat -c %Y "${expdir}/${inference_model}" "${ref_model}" 2>/dev/null || true; } | tr '\n' ' ')"
+    decode_opts="model=${model_id} decode=$(digest "${decode_config}") sets=$(scored_test_sets | tr '\n' ' ')"
+}
 mkdir -p exp
-if [ -n "${pretrain_config}" ]; then
-    [ -f "${pretrain_config}" ] || die "pretraining config ${pretrain_config} not found"
-    pretrain_dir=exp/${tag}_pretrain
-    start=${pretrain_dir}/${inference_model}
-fi
-if [ "${train_reference}" = true ]; then
-    ref_dir=exp/${tag}_reference
-fi
+[ -z "${pretrain_config}" ] || [ -f "${pretrain_config}" ] || die "pretraining config ${pretrain_config} not found"
+config_seed=$("${python}" -c "import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get('seed', 0))" "${train_config}")
 
 opts="${opts} config=$(digest "${train_config}") train_args=${train_args} init=${init_param} freeze=${freeze_backbone}"
 opts="${opts} pretrain=$(digest "${pretrain_config}") reference=${train_reference}"
-if run_stage 11 "${expdir}" "${opts}"; then
-    if [ -n "${pretrain_dir}" ]; then
-        "${python}" -m espnet_gated.bin.make_config "${train_config}" --dense --merge "${pretrain_config}" \
-            --out "${pretrain_dir}.yaml" || die "cannot make the pretraining config from ${train_config} and ${pretrain_config}"
-        log "dense pretraining (${pretrain_dir}); then the gated model and the reference fine-tune from it"
-        train_model "${pretrain_dir}" "${pretrain_dir}.yaml" ${init_param:+--init_param "${init_param}"}
+train_opts=${opts}
+for seed in "${seed_list[@]}"; do
+    use_seed "${seed}"
+    opts="${train_opts}${seed_mark}"
+    if run_stage 11 "${expdir}" "${opts}"; then
+        [ -z "${seed}" ] || log "seed ${seed}: ${pretrain_dir:+${pretrain_dir}, }${expdir}${ref_dir:+, ${ref_dir}}"
+        if [ -n "${pretrain_dir}" ]; then
+            "${python}" -m espnet_gated.bin.make_config "${train_config}" --dense --merge "${pretrain_config}" \
+                --out "${pretrain_dir}.yaml" || die "cannot make the pretraining config from ${train_config} and ${pretrain_config}"
+            log "dense pretraining (${pretrain_dir}); then the gated model and the reference fine-tune from it"
+            train_model "${pretrain_dir}" "${pretrain_dir}.yaml" "${seed_opts[@]}" ${init_param:+--init_param "${init_param}"}
+        fi
+        train_model "${expdir}" "${train_config}" "${seed_opts[@]}" ${start:+--init_param "${start}"}
+        if [ -n "${ref_dir}" ]; then
+            "${python}" -m espnet_gated.bin.make_config "${train_config}" --dense --out "${ref_dir}.yaml" ||
+                die "cannot make the reference config from ${train_config}"
+            log "the reference without pruning: the same fine-tuning without gates (${ref_dir})"
+            train_model "${ref_dir}" "${ref_dir}.yaml" "${seed_opts[@]}" ${start:+--init_param "${start}"}
+        fi
+        mark_done "${expdir}" "${opts}" 11
     fi
-    train_model "${expdir}" "${train_config}" ${start:+--init_param "${start}"}
-    if [ -n "${ref_dir}" ]; then
-        "${python}" -m espnet_gated.bin.make_config "${train_config}" --dense --out "${ref_dir}.yaml" ||
-            die "cannot make the reference config from ${train_config}"
-        log "the reference without pruning: the same fine-tuning without gates (${ref_dir})"
-        train_model "${ref_dir}" "${ref_dir}.yaml" ${start:+--init_param "${start}"}
-    fi
-    mark_done "${expdir}" "${opts}" 11
-fi
+done
 
 # ---------------------------------------------------------------- stages 12-13
-# The reference decoded next to the gated model: the dense fine-tuning of stage 11; else the starting
-# model (pretrained, or --init_from); else the gated model itself with every module kept (same weights).
-if [ -n "${ref_dir}" ]; then
-    ref_model=${ref_dir}/${inference_model}; ref_root=${ref_dir}
-    ref_label="${ref_dir}: ESPnet's dense model fine-tuned like the gated one from the same start (${start:-random weights}), without gates"
-elif [ -n "${start}" ]; then
-    ref_model=${start%%:*}; ref_root=exp/${tag}_start
-    ref_label="the starting model before fine-tuning (${start%%:*}), every module kept"
-else
-    ref_model=${expdir}/${inference_model}; ref_root=${expdir}/all_open
-    ref_label="the gated model with every module kept (same weights; no separately trained reference)"
-fi
-ref_decode_dir=${ref_root}/decode${inference_tag:+_${inference_tag}}
-ref_results_dir=${ref_root}/results${inference_tag:+_${inference_tag}}
-
 decode_sets() {  # decode_sets MODEL_DIR DECODE_DIR DECODE_CONFIG [--system SPEC ...]
     # the nj jobs go through the launcher (${decode_cmd}), each on its own GPU with --ngpu > 0; then the merge
     local gpu opts model_dir=$1 decode_dir=$2 config=$3
@@ -384,20 +417,35 @@ reference_system() {  # reference_system DECODE_DIR: the decode option that adds
     echo "out_dir=$1,s2t_model_file=${ref_model},gate_mode=all_open"
 }
 
-model_id="$(cat "${expdir}/.stage11.done" 2>/dev/null || true) $( { stat -c %Y "${expdir}/${inference_model}" "${ref_model}" 2>/dev/null || true; } | tr '\n' ' ')"
-opts="model=${model_id} decode=$(digest "${decode_config}") sets=$(scored_test_sets | tr '\n' ' ')"
-if run_stage 12 "${decode_dir}" "${opts}"; then
-    decode_sets "${expdir}" "${decode_dir}" "${decode_config}" --system "$(reference_system "${ref_decode_dir}")"
-    mark_done "${decode_dir}" "${opts}" 12
-fi
-opts="${opts} score=${score_opts}"
-if run_stage 13 "${results_dir}" "${opts}"; then
-    score_sets "${expdir}" "${ref_decode_dir}" "${ref_results_dir}" "${decode_config}"
-    score_sets "${expdir}" "${decode_dir}" "${results_dir}" "${decode_config}" \
-        --reference "${ref_results_dir}" --reference_label "${ref_label}"
-    log "results: ${results_dir}/RESULTS.md"
-    mark_done "${results_dir}" "${opts}" 13
-fi
+# Each seed's gated model and reference are decoded in the same jobs, then scored; the first seed is
+# scored last: with several seeds its RESULTS.md adds the other seeds' rows and the mean and spread.
+for seed in "${seed_list[@]}"; do
+    use_seed "${seed}"
+    if run_stage 12 "${decode_dir}" "${decode_opts}"; then
+        decode_sets "${expdir}" "${decode_dir}" "${decode_config}" --system "$(reference_system "${ref_decode_dir}")"
+        mark_done "${decode_dir}" "${decode_opts}" 12
+    fi
+done
+seed_runs=()
+for seed in "${seed_list[@]:1}" "${seed_list[0]}"; do
+    use_seed "${seed}"
+    opts="${decode_opts} score=${score_opts}"
+    seed_args=()
+    if [ "${#seed_list[@]}" -gt 1 ] && [ "${seed}" = "${seed_list[0]}" ]; then
+        seed_args=(--seed_runs "${seed}=${results_dir}" "${seed_runs[@]}")
+        opts="${opts} seeds=${seed_list[*]} $(for run in "${seed_runs[@]}"; do digest "${run#*=}/summary.json"; done | tr '\n' ' ')"
+    fi
+    if run_stage 13 "${results_dir}" "${opts}"; then
+        score_sets "${expdir}" "${ref_decode_dir}" "${ref_results_dir}" "${decode_config}"
+        score_sets "${expdir}" "${decode_dir}" "${results_dir}" "${decode_config}" \
+            --reference "${ref_results_dir}" --reference_label "${ref_label}" "${seed_args[@]}"
+        log "results: ${results_dir}/RESULTS.md"
+        mark_done "${results_dir}" "${opts}" 13
+    fi
+    seed_runs+=("${seed}=${results_dir}")
+done
+# stages 14-17 take the first seed's runs (use_seed above), and its own scores' options
+opts="${decode_opts} score=${score_opts}"
 
 # ---------------------------------------------------------------- stages 14-16
 # ESPnet's numbering: 14 packs the model (espnet_gated.bin.pack: ESPnet's layout plus a model card
