@@ -1,21 +1,24 @@
-"""Torch intra-op threads per process: the cores this process may run on that other work leaves idle,
-shared among the local processes (decode jobs, DDP ranks on the node).
+"""Torch intra-op threads per process: the cores this process may run on, shared among the local
+processes (decode jobs, DDP ranks on the node).
 
-Torch starts one thread per core. A process that shares its cores with other busy processes, or with
-its own siblings, then waits at every parallel operation for a thread that is not running: on 2 busy
-cores a training step of the default recipe took 2.4-3.3x longer with torch's 2 threads than with 1
-(``python -m espnet_gated.bin.bench_threads``, README). Rule:
+Torch starts one thread per core, and its own processes on one node would then compete for them. Rule:
 
-    threads = max(1, (cores in os.sched_getaffinity(0) - cores busy with other work) // local processes)
+    threads = max(1, cores in os.sched_getaffinity(0) // local processes)
 
-where the busy cores are measured over half a second from ``/proc/stat`` (Linux; elsewhere none are
-counted); the time of niced processes counts only if we are niced too (else they yield to us).
-An explicit ``--num_threads`` wins, then ``OMP_NUM_THREADS`` (which torch itself reads at start).
+It depends on the machine (and the cores a scheduler gives the job), never on its momentary load: the
+number of threads changes a training's numbers (their summation order), so a run with the same commit,
+seed and machine gives the same numbers (README, "Determinism"). On a machine that other work keeps busy
+the rule's threads wait for cores at every parallel operation (2.4-3.3x slower steps with 2 threads on
+2 busy cores, ``python -m espnet_gated.bin.bench_threads``): ``auto`` (``--num_threads auto``) then
+subtracts the cores busy with other work, measured over half a second from ``/proc/stat`` (Linux;
+niced work counts only if we are niced too), faster but not reproducible. An explicit number wins,
+then ``OMP_NUM_THREADS`` (which torch itself reads at start).
 """
 
+import argparse
 import os
 import time
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Sequence, Tuple, Union
 
 #: /proc/stat per-CPU fields: user nice system idle iowait irq softirq steal
 IDLE_FIELDS = (3, 4)
@@ -62,19 +65,37 @@ def busy_cores(cpus: Sequence[int], window_s: float = WINDOW_S) -> float:
     return busy
 
 
-def choose_threads(local_processes: int = 1, requested: Optional[int] = None) -> Tuple[int, str]:
+#: ``--num_threads`` value that subtracts the cores other work keeps busy (faster on a shared machine, not reproducible)
+AUTO = "auto"
+
+
+def thread_option(value: str):
+    """argparse type of ``--num_threads``: a positive number of threads, or ``auto``."""
+    if value == AUTO:
+        return AUTO
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise argparse.ArgumentTypeError(f"--num_threads {value!r}: want a number of threads >= 1 or '{AUTO}'")
+    return threads
+
+
+def choose_threads(local_processes: int = 1, requested: Union[int, str, None] = None) -> Tuple[int, str]:
     """(intra-op threads for each of ``local_processes`` processes, why): see the module docstring."""
-    if requested:
+    if isinstance(requested, int):
         return requested, "--num_threads"
-    if os.environ.get("OMP_NUM_THREADS", "").strip():
+    if requested != AUTO and os.environ.get("OMP_NUM_THREADS", "").strip():
         try:
             return max(1, int(os.environ["OMP_NUM_THREADS"])), "OMP_NUM_THREADS"
         except ValueError:
             raise ValueError(f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']!r}: not a number of threads") from None
     cpus = affinity_cores()
-    busy = round(busy_cores(cpus))
+    busy = round(busy_cores(cpus)) if requested == AUTO else 0
     threads = max(1, (len(cpus) - busy) // max(1, local_processes))
+    measured = f", {busy} busy with other work (--num_threads {AUTO})" if requested == AUTO else ""
     return threads, (
-        f"{len(cpus)} cores in this process's affinity, {busy} busy with other work, "
-        f"{local_processes} local process(es); override with --num_threads or OMP_NUM_THREADS"
+        f"{len(cpus)} cores in this process's affinity{measured}, {local_processes} local process(es); "
+        f"override with --num_threads N|{AUTO} or OMP_NUM_THREADS"
     )

@@ -20,20 +20,34 @@ def machine(monkeypatch):
     return state
 
 
-def test_idle_cores_are_shared_among_the_local_processes(machine):
+def test_the_cores_are_shared_among_the_local_processes_whatever_the_load(machine):
     assert threads.choose_threads(1)[0] == 8
     assert threads.choose_threads(3)[0] == 2  # decode jobs or DDP ranks: 8 // 3
-    machine["busy"] = 2.4  # two cores busy elsewhere
-    threads_, why = threads.choose_threads(3)
-    assert threads_ == 2 and "8 cores in this process's affinity, 2 busy with other work, 3 local" in why
-    machine["busy"] = 7.6
-    assert threads.choose_threads(1)[0] == 1
+    machine["busy"] = 7.6  # the load does not change the default (the numbers would)
+    assert threads.choose_threads(3)[0] == 2
     assert threads.choose_threads(16)[0] == 1  # never 0
+
+
+def test_auto_leaves_out_the_cores_other_work_keeps_busy(machine):
+    machine["busy"] = 2.4  # two cores busy elsewhere
+    threads_, why = threads.choose_threads(3, threads.AUTO)
+    assert threads_ == 2 and "8 cores in this process's affinity, 2 busy with other work (--num_threads auto)" in why
+    machine["busy"] = 7.6
+    assert threads.choose_threads(1, threads.AUTO)[0] == 1
+
+
+def test_the_num_threads_option():
+    assert threads.thread_option("3") == 3 and threads.thread_option("auto") == threads.AUTO
+    for bad in ("0", "-1", "two"):
+        want = f"--num_threads '{bad}': want a number of threads >= 1 or 'auto'"
+        with pytest.raises(argparse.ArgumentTypeError, match=want):
+            threads.thread_option(bad)
 
 
 def test_an_explicit_count_wins_then_omp_num_threads(machine, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert threads.choose_threads(2) == (3, "OMP_NUM_THREADS")
+    assert threads.choose_threads(2, threads.AUTO)[0] == 8 // 2  # auto measures; the machine is idle here
     assert threads.choose_threads(2, requested=5) == (5, "--num_threads")
     monkeypatch.setenv("OMP_NUM_THREADS", "many")
     with pytest.raises(ValueError, match="OMP_NUM_THREADS='many': not a number of threads"):

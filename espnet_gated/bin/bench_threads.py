@@ -5,8 +5,8 @@ One training step (forward, backward, gradient clipping, ESPnet's optimizer) of 
 ``--config`` (default: the default recipe's ``conf/train.yaml``) on a batch like the recipe's
 (``--batch`` utterances of about ``--utt_sec`` seconds, random audio and targets; the vocabulary
 is a token list of ``--vocab_size`` entries in the OWSM layout), timed with torch's own thread
-count (what training used before ``espnet_gated.threads``) and with the thread count that
-``espnet_gated.threads.choose_threads`` picks, alone and beside ``--competitors`` busy processes
+count (the default rule's on an idle machine) and with the thread count that
+``--num_threads auto`` picks (``espnet_gated.threads``), alone and beside ``--competitors`` busy processes
 (each a Python loop that keeps one core busy; the rule is asked while they run). The cells are
 interleaved in ``--rounds`` rounds; each reports the median seconds per step over its rounds.
 Writes ``bench_threads.md`` and ``bench_threads.json`` under ``--out``. Run it without
@@ -138,7 +138,7 @@ def markdown(report: Dict) -> str:
 def run(args) -> Dict:
     import torch
 
-    from espnet_gated.threads import affinity_cores, busy_cores, choose_threads
+    from espnet_gated.threads import AUTO, affinity_cores, busy_cores, choose_threads
 
     torch_default = torch.get_num_threads()  # before anything sets it
     step, facts = build_step(args.config, args.vocab_size, args.batch, args.utt_sec, args.seed)
@@ -150,7 +150,7 @@ def run(args) -> Dict:
             procs = start_competitors(row["competitors"])
             try:
                 row["busy_cores"].append(busy_cores(affinity_cores()))
-                threads = {"torch_default": torch_default, "rule": choose_threads(1)[0]}
+                threads = {"torch_default": torch_default, "rule": choose_threads(1, AUTO)[0]}
                 for variant in variants if r % 2 == 0 else variants[::-1]:
                     seconds = statistics.median(time_steps(step, threads[variant], args.steps))
                     row[variant]["threads"].append(threads[variant])

@@ -48,7 +48,7 @@ import yaml
 from espnet_gated.cli import UsageError, entry_point, existing_dir, existing_file
 from espnet_gated.datadir import validate_data_dir
 from espnet_gated.launcher import LaunchError, local_jobs, run_local
-from espnet_gated.threads import choose_threads
+from espnet_gated.threads import choose_threads, thread_option
 from espnet_gated.utils import atomic_write, read_kaldi_map
 
 DONE = ".done"
@@ -256,7 +256,10 @@ def main(cmd=None):
         "out_dir=DIR[,s2t_model_file=F][,s2t_train_config=F][,gate_mode=predicted|all_open]",
     )
     parser.add_argument(
-        "--num_threads", type=int, default=None, help="torch threads per job (default: espnet_gated.threads' rule)"
+        "--num_threads",
+        type=thread_option,
+        default=None,
+        help="torch threads per job, or 'auto' (default: espnet_gated.threads' rule)",
     )
     parser.add_argument("--job", type=int, help="decode only this job's shard (1..nj), do not merge")
     parser.add_argument("--merge", type=lambda v: v.lower() == "true", default=False,

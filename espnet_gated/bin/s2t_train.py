@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 r"""Train a gated S2T model with ESPnet's trainer (same options as ``espnet2.bin.s2t_train``).
 
-Plus ``--num_threads``: torch intra-op threads per training process. By default they follow
-``espnet_gated.threads`` (the cores this process may use that other work leaves idle, shared
-among the DDP processes ESPnet starts on this node; ``OMP_NUM_THREADS`` if set); the choice is
-logged once.
+Plus ``--num_threads N|auto``: torch intra-op threads per training process. By default they follow
+``espnet_gated.threads`` (the cores this process may use, shared among the DDP processes ESPnet
+starts on this node; ``OMP_NUM_THREADS`` if set; ``auto`` leaves out the cores other work keeps
+busy: faster on a shared machine, not reproducible); the choice is logged once.
 
 Usage:
     python -m espnet_gated.bin.s2t_train --config conf/train.yaml \
@@ -24,16 +24,16 @@ import torch
 
 from espnet_gated.cli import entry_point
 from espnet_gated.tasks import GatedS2TTask, check_training_data, schedule_mismatch
-from espnet_gated.threads import choose_threads
+from espnet_gated.threads import choose_threads, thread_option
 
 
 def get_parser():
     parser = GatedS2TTask.get_parser()
     parser.add_argument(
         "--num_threads",
-        type=int,
+        type=thread_option,
         default=None,
-        help="torch intra-op threads per training process (default: espnet_gated.threads' rule; not saved)",
+        help="torch intra-op threads per training process, or 'auto' (default: espnet_gated.threads' rule; not saved)",
     )
     return parser
 
