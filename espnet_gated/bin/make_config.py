@@ -55,7 +55,7 @@ DENSE_NAMES = {
     "model": {"gated_espnet": "espnet"},
 }
 #: model_conf keys of the gated model that ESPnet's plain S2T model does not take
-GATED_MODEL_KEYS = ("gate_conf", "sparsity_conf")
+GATED_MODEL_KEYS = ("gate_conf", "sparsity_conf", "distill_conf")
 
 
 def dense_config(config: dict) -> dict:

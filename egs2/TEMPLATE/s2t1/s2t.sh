@@ -380,7 +380,18 @@ for seed in "${seed_list[@]}"; do
             log "dense pretraining (${pretrain_dir}); then the gated model and the reference fine-tune from it"
             train_model "${pretrain_dir}" "${pretrain_dir}.yaml" "${seed_opts[@]}" ${init_param:+--init_param "${init_param}"}
         fi
-        train_model "${expdir}" "${train_config}" "${seed_opts[@]}" ${start:+--init_param "${start}"}
+        gated_config=${train_config}
+        if "${python}" -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])) or {}; sys.exit('distill_conf' not in (c.get('model_conf') or {}))" "${train_config}"; then
+            # distillation from the dense model the fine-tuning starts from (espnet_gated/distill.py)
+            [ -n "${start}" ] || die "model_conf.distill_conf of ${train_config} needs a dense starting model (--pretrain_config or --init_from)"
+            teacher=${start%%:*}
+            gated_config=${expdir}.yaml
+            "${python}" -m espnet_gated.bin.make_config "${train_config}" --out "${gated_config}" \
+                --set "model_conf.distill_conf.teacher_config=$(dirname "${teacher}")/config.yaml" \
+                --set "model_conf.distill_conf.teacher_model=${teacher}" || die "cannot make the gated config from ${train_config}"
+            log "the gated model learns from ${teacher} too (model_conf.distill_conf)"
+        fi
+        train_model "${expdir}" "${gated_config}" "${seed_opts[@]}" ${start:+--init_param "${start}"}
         if [ -n "${ref_dir}" ]; then
             "${python}" -m espnet_gated.bin.make_config "${train_config}" --dense --out "${ref_dir}.yaml" ||
                 die "cannot make the reference config from ${train_config}"
