@@ -13,7 +13,16 @@ no room for them, and each is met here, by an object that lives for one call and
 * ESPnet's beam search calls ``batch_score(ys, states, xs)`` of its scorers:
   :class:`GatedDecoderScorer` is the gated decoder with the masks of the utterances of one search.
 * :func:`bound_search` is an ESPnet beam search for one search: its decoder scorer bound to the
-  masks, its primer set, on a copy (ESPnet sets the primer on the search object).
+  masks, its primer set, on a copy (ESPnet sets the primer on the search object); its CTC scorer is
+  :class:`PromptCTCScorer`.
+
+CTC prefix scoring leaves out the decoding prompt. An S2T (OWSM) search starts from a primer,
+``<sos><lang><task><notimestamps>`` (after ``<sop>`` and a previous text, if any). The CTC never emits the
+prompt (it learns ``text.ctc``, the plain transcript). ESPnet 202511's ``CTCPrefixScorer`` takes every token
+after the primer's first as CTC output, the prompt included, so the best CTC path spends the first frames on
+it and the joint score favours hypotheses that drop the first words: on the default recipe's test sets,
+``ctc_weight: 0.3`` raised the WER from 38 to 50%, where CTC alone, greedy, gives 21%. ESPnet 202611's search
+strips the primer itself (PR #6599). :class:`PromptCTCScorer` strips it on both releases.
 """
 
 import copy
@@ -23,9 +32,7 @@ from typing import Callable, Optional
 import torch
 from espnet2.s2t.espnet_model import ESPnetS2TModel
 
-from espnet_gated.compat import BatchScorerInterface, CTCPrefixScorer, make_pad_mask
-from espnet_gated.decoder import MemoryKeysValues
-from espnet_gated.scorers import PromptCTCScorer
+from espnet_gated.compat import BatchPartialScorerInterface, BatchScorerInterface, CTCPrefixScorer, make_pad_mask
 
 #: ``predict_gates(x, own_masks) -> GateState`` (see ``GatedEBranchformerEncoder.forward``)
 GatePrediction = Callable[[torch.Tensor, torch.Tensor], object]
@@ -114,7 +121,7 @@ class GatedDecoderScorer(BatchScorerInterface):
         mask = None
         if memory_lengths is not None and bool((memory_lengths < memory.size(1)).any()):
             mask = (~make_pad_mask(memory_lengths, maxlen=memory.size(1)))[:, None, :].to(memory.device)
-        self.memory_kv = MemoryKeysValues(memory, mask)
+        self.memory_kv = decoder.cross_attention_cache(memory, mask)
         if masks is not None and masks.size(0) != memory.size(0):
             raise ValueError(f"{masks.size(0)} decoder masks for {memory.size(0)} utterances")
         self.masks = masks
@@ -144,7 +151,7 @@ class GatedDecoderScorer(BatchScorerInterface):
 def bound_search(beam_search, decoder_scorer: GatedDecoderScorer, primer):
     """A copy of ESPnet's (batch) beam search that searches with ``decoder_scorer`` from ``primer`` (one
     token list, or one per utterance of equal length); its CTC scorer scores only what follows the primer,
-    in float32 (:class:`espnet_gated.scorers.PromptCTCScorer`)."""
+    in float32 (:class:`espnet_gated.adapter.PromptCTCScorer`)."""
     search = copy.copy(beam_search)
     search.__dict__.pop("_xs_mask_support", None)  # 202611's cache of which scorers take xs_mask
     replaced = {"decoder": decoder_scorer}
@@ -157,3 +164,50 @@ def bound_search(beam_search, decoder_scorer: GatedDecoderScorer, primer):
         search.__dict__[name] = {k: replaced.get(k, v) for k, v in scorers.items()}
     search.set_hyp_primer(primer)
     return search
+
+
+class PromptCTCScorer(BatchPartialScorerInterface):
+    """ESPnet's CTC prefix scorer (``scorer``) for one search from a primer of ``primer_length``
+    tokens: the primer's last token stands in the place of ``<sos>``, and CTC is computed in float32
+    also under half-precision autocast. Anything else is the wrapped scorer's."""
+
+    def __init__(self, scorer, primer_length: int):
+        self.scorer = scorer
+        self.primer_length = primer_length
+
+    def __getattr__(self, name):
+        return getattr(self.scorer, name)
+
+    def init_state(self, x):
+        with torch.autocast(x.device.type, enabled=False):
+            return self.scorer.init_state(x)
+
+    def batch_init_state(self, x, xs_lengths=None):
+        extra = {} if xs_lengths is None else {"xs_lengths": xs_lengths}  # 202611's padded batches
+        with torch.autocast(x.device.type, enabled=False):
+            return self.scorer.batch_init_state(x, **extra)
+
+    def select_state(self, state, i, new_id=None):
+        return self.scorer.select_state(state, i, new_id)
+
+    def score_partial(self, y, ids, state, x):
+        return self.scorer.score_partial(y[..., self.primer_length - 1 :], ids, state, x)
+
+    def batch_score_partial(self, y, ids, state, x):
+        return self.scorer.batch_score_partial(y[..., self.primer_length - 1 :], ids, state, x)
+
+
+#: tokens of the S2T prompt without a previous text or timestamps: <sos> <lang> <task> <notimestamps>
+PROMPT_LENGTH = 4
+
+
+def use_prompt_ctc(beam_search, primer_length: int = PROMPT_LENGTH) -> None:
+    """Make ESPnet's own beam search (a stock ``Speech2Text``'s: the dense references of the benchmark
+    and the tests) score CTC as the gated decoding does, for primers of ``primer_length`` tokens."""
+    ctc = beam_search.scorers.get("ctc")
+    if ctc is None or isinstance(ctc, PromptCTCScorer):
+        return
+    wrapped = PromptCTCScorer(ctc, primer_length)
+    for scorers in (beam_search.scorers, beam_search.part_scorers, beam_search.full_scorers):
+        if "ctc" in scorers:
+            scorers["ctc"] = wrapped

@@ -19,7 +19,7 @@ ESPnet's legacy (``espnet.*``) code and asks the questions below through this mo
 
 The renamed input-layer weights (``encoder.embed.out.0.*`` in 202511, ``encoder.embed.out.*`` in 202611)
 need nothing here: 202611's input layer upgrades old names when a state dict is loaded, and
-:mod:`espnet_gated.weights` checks the keys of a loaded state dict through that load.
+:mod:`espnet_gated.plugin.weights` checks the keys of a loaded state dict through that load.
 """
 
 import importlib

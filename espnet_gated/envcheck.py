@@ -9,7 +9,7 @@
 First the installed espnet and this Python must be one of the SUPPORTED combinations (each release runs on its
 own Python range; setup.py's markers and tools/lock/ follow the table); otherwise one line names what is
 installed and what is supported, and the check stops there (exit 1). Then exit status 0 when every locked
-distribution is installed at its locked version, ``espnet2.tasks.s2t`` and ``espnet_gated.tasks`` import and the
+distribution is installed at its locked version, ``espnet2.tasks.s2t`` and ``espnet_gated.plugin.tasks`` import and the
 gated classes are registered in ESPnet's S2T choices. Otherwise it prints what differs, the last lines of the
 import error, the installed torch / torchaudio / espnet, and what to do, and exits 1. ``tools/setup.sh`` runs it
 after every install and before it calls a venv up to date (a torchaudio that does not match torch installs fine
@@ -32,7 +32,7 @@ from typing import List, Optional, Sequence, Tuple
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCK_DIR = REPO_ROOT / "tools" / "lock"
 #: what must import: ESPnet's S2T task (it imports torchaudio) and our task (it registers the gated classes)
-IMPORTS = ("espnet2.tasks.s2t", "espnet_gated.tasks")
+IMPORTS = ("espnet2.tasks.s2t", "espnet_gated.plugin.tasks")
 #: the distributions whose versions every report shows
 REPORTED = ("torch", "torchaudio", "espnet")
 TRACEBACK_LINES = 8
@@ -202,12 +202,12 @@ def import_error(modules: Sequence[str] = IMPORTS) -> Optional[str]:
         except Exception as err:  # a torchaudio built for another torch raises OSError (undefined symbol)
             lines = traceback.format_exc().rstrip().splitlines()[-TRACEBACK_LINES:]
             return f"import {module} failed:\n" + "\n".join(lines + causes(err))
-    if "espnet_gated.tasks" in modules:
-        from espnet_gated.registry import REGISTRATIONS
+    if "espnet_gated.plugin.tasks" in modules:
+        from espnet_gated.plugin.registry import REGISTRATIONS
 
         missing = [f"--{c.name} {name}" for c, name, cls in REGISTRATIONS if c.classes.get(name) is not cls]
         if missing:
-            return f"espnet_gated.tasks imported but did not register {', '.join(missing)} in ESPnet's S2T choices"
+            return f"espnet_gated.plugin.tasks imported but did not register {', '.join(missing)} in ESPnet's choices"
     return None
 
 

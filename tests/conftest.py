@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from espnet_gated.tasks import GatedS2TTask
-from espnet_gated.tokenizer import prefix_symbols, train_bpe
+from espnet_gated.data.tokenizer import prefix_symbols, train_bpe
+from espnet_gated.plugin.tasks import GatedS2TTask
 
 LANGS = ["deu", "fra", "ita", "eng"]
 TASKS = ["asr", "st_eng"]

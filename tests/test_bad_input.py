@@ -15,22 +15,22 @@ from conftest import ENCODER_CONF, build
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from espnet_gated.audio import AudioError, read_audio
 from espnet_gated.bin import decode as decode_cli
 from espnet_gated.bin import format_wav as format_wav_cli
 from espnet_gated.bin import s2t_train
 from espnet_gated.bin import subset_data as subset_cli
 from espnet_gated.bin.format_wav import format_dir
 from espnet_gated.bin.subset_data import subset_dir
-from espnet_gated.datadir import (
+from espnet_gated.data.audio import AudioError, read_audio
+from espnet_gated.data.datadir import (
     Utterance,
     check_context_tokens,
     read_data_dir,
     validate_data_dir,
     write_data_dir,
 )
-from espnet_gated.tasks import GatedS2TTask, check_model_file, check_training_data, schedule_mismatch
-from espnet_gated.tokenizer import unk_report
+from espnet_gated.data.tokenizer import unk_report
+from espnet_gated.plugin.tasks import GatedS2TTask, check_model_file, check_training_data, schedule_mismatch
 from espnet_gated.utils import read_kaldi_map
 
 FS = 16000

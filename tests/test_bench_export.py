@@ -7,15 +7,14 @@ import torch
 from conftest import model_args, speech_batch
 from espnet2.asr.ctc import CTC
 
-from espnet_gated.adapter import GatedDecoderScorer, bound_search
+from espnet_gated.adapter import GatedDecoderScorer, PromptCTCScorer, bound_search
 from espnet_gated.bin import bench
 from espnet_gated.bin.export import build_from_config, export, save_model_dir
 from espnet_gated.compat import CTCPrefixScorer
-from espnet_gated.flops import encoder_macs, input_layer_macs, search_macs
-from espnet_gated.inference import GatedSpeech2Text
-from espnet_gated.layout import format_mask, parse_mask
-from espnet_gated.scorers import PromptCTCScorer
-from espnet_gated.tasks import preprocessor_defaults
+from espnet_gated.decoding.inference import GatedSpeech2Text
+from espnet_gated.method.flops import encoder_macs, input_layer_macs, search_macs
+from espnet_gated.method.layout import format_mask, parse_mask
+from espnet_gated.plugin.tasks import preprocessor_defaults
 
 #: enc layer 0: attn closed (merge keeps the cgmlp half), layer 1: cgmlp closed, layer 2: macaron FFN and both
 #: branches closed (merge removed); dec: self_attn, src_attn, FFN closed in layers 0, 1, 2

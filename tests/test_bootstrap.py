@@ -12,7 +12,7 @@ from sacrebleu.significance import PairedTest, estimate_ci
 from test_scoring import write_decode_set, write_ref_set
 
 from espnet_gated.bin import score
-from espnet_gated.scoring import (
+from espnet_gated.recipe.scoring import (
     interval,
     mean_of_sets,
     paired_bootstrap,

@@ -18,7 +18,7 @@ import yaml
 
 import espnet_gated.bin
 from espnet_gated.cli import ToolExit, entry_point, one_line, wants_traceback
-from espnet_gated.datadir import Utterance, write_data_dir
+from espnet_gated.data.datadir import Utterance, write_data_dir
 
 ENTRY_POINTS = [f"espnet_gated.bin.{m.name}" for m in pkgutil.iter_modules(espnet_gated.bin.__path__)]
 ENTRY_POINTS += ["espnet_gated.prepare"]

@@ -4,7 +4,7 @@ ones its version says it has (202511 or 202611; the releases in between were nev
 import importlib.metadata
 
 from espnet_gated import compat
-from espnet_gated.tasks import preprocessor_defaults
+from espnet_gated.plugin.tasks import preprocessor_defaults
 
 NEWER = int(importlib.metadata.version("espnet").split(".")[0]) >= 202611
 DATA_AUG = {"data_aug_effects", "data_aug_num", "data_aug_prob"}

@@ -21,8 +21,8 @@ from espnet_gated.corpus.grammar import Frame, NounPhrase, RomanceGrammar, disti
 from espnet_gated.corpus.languages import GRAMMARS, get_grammar
 from espnet_gated.corpus.languages.ita import Italian
 from espnet_gated.corpus.synth import EspeakError, check_speakers
-from espnet_gated.datadir import read_data_dir, validate_data_dir
-from espnet_gated.scoring import load_normalizers
+from espnet_gated.data.datadir import read_data_dir, validate_data_dir
+from espnet_gated.recipe.scoring import load_normalizers
 from espnet_gated.utils import read_kaldi_map
 
 REPO = Path(__file__).resolve().parents[1]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from espnet_gated.datadir import Utterance, read_data_dir, validate_data_dir, write_data_dir
+from espnet_gated.data.datadir import Utterance, read_data_dir, validate_data_dir, write_data_dir
 
 
 def _utts():
@@ -74,7 +74,7 @@ def test_validator_names_file_and_line(tmp_path):
 
 @pytest.mark.parametrize("model_type", ["unigram", "bpe"])
 def test_bpe_vocabulary_too_large_for_the_text_falls_back_to_sentencepieces_limit(tmp_path, model_type):
-    from espnet_gated.tokenizer import prefix_symbols, train_bpe
+    from espnet_gated.data.tokenizer import prefix_symbols, train_bpe
 
     text = tmp_path / "text"
     text.write_text("guten tag\nbonjour le monde\n" * 20)
@@ -85,7 +85,7 @@ def test_bpe_vocabulary_too_large_for_the_text_falls_back_to_sentencepieces_limi
 
 
 def test_bpe_vocabulary_smaller_than_the_characters_is_a_clear_error(tmp_path):
-    from espnet_gated.tokenizer import prefix_symbols, train_bpe
+    from espnet_gated.data.tokenizer import prefix_symbols, train_bpe
 
     text = tmp_path / "text"
     text.write_text("abcdefghijklmnopqrstuvwxyz äöüß éèàç\n" * 20)

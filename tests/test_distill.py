@@ -1,4 +1,4 @@
-"""Distillation from the dense model during the gated fine-tuning (espnet_gated.distill)."""
+"""Distillation from the dense model during the gated fine-tuning (espnet_gated.method.distill)."""
 
 import math
 
@@ -8,7 +8,7 @@ from conftest import build, speech_batch
 from test_model import _att_inputs
 
 from espnet_gated.bin.export import save_model_dir
-from espnet_gated.distill import check_distill_conf, token_kl
+from espnet_gated.method.distill import check_distill_conf, token_kl
 
 
 def test_token_kl_against_a_hand_computed_case():

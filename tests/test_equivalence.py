@@ -19,11 +19,10 @@ from conftest import build, context_ids, speech_batch
 from test_model import _att_inputs
 from test_pretrained import DECODE, converted, dense_speech2text, owsm  # noqa: F401 (fixtures)
 
-from espnet_gated.adapter import GatedDecoderScorer
+from espnet_gated.adapter import GatedDecoderScorer, use_prompt_ctc
 from espnet_gated.compat import STOCK_ZEROES_PADDING, BatchBeamSearch, subsequent_mask
 from espnet_gated.corpus.synth import Speaker, synthesize
-from espnet_gated.inference import GatedSpeech2Text, UtteranceWiseFrontend
-from espnet_gated.scorers import use_prompt_ctc
+from espnet_gated.decoding.inference import GatedSpeech2Text, UtteranceWiseFrontend
 
 LENGTHS = [16000, 11000, 9000]  # a padded batch of unequal lengths
 #: what batching may change at inference (matrix products of other shapes), the documented bound

@@ -10,7 +10,7 @@ import soundfile
 import yaml
 from conftest import data_path_args, random_sentence, tiny_train_config
 
-from espnet_gated.layout import parse_mask
+from espnet_gated.method.layout import parse_mask
 
 pytestmark = pytest.mark.slow
 

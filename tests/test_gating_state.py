@@ -7,8 +7,8 @@ from conftest import build, context_ids, speech_batch
 from espnet2.main_funcs.average_nbest_models import average_nbest_models
 from espnet2.train.reporter import Reporter
 
-from espnet_gated.tasks import average_nbest_keeping_gates, count_updates
-from espnet_gated.weights import GATING_STATE
+from espnet_gated.plugin.tasks import average_nbest_keeping_gates, count_updates
+from espnet_gated.plugin.weights import GATING_STATE
 
 
 def _trained_contexts_model(vocab, pairs=(("deu", "asr"), ("fra", "st_eng"))):
@@ -111,7 +111,7 @@ def test_decoding_an_untrained_context_errors_or_keeps_every_module(vocab, tmp_p
     from test_bench_export import DECODE, _config, _speeches
 
     from espnet_gated.bin.export import build_from_config, save_model_dir
-    from espnet_gated.inference import GatedSpeech2Text
+    from espnet_gated.decoding.inference import GatedSpeech2Text
 
     config = _config(vocab)
     model = build_from_config(config)

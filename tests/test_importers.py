@@ -26,7 +26,8 @@ from corpus_miniatures import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from espnet_gated.datadir import read_data_dir, validate_data_dir
+from espnet_gated.data.datadir import read_data_dir, validate_data_dir
+from espnet_gated.data.langs import CER_LANGS, to_iso3
 from espnet_gated.importers import (
     CorpusError,
     prepare_common_voice,
@@ -36,7 +37,6 @@ from espnet_gated.importers import (
     prepare_must_c,
 )
 from espnet_gated.importers.common import read_lines, read_tsv
-from espnet_gated.langs import CER_LANGS, to_iso3
 from espnet_gated.prepare import main as prepare_main
 from espnet_gated.utils import read_kaldi_map
 
@@ -108,7 +108,7 @@ def test_every_fleurs_covost_mustc_and_cv_code_is_covered():
 def test_unknown_code_error_names_it_and_hints():
     with pytest.raises(ValueError, match=r"unknown language code 'deux'.*close matches: deu"):
         to_iso3("deux")
-    with pytest.raises(ValueError, match="espnet_gated/langs.py"):
+    with pytest.raises(ValueError, match="espnet_gated/data/langs.py"):
         to_iso3("qq")
 
 

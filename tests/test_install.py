@@ -46,7 +46,7 @@ def test_installed_torch_torchaudio_espnet_are_the_locked_versions_and_s2t_impor
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert f"envcheck: ok: {len(locked)} distributions match" in proc.stdout
-    assert "espnet2.tasks.s2t and espnet_gated.tasks import" in proc.stdout
+    assert "espnet2.tasks.s2t and espnet_gated.plugin.tasks import" in proc.stdout
 
 
 @needs_lock

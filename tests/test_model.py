@@ -10,13 +10,13 @@ from espnet2.tasks import s2t as espnet_s2t
 
 from espnet_gated.adapter import GatedDecoderScorer
 from espnet_gated.compat import BatchBeamSearch, subsequent_mask
-from espnet_gated.decoder import GatedTransformerDecoder
-from espnet_gated.encoder import GatedEBranchformerEncoder
-from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES
-from espnet_gated.model import GatedESPnetS2TModel
-from espnet_gated.registry import REGISTRATIONS
-from espnet_gated.tasks import count_updates
-from espnet_gated.weights import GATING_STATE
+from espnet_gated.method.decoder import GatedTransformerDecoder
+from espnet_gated.method.encoder import GatedEBranchformerEncoder
+from espnet_gated.method.layout import DECODER_MODULES, ENCODER_MODULES
+from espnet_gated.method.model import GatedESPnetS2TModel
+from espnet_gated.plugin.registry import REGISTRATIONS
+from espnet_gated.plugin.tasks import count_updates
+from espnet_gated.plugin.weights import GATING_STATE
 
 
 def test_registration_adds_exactly_the_three_names():

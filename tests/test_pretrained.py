@@ -23,15 +23,15 @@ from espnet2.text.token_id_converter import TokenIDConverter
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 from test_espnet_cli import write_data_dir
 
+from espnet_gated.adapter import use_prompt_ctc
 from espnet_gated.bin import s2t_inference
 from espnet_gated.bin.init_from import main as init_from_main
-from espnet_gated.gates import CONTEXT_TOKEN
-from espnet_gated.inference import GatedSpeech2Text
-from espnet_gated.pretrained import PretrainedError, backbone_modules, fetch, init_from, locate
-from espnet_gated.scorers import use_prompt_ctc
-from espnet_gated.tasks import GatedS2TTask
-from espnet_gated.tokenizer import train_bpe
-from espnet_gated.weights import GATING_STATE
+from espnet_gated.data.tokenizer import train_bpe
+from espnet_gated.decoding.inference import GatedSpeech2Text
+from espnet_gated.method.gates import CONTEXT_TOKEN
+from espnet_gated.plugin.tasks import GatedS2TTask
+from espnet_gated.plugin.weights import GATING_STATE
+from espnet_gated.sharing.pretrained import PretrainedError, backbone_modules, fetch, init_from, locate
 
 OWSM_LANGS = ["deu", "eng", "fra", "ita", "spa"]  # OWSM keeps them sorted: <abk> .. <zul>
 OWSM_TASKS = ["asr", "st_deu", "st_eng", "st_fra"]

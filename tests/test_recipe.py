@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from espnet_gated.bin.train_progress import Progress
-from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES
+from espnet_gated.method.layout import DECODER_MODULES, ENCODER_MODULES
 
 REPO = Path(__file__).resolve().parents[1]
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")

@@ -27,8 +27,8 @@ from conftest import (
 )
 from espnet2.torch_utils.recursive_op import recursive_average
 
-from espnet_gated.datadir import Utterance, write_data_dir
-from espnet_gated.tasks import AtomicCheckpointTrainer, GatedS2TTask, atomic_torch_save
+from espnet_gated.data.datadir import Utterance, write_data_dir
+from espnet_gated.plugin.tasks import AtomicCheckpointTrainer, GatedS2TTask, atomic_torch_save
 from espnet_gated.utils import atomic_write
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,8 +8,8 @@ from typing import Dict, Optional
 import pytest
 from sacrebleu.metrics import BLEU, CHRF
 
-from espnet_gated.report import make_results
-from espnet_gated.scoring import (
+from espnet_gated.recipe.report import make_results
+from espnet_gated.recipe.scoring import (
     SCORE_KEYS,
     bleu_scorer,
     load_normalizers,

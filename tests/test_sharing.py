@@ -25,11 +25,11 @@ from conftest import LANGS, WORDS, data_path_args, tiny_train_config
 from espnet_gated.bin import decode as decode_cli
 from espnet_gated.bin import s2t_inference
 from espnet_gated.bin.export import export
-from espnet_gated.datadir import Utterance, write_data_dir
-from espnet_gated.inference import GatedSpeech2Text, candidate_languages
-from espnet_gated.pack import PackError, pack, unpack, upload
-from espnet_gated.pretrained import init_from
-from espnet_gated.tasks import GatedS2TTask
+from espnet_gated.data.datadir import Utterance, write_data_dir
+from espnet_gated.decoding.inference import GatedSpeech2Text, candidate_languages
+from espnet_gated.plugin.tasks import GatedS2TTask
+from espnet_gated.sharing.pack import PackError, pack, unpack, upload
+from espnet_gated.sharing.pretrained import init_from
 from espnet_gated.utils import read_kaldi_map
 
 REPO = Path(__file__).resolve().parents[1]
@@ -402,7 +402,7 @@ def test_one_device_per_decoding_job_in_the_command_lines_the_engine_builds(tmp_
 
 
 def test_local_launcher_devices_logs_and_failures(tmp_path, monkeypatch):
-    from espnet_gated.launcher import LaunchError, job_devices, launch, local_jobs
+    from espnet_gated.recipe.launcher import LaunchError, job_devices, launch, local_jobs
 
     assert job_devices(2, 1, ["0", "1"]) == ["0", "1"]
     assert job_devices(3, 1, ["4", "7"]) == ["4", "7", "4"]  # more jobs than devices: shared, warned

@@ -18,8 +18,8 @@ import yaml
 from conftest import LANGS, TASKS, build
 from espnet2.schedulers.piecewise_linear_warmup_lr import PiecewiseLinearWarmupLR
 
-from espnet_gated.model import GateState
-from espnet_gated.tasks import count_updates
+from espnet_gated.method.model import GateState
+from espnet_gated.plugin.tasks import count_updates
 
 SHIPPED = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "train.yaml").read_text())
 CONTEXTS = [(lang, "asr") for lang in LANGS] + [(lang, task) for lang in LANGS[:3] for task in TASKS[1:]]

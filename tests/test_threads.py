@@ -1,4 +1,4 @@
-"""The torch thread rule of training and decoding (espnet_gated.threads)."""
+"""The torch thread rule of training and decoding (espnet_gated.recipe.threads)."""
 
 import argparse
 import subprocess
@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from espnet_gated import threads
 from espnet_gated.bin.s2t_train import local_processes
+from espnet_gated.recipe import threads
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from conftest import build, model_args
 from test_scoring import write_decode_set, write_ref_set
 
 from espnet_gated.bin import score, sweep_report
-from espnet_gated.usage import (
+from espnet_gated.recipe.usage import (
     USAGE_COLUMNS,
     ComputeCost,
     count_decoder_steps,

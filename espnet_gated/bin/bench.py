@@ -68,7 +68,7 @@ variant runs exactly N decoder steps with a full beam, and ESPnet's search appen
 
 Reported per variant (median over utterances): encoder time (feature extraction, gate
 predictor, encoder), decoder time (beam search) and their sum per utterance; speed-up vs
-dense; analytic MACs of what was executed (``espnet_gated.flops``: input layer, encoder
+dense; analytic MACs of what was executed (``espnet_gated.method.flops``: input layer, encoder
 layers, CTC projection when ``ctc_weight > 0``, gate predictor, and the beam search as it
 ran - rows and prefix length of every decoder call); the FLOPs-ideal speed-up (dense
 MACs / executed MACs) and realized/ideal; the same against ``all_open`` (the gating's own
@@ -77,7 +77,7 @@ per token) is not in the MACs and is not removed by gates: compare ``--ctc_weigh
 values separately. Outputs under ``--out`` (default ``exp/bench/<mode>_<size or model>_<time>``):
 bench.md (also printed), bench.json, bench.png, models/. ``--device cuda`` times a GPU
 (synchronised around each timed decode); ``--dtype bfloat16`` decodes the gated variants in
-half precision (``espnet_gated.inference``).
+half precision (``espnet_gated.decoding.inference``).
 """
 
 import argparse
@@ -98,17 +98,17 @@ import numpy as np
 import torch
 from espnet2.bin.s2t_inference import Speech2Text
 
+from espnet_gated.adapter import use_prompt_ctc
 from espnet_gated.bin.export import build_from_config, export, load_config, save_model_dir
-from espnet_gated.bin.make_config import dense_config
 from espnet_gated.cli import UsageError, entry_point
-from espnet_gated.flops import ctc_macs, encoder_macs, input_layer_macs, search_macs, weight_macs
-from espnet_gated.inference import DTYPES, GatedSpeech2Text, check_weights
-from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES, format_mask, parse_mask
-from espnet_gated.scorers import use_prompt_ctc
-from espnet_gated.tasks import preprocessor_defaults
-from espnet_gated.tokenizer import HEAD_SYMBOLS, TAIL_SYMBOLS, TIME_SYMBOLS
+from espnet_gated.configs import dense_config
+from espnet_gated.data.tokenizer import HEAD_SYMBOLS, TAIL_SYMBOLS, TIME_SYMBOLS
+from espnet_gated.decoding.inference import DTYPES, GatedSpeech2Text, check_weights
+from espnet_gated.method.flops import ctc_macs, encoder_macs, input_layer_macs, search_macs, weight_macs
+from espnet_gated.method.layout import DECODER_MODULES, ENCODER_MODULES, format_mask, parse_mask
+from espnet_gated.plugin.tasks import preprocessor_defaults
+from espnet_gated.plugin.weights import GATING_STATE, read_state_dict
 from espnet_gated.utils import atomic_output, atomic_write
-from espnet_gated.weights import GATING_STATE, read_state_dict
 
 logger = logging.getLogger("espnet_gated.bench")
 

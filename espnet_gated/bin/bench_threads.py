@@ -6,7 +6,7 @@ One training step (forward, backward, gradient clipping, ESPnet's optimizer) of 
 (``--batch`` utterances of about ``--utt_sec`` seconds, random audio and targets; the vocabulary
 is a token list of ``--vocab_size`` entries in the OWSM layout), timed with torch's own thread
 count (the default rule's on an idle machine) and with the thread count that
-``--num_threads auto`` picks (``espnet_gated.threads``), alone and beside ``--competitors`` busy processes
+``--num_threads auto`` picks (``espnet_gated.recipe.threads``), alone and beside ``--competitors`` busy processes
 (each a Python loop that keeps one core busy; the rule is asked while they run). The cells are
 interleaved in ``--rounds`` rounds; each reports the median seconds per step over its rounds.
 Writes ``bench_threads.md`` and ``bench_threads.json`` under ``--out``. Run it without
@@ -40,7 +40,7 @@ LANGS, TASKS = ("deu", "fra", "ita", "eng"), ("asr", "st_eng")
 
 def token_list(vocab_size: int) -> List[str]:
     """A token list in the OWSM layout (specials, prefix symbols, pieces, <sos>/<eos>/<sop>)."""
-    from espnet_gated.tokenizer import HEAD_SYMBOLS, TAIL_SYMBOLS, prefix_symbols
+    from espnet_gated.data.tokenizer import HEAD_SYMBOLS, TAIL_SYMBOLS, prefix_symbols
 
     head = [*HEAD_SYMBOLS, *prefix_symbols(LANGS, TASKS)]
     return head + [f"▁p{i}" for i in range(vocab_size - len(head) - len(TAIL_SYMBOLS))] + list(TAIL_SYMBOLS)
@@ -50,7 +50,7 @@ def build_step(config: Path, vocab_size: int, n_utts: int, utt_sec: float, seed:
     """The model of ``config`` with ESPnet's optimizer, and a function running one training step."""
     import torch
 
-    from espnet_gated.tasks import GatedS2TTask
+    from espnet_gated.plugin.tasks import GatedS2TTask
 
     tokens = token_list(vocab_size)
     args = GatedS2TTask.get_parser().parse_args(["--config", str(config), "--token_list", "unused"])
@@ -138,7 +138,7 @@ def markdown(report: Dict) -> str:
 def run(args) -> Dict:
     import torch
 
-    from espnet_gated.threads import AUTO, affinity_cores, busy_cores, choose_threads
+    from espnet_gated.recipe.threads import AUTO, affinity_cores, busy_cores, choose_threads
 
     torch_default = torch.get_num_threads()  # before anything sets it
     step, facts = build_step(args.config, args.vocab_size, args.batch, args.utt_sec, args.seed)

@@ -20,7 +20,7 @@ this way next to the gated model (``gate_mode=all_open``), and the sparsity swee
 
 Jobs: ``--job K`` (1..nj) decodes shard K only and ``--merge true`` merges once every shard is
 done (an error names the missing ones): what the stage engine runs through its launcher
-(``--decode_cmd``: local or Slurm, ``espnet_gated.launcher``). Without either, the nj jobs run
+(``--decode_cmd``: local or Slurm, ``espnet_gated.recipe.launcher``). Without either, the nj jobs run
 here (the local launcher) and are merged. With ``--ngpu 1`` each job decodes on its own device
 (the launcher sets ``CUDA_VISIBLE_DEVICES`` per job; Slurm does with ``--gres``).
 
@@ -30,7 +30,7 @@ Usage:
         --data_root dump/raw --sets "test_deu_asr test_deu_st_eng" --out_dir exp/s2t/decode --nj 2 \
         --system out_dir=exp/s2t_reference/decode,s2t_model_file=exp/s2t_reference/valid.acc.ave.pth,gate_mode=all_open
     # the same as jobs (e.g. on Slurm), then the merge
-    python -m espnet_gated.launcher slurm --gpu 1 JOB=1:4 exp/s2t/decode/logs/launch.JOB.log \
+    python -m espnet_gated.recipe.launcher slurm --gpu 1 JOB=1:4 exp/s2t/decode/logs/launch.JOB.log \
         python -m espnet_gated.bin.decode ... --nj 4 --ngpu 1 --job JOB
     python -m espnet_gated.bin.decode ... --nj 4 --merge true
 """
@@ -46,9 +46,9 @@ from typing import Dict, List
 import yaml
 
 from espnet_gated.cli import UsageError, entry_point, existing_dir, existing_file
-from espnet_gated.datadir import validate_data_dir
-from espnet_gated.launcher import LaunchError, local_jobs, run_local
-from espnet_gated.threads import choose_threads, thread_option
+from espnet_gated.data.datadir import validate_data_dir
+from espnet_gated.recipe.launcher import LaunchError, local_jobs, run_local
+from espnet_gated.recipe.threads import choose_threads, thread_option
 from espnet_gated.utils import atomic_write, read_kaldi_map
 
 DONE = ".done"
@@ -70,7 +70,7 @@ def _context(set_dir: Path):
 
 def check_inputs(train_config: str, model_file: str, data_root: str, sets: List[str]) -> None:
     """Raise ValueError naming the file if the model, its token list or a test set is unusable."""
-    from espnet_gated.tasks import check_model_file, read_token_list
+    from espnet_gated.plugin.tasks import check_model_file, read_token_list
 
     check_model_file(train_config, model_file)
     tokens = set(read_token_list(yaml.safe_load(Path(train_config).read_text(encoding="utf-8"))["token_list"]))
@@ -259,7 +259,7 @@ def main(cmd=None):
         "--num_threads",
         type=thread_option,
         default=None,
-        help="torch threads per job, or 'auto' (default: espnet_gated.threads' rule)",
+        help="torch threads per job, or 'auto' (default: espnet_gated.recipe.threads' rule)",
     )
     parser.add_argument("--job", type=int, help="decode only this job's shard (1..nj), do not merge")
     parser.add_argument("--merge", type=lambda v: v.lower() == "true", default=False,

@@ -40,13 +40,13 @@ from typing import Dict, Optional, Tuple
 import torch
 import yaml
 
-from espnet_gated.bin.make_config import GATED_MODEL_KEYS
 from espnet_gated.cli import entry_point
-from espnet_gated.inference import check_weights
-from espnet_gated.layout import parse_mask
-from espnet_gated.pretrained import recorded_files
-from espnet_gated.pruning import parse_side_mask, prune_decoder, prune_encoder, side_mask_str
-from espnet_gated.tasks import GatedS2TTask
+from espnet_gated.configs import GATED_MODEL_KEYS
+from espnet_gated.decoding.inference import check_weights
+from espnet_gated.method.layout import parse_mask
+from espnet_gated.method.pruning import parse_side_mask, prune_decoder, prune_encoder, side_mask_str
+from espnet_gated.plugin.tasks import GatedS2TTask
+from espnet_gated.sharing.pretrained import recorded_files
 from espnet_gated.utils import atomic_output, atomic_write
 
 

@@ -28,9 +28,9 @@ from typing import Dict, List, Tuple
 import numpy as np
 import soundfile
 
-from espnet_gated.audio import AudioError, check_samples, is_plain_wav, read_audio
 from espnet_gated.cli import entry_point, existing_dir
-from espnet_gated.datadir import Utterance, read_data_dir, write_data_dir
+from espnet_gated.data.audio import AudioError, check_samples, is_plain_wav, read_audio
+from espnet_gated.data.datadir import Utterance, read_data_dir, write_data_dir
 from espnet_gated.utils import Progress
 
 Result = Tuple[str, str, int, str]  # (utt_id, wav path, n_samples, problem or "")

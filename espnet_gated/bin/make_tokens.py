@@ -4,7 +4,7 @@ r"""Stage 5 (token list): a sentencepiece model and ESPnet token list from the t
 The model is trained on the targets and the transcripts (``text`` without its prefix,
 ``text.ctc``). The language and task tokens found in the data, ``<na>``,
 ``<notimestamps>`` and the timestamp bounds are user-defined symbols (OWSM layout, see
-``espnet_gated/tokenizer.py``); ``--extra_langs`` reserves tokens for languages that are
+``espnet_gated/data/tokenizer.py``); ``--extra_langs`` reserves tokens for languages that are
 not in this training data yet.
 
 Usage:
@@ -17,8 +17,8 @@ import logging
 from pathlib import Path
 
 from espnet_gated.cli import entry_point, existing_dir
-from espnet_gated.datadir import read_data_dir
-from espnet_gated.tokenizer import prefix_symbols, train_bpe, unk_report
+from espnet_gated.data.datadir import read_data_dir
+from espnet_gated.data.tokenizer import prefix_symbols, train_bpe, unk_report
 from espnet_gated.utils import atomic_write
 
 

@@ -2,7 +2,7 @@
 r"""Pack a trained gated model as one zip with a model card (stage 14 of the stage engine).
 
 ESPnet's packed layout (``meta.yaml``, ``exp/<tag>/config.yaml``, the model file, the token list,
-the BPE model, the feature statistics; see ``espnet_gated/pack.py``) plus ``exp/<tag>/results/``
+the BPE model, the feature statistics; see ``espnet_gated/sharing/pack.py``) plus ``exp/<tag>/results/``
 (stage 13's RESULTS.md, scores.json, usage heatmaps) and ``README.md``, the model card: the
 scores, the heatmaps and how to load the model. The zip loads with
 ``GatedSpeech2Text.from_pretrained(ZIP)``, ``s2t_inference --model_tag ZIP`` and ``init_from --src ZIP``.
@@ -17,7 +17,7 @@ import argparse
 import logging
 
 from espnet_gated.cli import entry_point, existing_dir, existing_file
-from espnet_gated.pack import pack
+from espnet_gated.sharing.pack import pack
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -3,7 +3,7 @@ r"""Decode with a gated S2T model; same options as ``espnet2.bin.s2t_inference``
 
 Writes ESPnet's ``<output_dir>/<n>best_recog/{text,token,token_int,score,text_nospecial}``,
 per utterance the gate mask it used in ``<output_dir>/1best_recog/gates``
-(``<utt> enc=1111.1011... dec=111.101...``, see ``espnet_gated.layout.format_mask``), and
+(``<utt> enc=1111.1011... dec=111.101...``, see ``espnet_gated.method.layout.format_mask``), and
 ``<output_dir>/timing.json`` (utterances, wall, encoder and beam-search seconds).
 For whole test sets split over parallel jobs, use ``espnet_gated.bin.decode``.
 
@@ -17,7 +17,7 @@ language first (``GatedSpeech2Text.identify_language``) and writes it to ``1best
 ``--batch_size N`` decodes N utterances at once (encoder and beam search batched; the
 hypotheses of one at a time), sorting them by length within windows of
 ``SORT_WINDOW_BATCHES`` batches; ``--dtype bfloat16`` (CPU or GPU) or ``float16`` (GPU)
-decodes in half precision with the gates of float32 decoding (``espnet_gated.inference``).
+decodes in half precision with the gates of float32 decoding (``espnet_gated.decoding.inference``).
 
 Usage:
     python -m espnet_gated.bin.s2t_inference \
@@ -47,8 +47,8 @@ from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 
 from espnet_gated.cli import UsageError, entry_point
 from espnet_gated.compat import Hypothesis, TooShortUttError, get_commandline_args
-from espnet_gated.datadir import LANG, TASK
-from espnet_gated.inference import (
+from espnet_gated.data.symbols import token_kind
+from espnet_gated.decoding.inference import (
     DTYPES,
     GATE_MODES,
     HALF_DTYPES,
@@ -56,11 +56,10 @@ from espnet_gated.inference import (
     GatedSpeech2Text,
     wants_identification,
 )
-from espnet_gated.layout import format_mask
-from espnet_gated.pack import is_archive
-from espnet_gated.pretrained import PretrainedError, locate, recorded_files_missing, resolved_config_file
-from espnet_gated.tasks import GatedS2TTask, check_model_file, read_token_list
-from espnet_gated.tokenizer import HEAD_SYMBOLS, TAIL_SYMBOLS
+from espnet_gated.method.layout import format_mask
+from espnet_gated.plugin.tasks import GatedS2TTask, check_model_file, read_token_list
+from espnet_gated.sharing.pack import is_archive
+from espnet_gated.sharing.pretrained import PretrainedError, locate, recorded_files_missing, resolved_config_file
 from espnet_gated.utils import Progress, atomic_write
 
 #: Speech2Text's constructor arguments, taken from the parsed options by name
@@ -87,10 +86,8 @@ def check_context_symbols(train_config: str, lang_sym: str, task_sym: str) -> No
     task tokens it has."""
     with open(train_config, encoding="utf-8") as f:
         tokens = read_token_list((yaml.safe_load(f) or {}).get("token_list") or [])
-    names = [t[1:-1] for t in tokens if t.startswith("<") and t.endswith(">")]
-    tasks = [f"<{n}>" for n in names if TASK.match(n)]
-    not_langs = set(tasks) | set(HEAD_SYMBOLS) | set(TAIL_SYMBOLS)
-    langs = [f"<{n}>" for n in names if LANG.match(n) and f"<{n}>" not in not_langs]
+    tasks = [t for t in tokens if token_kind(t) == "task"]
+    langs = [t for t in tokens if token_kind(t) == "lang"]
     for option, sym in (("--lang_sym", lang_sym), ("--task_sym", task_sym)):
         if sym not in tokens and not (option == "--lang_sym" and wants_identification(sym)):
             raise UsageError(

@@ -2,7 +2,7 @@
 r"""Train a gated S2T model with ESPnet's trainer (same options as ``espnet2.bin.s2t_train``).
 
 Plus ``--num_threads N|auto``: torch intra-op threads per training process. By default they follow
-``espnet_gated.threads`` (the cores this process may use, shared among the DDP processes ESPnet
+``espnet_gated.recipe.threads`` (the cores this process may use, shared among the DDP processes ESPnet
 starts on this node; ``OMP_NUM_THREADS`` if set; ``auto`` leaves out the cores other work keeps
 busy: faster on a shared machine, not reproducible); the choice is logged once.
 
@@ -23,8 +23,8 @@ import sys
 import torch
 
 from espnet_gated.cli import entry_point
-from espnet_gated.tasks import GatedS2TTask, check_training_data, schedule_mismatch
-from espnet_gated.threads import choose_threads, thread_option
+from espnet_gated.plugin.tasks import GatedS2TTask, check_training_data, schedule_mismatch
+from espnet_gated.recipe.threads import choose_threads, thread_option
 
 
 def get_parser():
@@ -33,7 +33,7 @@ def get_parser():
         "--num_threads",
         type=thread_option,
         default=None,
-        help="torch intra-op threads per training process, or 'auto' (default: espnet_gated.threads' rule; not saved)",
+        help="torch intra-op threads per training process, or 'auto' (default: espnet_gated.recipe.threads; not saved)",
     )
     return parser
 

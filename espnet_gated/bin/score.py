@@ -5,7 +5,7 @@ Reads ``<ref_root>/<set>/{text,utt2lang,utt2task,utt2num_samples}`` and the deco
 ``<decode_dir>/<set>/1best_recog/{text_nospecial,token,gates}`` and ``<decode_dir>/<set>/timing.json``;
 writes ``scores.json``, ``usage.tsv``, ``summary.json``, ``RESULTS.md``, ``bleu_signatures.json``,
 ``utterance_stats.json``, ``usage_<lang>_<task>.png`` and ``details/<set>.txt`` under ``--out``
-(see espnet_gated.report).
+(see espnet_gated.recipe.report).
 ASR is scored by WER (CER for languages without word boundaries or with ``normalizer: cer`` in
 ``--normalizers``), ST by BLEU and chrF. Utterances without a hypothesis count as empty ones (warned).
 Without ``--config`` the FLOPs section is left out.
@@ -34,8 +34,8 @@ import logging
 from pathlib import Path
 
 from espnet_gated.cli import entry_point, existing_dir, existing_file
-from espnet_gated.report import make_results
-from espnet_gated.scoring import BOOTSTRAP_SAMPLES
+from espnet_gated.recipe.report import make_results
+from espnet_gated.recipe.scoring import BOOTSTRAP_SAMPLES
 
 
 def seed_run(value: str):

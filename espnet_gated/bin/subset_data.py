@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import List, Optional, Set
 
 from espnet_gated.cli import entry_point, existing_dir
-from espnet_gated.datadir import read_data_dir, write_data_dir
+from espnet_gated.data.datadir import read_data_dir, write_data_dir
 from espnet_gated.utils import atomic_write, read_kaldi_map
 
 

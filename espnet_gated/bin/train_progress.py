@@ -29,7 +29,7 @@ SHOWN = ("loss", "acc", "sparsity_enc", "target_enc", "sparsity_dec", "target_de
 # "7epoch results: [train] ..., [valid] loss_ctc=2.9, ..., time=5.09 seconds, total_count=322"
 EPOCH_RESULTS = re.compile(r"(\d+)epoch results: .*\[valid\] (.*)")
 PASSED = ("WARNING", "training was finished", "Error", "error", "Traceback", "Killed")
-PASSED += ("intra-op thread",)  # s2t_train's thread count (espnet_gated.threads)
+PASSED += ("intra-op thread",)  # s2t_train's thread count (espnet_gated.recipe.threads)
 
 
 def _fields(text: str) -> dict:

@@ -7,7 +7,7 @@ trained on and a bigger training set leaves the test set unchanged. Each sentenc
 spoken once by an espeak-ng "speaker" (voice variant, speed, pitch; the test set can hold
 out variants) and serves two utterances: ``asr`` and, for non-English speech, ``st_eng``.
 
-Output (all through :func:`espnet_gated.datadir.write_data_dir`): ``<out>/train`` and
+Output (all through :func:`espnet_gated.data.datadir.write_data_dir`): ``<out>/train`` and
 ``<out>/dev`` with every language and task, and ``<out>/test_<lang>_<task>``. Wavs go to
 ``<audio_dir>/<lang>/<utt>_<digest>.wav``; the digest covers the text and the speaker, so
 a re-run reuses exactly the wavs whose content would not change.
@@ -27,8 +27,8 @@ import yaml
 from espnet_gated.corpus.grammar import distinct_pairs
 from espnet_gated.corpus.languages import get_grammar
 from espnet_gated.corpus.synth import SAMPLE_RATE, EspeakError, Speaker, check_speakers, require_espeak, synthesize_to
-from espnet_gated.datadir import Utterance, write_data_dir
-from espnet_gated.scoring import NORMALIZERS
+from espnet_gated.data.datadir import Utterance, write_data_dir
+from espnet_gated.recipe.scoring import NORMALIZERS
 from espnet_gated.utils import PathLike, Progress, atomic_write
 
 SPLITS = ("test", "dev", "train")  # the order sentences are dealt out in

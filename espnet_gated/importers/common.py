@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from espnet_gated.datadir import TASK, Utterance, write_data_dir
-from espnet_gated.langs import normalize_code, to_iso3
+from espnet_gated.data.datadir import Utterance, write_data_dir
+from espnet_gated.data.langs import normalize_code, to_iso3
+from espnet_gated.data.symbols import TASK
 from espnet_gated.utils import PathLike
 
 

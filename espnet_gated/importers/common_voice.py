@@ -10,7 +10,7 @@ are read by header name; only ``client_id``, ``path`` and ``sentence`` are neede
 read verbatim (quotes and the word "NA" are text). Paths of old releases lack ``.mp3``.
 The speaker is the ``client_id`` (its first 16 hex digits keep ids readable); the audio stays
 mp3 (the recipe's format stage decodes it). Locales map to ISO-639-3 via
-:mod:`espnet_gated.langs` (``zh-CN`` -> ``zho``, ``zh-HK`` -> ``yue``).
+:mod:`espnet_gated.data.langs` (``zh-CN`` -> ``zho``, ``zh-HK`` -> ``yue``).
 
 Usage::
 
@@ -24,9 +24,9 @@ Usage::
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from espnet_gated.datadir import Utterance
+from espnet_gated.data.datadir import Utterance
+from espnet_gated.data.langs import to_iso3
 from espnet_gated.importers.common import CorpusError, Selection, absolute, nonblank, read_tsv, write_splits
-from espnet_gated.langs import to_iso3
 from espnet_gated.utils import PathLike
 
 SPLITS = ("train", "dev", "test")

@@ -34,7 +34,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from espnet_gated.datadir import Utterance
+from espnet_gated.data.datadir import Utterance
+from espnet_gated.data.langs import to_iso3
 from espnet_gated.importers.common import (
     CorpusError,
     Selection,
@@ -46,7 +47,6 @@ from espnet_gated.importers.common import (
     write_splits,
 )
 from espnet_gated.importers.common_voice import clip_file, read_clips, speaker_of
-from espnet_gated.langs import to_iso3
 from espnet_gated.utils import PathLike
 
 PAIR_FILE = re.compile(r"covost_v2\.([^_.]+)_([^_.]+)\.tsv")

@@ -31,7 +31,8 @@ Usage::
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
-from espnet_gated.datadir import Utterance
+from espnet_gated.data.datadir import Utterance
+from espnet_gated.data.langs import to_iso3
 from espnet_gated.importers.common import (
     CorpusError,
     Segment,
@@ -43,7 +44,6 @@ from espnet_gated.importers.common import (
     require_file,
     write_splits,
 )
-from espnet_gated.langs import to_iso3
 from espnet_gated.utils import PathLike
 
 SPLITS = ("train", "dev", "test")

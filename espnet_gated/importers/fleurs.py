@@ -8,7 +8,7 @@ Layout read::
     <root>/data/<config>/audio/{train,dev,test}/          or the same, already extracted
 
 ``<config>`` is e.g. ``de_de``, ``cmn_hans_cn``; it maps to ISO-639-3 via
-:mod:`espnet_gated.langs`. The targets are the cased, punctuated ``raw_transcription``.
+:mod:`espnet_gated.data.langs`. The targets are the cased, punctuated ``raw_transcription``.
 The wavs a call needs are put once into ``<out>/audio/fleurs/<config>/<split>/`` (files
 already there are kept), and wav.scp points there: extracted from the archive, or, where
 ``audio/<split>/`` holds them already extracted (found by basename, at any depth), linked
@@ -41,7 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from espnet_gated.datadir import Utterance
+from espnet_gated.data.datadir import Utterance
+from espnet_gated.data.langs import to_iso3
 from espnet_gated.importers.common import (
     CorpusError,
     Selection,
@@ -50,7 +51,6 @@ from espnet_gated.importers.common import (
     read_headerless_tsv,
     write_splits,
 )
-from espnet_gated.langs import to_iso3
 from espnet_gated.utils import PathLike
 
 SPLITS = ("train", "dev", "test")

@@ -83,7 +83,7 @@ Stages (ESPnet's s2t.sh numbering):
   17 sparsity sweep: fine-tune at every target of every side, decode all runs and the reference
      together, quality-vs-speed table and plot (-> exp/<tag>_sweep/)
 
-Jobs: --decode_cmd and --train_cmd run through espnet_gated.launcher: local (default) or
+Jobs: --decode_cmd and --train_cmd run through espnet_gated.recipe.launcher: local (default) or
   slurm with sbatch options (--decode_cmd "slurm --partition gpu"); --ngpu 1 gives each decoding
   job its own GPU; "local --dry_run" prints the decoding jobs' command lines and runs nothing.
 
@@ -295,11 +295,11 @@ train_model() {  # train_model OUTPUT_DIR CONFIG [extra options...]
     elif [ "${ngpu}" -gt 1 ]; then
         dist_opts=(--multiprocessing_distributed true)
     fi
-    local freeze_opts=()  # every module but the gate predictor (espnet_gated.pretrained.backbone_modules)
+    local freeze_opts=()  # every module but the gate predictor (espnet_gated.sharing.pretrained.backbone_modules)
     [ "${freeze_backbone}" = false ] || freeze_opts=(--freeze_param frontend normalize encoder decoder ctc)
     local submit=()  # --train_cmd slurm: the whole training (srun included) as one sbatch --wait job
     # shellcheck disable=SC2206
-    [ "${train_cmd}" = local ] || submit=("${python}" -m espnet_gated.launcher ${train_cmd} --gpu "${ngpu}"
+    [ "${train_cmd}" = local ] || submit=("${python}" -m espnet_gated.recipe.launcher ${train_cmd} --gpu "${ngpu}"
         --nodes "${num_nodes}" JOB=1:1 "${out}/launch.log" --)
     log "training ${out} (log: ${out}/train.log)"
     # the trainer's own exit status decides (PIPESTATUS[0]), not the progress filter's: a model
@@ -382,7 +382,7 @@ for seed in "${seed_list[@]}"; do
         fi
         gated_config=${train_config}
         if "${python}" -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])) or {}; sys.exit('distill_conf' not in (c.get('model_conf') or {}))" "${train_config}"; then
-            # distillation from the dense model the fine-tuning starts from (espnet_gated/distill.py)
+            # distillation from the dense model the fine-tuning starts from (espnet_gated/method/distill.py)
             [ -n "${start}" ] || die "model_conf.distill_conf of ${train_config} needs a dense starting model (--pretrain_config or --init_from)"
             teacher=${start%%:*}
             gated_config=${expdir}.yaml
@@ -412,7 +412,7 @@ decode_sets() {  # decode_sets MODEL_DIR DECODE_DIR DECODE_CONFIG [--system SPEC
         --decode_config "${config}" --data_root dump/raw --sets "$(scored_test_sets | tr '\n' ' ')"
         --out_dir "${decode_dir}" --nj "${nj}" --ngpu "${gpu}" "$@")
     # shellcheck disable=SC2086
-    "${python}" -m espnet_gated.launcher ${decode_cmd} --gpu "${gpu}" JOB=1:"${nj}" "${decode_dir}/logs/launch.JOB.log" \
+    "${python}" -m espnet_gated.recipe.launcher ${decode_cmd} --gpu "${gpu}" JOB=1:"${nj}" "${decode_dir}/logs/launch.JOB.log" \
         "${python}" -m espnet_gated.bin.decode "${opts[@]}" --job JOB || die "decoding ${decode_dir} failed (logs: ${decode_dir}/logs/)"
     if is_dry_run "${decode_cmd}"; then log "dry run (--decode_cmd ${decode_cmd}): nothing decoded"; exit 0; fi
     "${python}" -m espnet_gated.bin.decode "${opts[@]}" --merge true

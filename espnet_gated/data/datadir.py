@@ -11,21 +11,16 @@ A data directory holds, sorted by utterance id and mutually consistent:
 """
 
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from espnet_gated.data.symbols import CONTEXT, LANG, PREFIX, TASK
 from espnet_gated.utils import PathLike, read_kaldi_map, umask
 
-PREFIX = re.compile(r"^<([a-z][a-z0-9_]*)><([a-z][a-z0-9_]*)><notimestamps> ?")
-#: the ``<lang><task>`` tokens at the start of any S2T target text
-CONTEXT = re.compile(r"^(<[^<>\s]+>)(<[^<>\s]+>)")
 KEYED_FILES = ("text", "text.prev", "text.ctc", "utt2spk", "utt2lang", "utt2task")
-TASK = re.compile(r"^(asr|st_[a-z]{3})$")
-LANG = re.compile(r"^[a-z]{3}$")
 
 
 @dataclass

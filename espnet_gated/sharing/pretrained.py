@@ -1,7 +1,7 @@
 """Start a gated model from a pretrained dense OWSM model (``--init_from``).
 
 :func:`init_from` takes an ESPnet S2T model directory (as packed by ESPnet, downloaded from the
-Hugging Face hub, or an ESPnet ``exp/`` tree), a packed model (``.zip``, :mod:`espnet_gated.pack`)
+Hugging Face hub, or an ESPnet ``exp/`` tree), a packed model (``.zip``, :mod:`espnet_gated.sharing.pack`)
 or a hub name such as ``espnet/owsm_v3.1_ebf`` and writes, under ``out``:
 
 * ``train.yaml``: a training config for ``espnet_gated.bin.s2t_train --config``. The architecture
@@ -27,7 +27,7 @@ or a hub name such as ``espnet/owsm_v3.1_ebf`` and writes, under ``out``:
 ``num_att_plot`` comes from the pretrained config unless the recipe config sets it (OWSM: 0).
 OWSM v4 (``conv2d8`` subsampling, 128 mel bins) loads like v3.1: the architecture is read from
 its config. :func:`locate` finds the files of a model directory for ``init_from``,
-``GatedSpeech2Text.from_pretrained`` and ``espnet_gated.pack`` alike.
+``GatedSpeech2Text.from_pretrained`` and ``espnet_gated.sharing.pack`` alike.
 
 Paths recorded in the pretrained config (``bpemodel``, ``token_list``, ``normalize_conf.stats_file``)
 are resolved relative to the model directory first; if they do not exist there the directory is
@@ -47,7 +47,7 @@ of a given token's rows (``xyz=deu``).
 
 Usage (see ``espnet_gated/bin/init_from.py`` for the command line)::
 
-    from espnet_gated.pretrained import init_from
+    from espnet_gated.sharing.pretrained import init_from
     init_from("espnet/owsm_v3.1_ebf", "exp/init_owsm", train_config="conf/train.yaml", add_langs=["xyz"])
 """
 
@@ -65,12 +65,12 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import torch
 import yaml
 
-from espnet_gated.bin.make_config import deep_merge
-from espnet_gated.gates import CONTEXT_TOKEN
-from espnet_gated.langs import to_iso3
-from espnet_gated.tasks import GatedS2TTask, preprocessor_defaults, read_token_list
+from espnet_gated.configs import deep_merge
+from espnet_gated.data.langs import to_iso3
+from espnet_gated.data.symbols import CONTEXT_TOKEN, TASK, token_kind
+from espnet_gated.plugin.tasks import GatedS2TTask, preprocessor_defaults, read_token_list
+from espnet_gated.plugin.weights import WeightsError, load_checked, read_state_dict
 from espnet_gated.utils import PathLike, atomic_output, atomic_write
-from espnet_gated.weights import WeightsError, load_checked, read_state_dict
 
 #: dense -> gated class names
 GATED_NAMES = {
@@ -124,9 +124,6 @@ CONTEXT_PARAMS = ("gate_predictor.lang_embed.weight", "gate_predictor.task_embed
 #: per context row, the training utterances the gate predictor saw (a new token without a template: none)
 CONTEXT_COUNTS = "gate_predictor.context_counts"
 GATE_PREFIX = "gate_predictor."
-LANGUAGE_TOKEN = re.compile(r"^<([a-z]{3})>$")
-TASK_TOKEN = re.compile(r"^<(asr|st_[a-z]+)>$")
-NOT_LANGUAGES = frozenset({"<unk>", "<asr>", "<sos>", "<eos>", "<sop>"})
 HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 MAX_NAMED = 20
 #: the checkpoint a recipe decodes (s2t.sh --inference_model): chosen when a directory holds several
@@ -156,7 +153,7 @@ def fetch(src: PathLike, cache_dir: Optional[PathLike] = None, option: str = "--
     """A local model directory, a packed model (``.zip`` of ``espnet_gated.bin.pack`` or ESPnet's
     pack, unpacked once next to it or under ``cache_dir``), or a hub name (``espnet/owsm_v3.1_ebf``)
     downloaded with huggingface_hub. ``option`` names the caller's option in error messages."""
-    from espnet_gated.pack import is_archive, unpack
+    from espnet_gated.sharing.pack import is_archive, unpack
 
     path = Path(src).expanduser()
     if path.is_dir():
@@ -481,19 +478,11 @@ def parse_new_tokens(langs: Iterable[str] = (), tasks: Iterable[str] = ()) -> Li
                 name, template = name.strip().strip("<>").lower(), template.strip().strip("<>").lower()
                 if name.startswith("st_"):
                     name = f"st_{_code(name[3:])}"
-                if not TASK_TOKEN.match(f"<{name}>"):
+                if not TASK.match(name):
                     raise PretrainedError(f"task '{name}': expected asr or st_<lang> like st_xyz")
                 token, tmpl = f"<{name}>", template and f"<{template}>"
             out.append((kind, token, tmpl or None))
     return out
-
-
-def token_kind(token: str) -> Optional[str]:
-    if TASK_TOKEN.match(token):
-        return "task"
-    if LANGUAGE_TOKEN.match(token) and token not in NOT_LANGUAGES:
-        return "lang"
-    return None
 
 
 def _longest_run(indices: List[int]) -> List[int]:

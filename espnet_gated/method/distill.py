@@ -48,7 +48,7 @@ class Teacher:
     weights stay out of the student's state dict, optimizer and averaging)."""
 
     def __init__(self, config_file, model_file, device: torch.device, dtype: torch.dtype):
-        from espnet_gated.tasks import GatedS2TTask
+        from espnet_gated.plugin.tasks import GatedS2TTask
 
         for path in (config_file, model_file):
             if not Path(path).is_file():
@@ -59,7 +59,7 @@ class Teacher:
     @torch.no_grad()
     def logits(self, speech, speech_lengths, ys_in_pad, ys_in_lens) -> torch.Tensor:
         """The teacher decoder's logits for the student's teacher-forced input."""
-        from espnet_gated.model import GatedESPnetS2TModel
+        from espnet_gated.method.model import GatedESPnetS2TModel
 
         model = self.model
         if isinstance(model, GatedESPnetS2TModel):  # every module open: the dense function

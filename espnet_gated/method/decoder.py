@@ -2,7 +2,7 @@
 
 Subclasses ESPnet's :class:`TransformerDecoder` (same constructor, same submodule names,
 so dense checkpoints load). Gates are a (B, n_layers, 3) tensor over
-:data:`~espnet_gated.layout.DECODER_MODULES`: multiplied in training; binary at inference,
+:data:`~espnet_gated.method.layout.DECODER_MODULES`: multiplied in training; binary at inference,
 where a closed module is not computed.
 
 Every call takes its gates as an argument (``gates=``); without them the decoder is ESPnet's
@@ -21,7 +21,7 @@ results (both can be switched off, e.g. to measure the gating overhead alone):
 * ``cache_self_kv``: self-attention keys/values of the previous positions are kept in the
   hypothesis state; each step projects only the new position.
 
-A decoder built with ``static_mask`` (an exported model, see ``espnet_gated.pruning``) has
+A decoder built with ``static_mask`` (an exported model, see ``espnet_gated.method.pruning``) has
 its closed modules removed and always runs that mask.
 """
 
@@ -33,9 +33,9 @@ import torch
 from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
 
 from espnet_gated.compat import make_pad_mask, subsequent_mask
-from espnet_gated.layout import DECODER_MODULES
-from espnet_gated.pruning import parse_side_mask, prune_decoder
-from espnet_gated.rows import ALL, Rows, add_on_rows, add_rows, build_plan, take
+from espnet_gated.method.layout import DECODER_MODULES
+from espnet_gated.method.pruning import parse_side_mask, prune_decoder
+from espnet_gated.method.rows import ALL, Rows, add_on_rows, add_rows, build_plan, take
 
 SELF, SRC, FF = range(len(DECODER_MODULES))
 KV = Tuple[torch.Tensor, torch.Tensor]
@@ -194,7 +194,7 @@ class GatedTransformerDecoder(TransformerDecoder):
     Args (beyond TransformerDecoder's):
         static_mask: for exported models: the decoder part of a gate mask
             (``"111.101.011"``, layers separated by dots, bits in
-            :data:`~espnet_gated.layout.DECODER_MODULES` order, see
+            :data:`~espnet_gated.method.layout.DECODER_MODULES` order, see
             ``layout.format_mask``) or a (n_layers, 3) nested list. Closed modules are
             removed (no weights) and every call runs this mask.
     """
@@ -218,6 +218,11 @@ class GatedTransformerDecoder(TransformerDecoder):
 
     def present_modules(self) -> List[str]:
         return list(DECODER_MODULES)
+
+    def cross_attention_cache(self, memory: torch.Tensor, mask: Optional[torch.Tensor] = None) -> MemoryKeysValues:
+        """The cross-attention keys/values of ``memory`` (U, T, D) for the steps of one search (projected once
+        per layer, on first use)."""
+        return MemoryKeysValues(memory, mask)
 
     def _checked(self, gates: Optional[torch.Tensor], n_rows: int) -> Optional[torch.Tensor]:
         """``gates`` (n_layers, 3), (1, ...) or (n_rows, ...) as (rows, n_layers, 3)."""

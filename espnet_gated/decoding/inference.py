@@ -12,12 +12,12 @@
 * exported models (``espnet_gated.bin.export``: ESPnet's plain S2T model whose encoder
   and decoder carry a static mask, no gate predictor) decode with that mask;
 * CTC prefix scoring (``ctc_weight > 0``) leaves out the ``<lang><task><notimestamps>``
-  prompt on both ESPnet releases (:mod:`espnet_gated.scorers`);
+  prompt on both ESPnet releases (:class:`espnet_gated.adapter.PromptCTCScorer`);
 * the weights file must match the model the config builds (ESPnet loads with
   ``strict=False`` and would silently keep random weights): unexpected or missing keys
   raise, except a missing gate predictor (a dense checkpoint: all gates open, warned);
 * :meth:`GatedSpeech2Text.decode_batch` decodes several utterances at once, sorted by
-  length, padded, encoder and beam search batched (:mod:`espnet_gated.batch_beam_search`),
+  length, padded, encoder and beam search batched (:mod:`espnet_gated.decoding.search`),
   each utterance with the encoder output, gates and hypotheses it gets alone;
 * :meth:`GatedSpeech2Text.from_pretrained` loads a model directory, a packed model (.zip)
   or a Hugging Face hub repository and returns the gated decoder (ESPnet's returns a plain
@@ -51,14 +51,15 @@ import torch.nn.functional as F
 from espnet2.bin.s2t_inference import Speech2Text
 
 from espnet_gated.adapter import GatedDecoderScorer, bound_search, espnet_encode
-from espnet_gated.batch_beam_search import MultiUtteranceBeamSearch, outruns_ctc
 from espnet_gated.compat import SEARCH_BATCHES_UTTERANCES, pad_list
-from espnet_gated.decoder import GatedTransformerDecoder
-from espnet_gated.encoder import GatedEBranchformerEncoder
-from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES
-from espnet_gated.model import GatedESPnetS2TModel, GateState
-from espnet_gated.registry import register
-from espnet_gated.weights import WeightsError, load_checked, read_state_dict
+from espnet_gated.data.symbols import token_kind
+from espnet_gated.decoding.search import MultiUtteranceBeamSearch, outruns_ctc
+from espnet_gated.method.decoder import GatedTransformerDecoder
+from espnet_gated.method.encoder import GatedEBranchformerEncoder
+from espnet_gated.method.layout import DECODER_MODULES, ENCODER_MODULES
+from espnet_gated.method.model import GatedESPnetS2TModel, GateState
+from espnet_gated.plugin.registry import register
+from espnet_gated.plugin.weights import WeightsError, load_checked, read_state_dict
 
 register()  # ESPnet's Speech2Text builds the model through S2TTask's class choices
 
@@ -81,8 +82,6 @@ def candidate_languages(model) -> List[str]:
     """The language tokens that language identification chooses from: the model's language
     tokens (``<deu>``, ... in OWSM's block ``<abk>`` .. ``<zul>``) that the gate predictor
     trained on (all of them for a model that did not record its contexts)."""
-    from espnet_gated.pretrained import token_kind
-
     langs = [t for t in model.token_list if token_kind(t) == "lang"]
     trained, _ = model.gate_predictor.trained_contexts()
     return [t for t in langs if t in trained] if trained else langs
@@ -91,7 +90,7 @@ def candidate_languages(model) -> List[str]:
 #: decoding dtypes: the first two cast the model (ESPnet's ``dtype``), the others decode under autocast
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 HALF_DTYPES = ("bfloat16", "float16")
-#: decode_batch's searches: ours (:mod:`espnet_gated.batch_beam_search`), or ESPnet's (utterance-batched on 202611,
+#: decode_batch's searches: ours (:mod:`espnet_gated.decoding.search`), or ESPnet's (utterance-batched on 202611,
 #: one utterance at a time on 202511), which takes any of ESPnet's scorers (a language model, ...)
 SEARCHES = ("ours", "espnet")
 #: on a CPU the encoder batches utterances at most this much shorter than the batch's longest
@@ -224,7 +223,7 @@ class GatedSpeech2Text(Speech2Text):
         """
         if model_tag is None:
             return cls(**kwargs)
-        from espnet_gated.pretrained import PretrainedError, fetch, locate, resolved_config_file
+        from espnet_gated.sharing.pretrained import PretrainedError, fetch, locate, resolved_config_file
 
         try:
             root = fetch(model_tag, cache_dir, option="from_pretrained(DIR)")
@@ -313,7 +312,7 @@ class GatedSpeech2Text(Speech2Text):
     ) -> Tuple[List[torch.Tensor], List[Mask]]:
         """Encode utterances as one padded batch; returns per utterance its encoder output
         (T, D) and its (enc, dec) gate mask, each the one it gets alone (the encoder masks its
-        padding, see ``espnet_gated.encoder``). ``masks``: (enc, dec) instead of the predicted ones."""
+        padding, see ``espnet_gated.method.encoder``). ``masks``: (enc, dec) instead of the predicted ones."""
         langs, tasks = self._symbols(lang_sym, task_sym, len(speeches))
         enc, enc_lens, gates = self._encode([self._prepare(s) for s in speeches], langs, tasks, masks)
         encs = [enc[j, :n] for j, n in enumerate(enc_lens.tolist())]  # one sync: the encoder has run

@@ -22,7 +22,7 @@ from typing import Sequence, Union
 
 import torch
 
-from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES, MODULES
+from espnet_gated.method.layout import DECODER_MODULES, ENCODER_MODULES, MODULES
 
 FFM, ATTN, CGMLP, FF = range(len(ENCODER_MODULES))
 SELF, SRC, DFF = range(len(DECODER_MODULES))

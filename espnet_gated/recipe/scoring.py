@@ -32,12 +32,12 @@ from sacrebleu import significance
 from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.metrics.base import Score
 
-from espnet_gated.datadir import PREFIX
+from espnet_gated.data.symbols import PREFIX
 from espnet_gated.utils import PathLike, read_kaldi_map
 
 try:
-    from espnet_gated.langs import CER_LANGS
-except ImportError:  # espnet_gated.langs is not there yet; same default
+    from espnet_gated.data.langs import CER_LANGS
+except ImportError:  # espnet_gated.data.langs is not there yet; same default
     CER_LANGS = frozenset({"zho", "jpn", "tha"})
 
 NORMALIZERS = ("basic", "cer")

@@ -3,7 +3,7 @@
 The class subclasses ESPnet's :class:`EBranchformerEncoder` and keeps every submodule
 and its name, so a dense (OWSM) state dict loads unchanged; only ``forward`` differs.
 
-Gates are a (B, n_layers, 4) tensor over :data:`~espnet_gated.layout.ENCODER_MODULES`:
+Gates are a (B, n_layers, 4) tensor over :data:`~espnet_gated.method.layout.ENCODER_MODULES`:
 
 * training: every module is computed and its output multiplied by its gate (all
   parameters get gradients, which DDP with ``unused_parameters: false`` requires);
@@ -22,7 +22,7 @@ that no longer depends on the utterance. Training applies the same rule by scali
 merge output with ``1 - (1 - g_attn) * (1 - g_cgmlp)``, so training and inference compute
 the same function.
 
-An encoder built with ``static_mask`` (an exported model, see ``espnet_gated.pruning``) has
+An encoder built with ``static_mask`` (an exported model, see ``espnet_gated.method.pruning``) has
 its closed modules removed and always runs that mask.
 """
 
@@ -41,9 +41,9 @@ from espnet_gated.compat import (
     check_short_utt,
     make_pad_mask,
 )
-from espnet_gated.layout import ENCODER_MODULES
-from espnet_gated.pruning import parse_side_mask, prune_encoder
-from espnet_gated.rows import add_on_rows, add_rows, rows_of, take
+from espnet_gated.method.layout import ENCODER_MODULES
+from espnet_gated.method.pruning import parse_side_mask, prune_encoder
+from espnet_gated.method.rows import add_on_rows, add_rows, rows_of, take
 
 FFM, ATTN, CGMLP, FF = range(len(ENCODER_MODULES))
 #: what ``forward``'s ``predict_gates`` returns (the model's ``GateState``)
@@ -100,7 +100,7 @@ def _merge_one_branch(layer, x_open, open_half: int, pad: Optional[torch.Tensor]
     Depthwise convolution keeps channels apart, so the closed half of ``x_concat +
     dwconv(x_concat)`` is the constant conv bias of those channels; its projection folds
     into the output bias and only the open half is computed. A layer pruned by
-    ``espnet_gated.pruning`` holds only the open half (bias already folded).
+    ``espnet_gated.method.pruning`` holds only the open half (bias already folded).
     """
     d = x_open.size(-1)
     conv, proj = layer.depthwise_conv_fusion, layer.merge_proj

@@ -7,8 +7,8 @@ into one decoder call, each utterance's hypotheses forming a contiguous block of
 Each utterance keeps its own gate mask: the decoder runs a module only on the blocks of
 the utterances that keep it (``rows.build_plan``), and cross-attention attends each block
 to its own utterance's cached keys/values. CTC prefix scoring scores the hypotheses of all
-utterances at once (:class:`espnet_gated.ctc_prefix_score.BatchCTCPrefixScore`, ESPnet's
-arithmetic), on the tokens after the prompt (as :class:`espnet_gated.scorers.PromptCTCScorer`
+utterances at once (:class:`espnet_gated.decoding.ctc_prefix_score.BatchCTCPrefixScore`, ESPnet's
+arithmetic), on the tokens after the prompt (as :class:`espnet_gated.adapter.PromptCTCScorer`
 does). End detection follows the installed ESPnet's rule (``compat.end_detect_position``).
 
 A block has as many rows as the utterance with the most running hypotheses; shorter
@@ -39,10 +39,10 @@ from espnet_gated.compat import (
     end_detect_position,
     subsequent_mask,
 )
-from espnet_gated.ctc_prefix_score import BatchCTCPrefixScore
-from espnet_gated.decoder import GatedTransformerDecoder, MemoryKeysValues
-from espnet_gated.layout import DECODER_MODULES
-from espnet_gated.rows import build_plan
+from espnet_gated.decoding.ctc_prefix_score import BatchCTCPrefixScore
+from espnet_gated.method.decoder import GatedTransformerDecoder, MemoryKeysValues
+from espnet_gated.method.layout import DECODER_MODULES
+from espnet_gated.method.rows import build_plan
 
 logger = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ A pack is a zip in ESPnet's packed layout (what ``espnet2.bin.pack s2t`` writes,
 
 :func:`unpack` extracts a pack into a directory once (atomically; a changed zip is extracted
 again); ``GatedSpeech2Text.from_pretrained``, ``s2t_inference --model_tag`` and ``init_from`` load
-the zip, that directory or a hub snapshot of it alike (:func:`espnet_gated.pretrained.locate`).
+the zip, that directory or a hub snapshot of it alike (:func:`espnet_gated.sharing.pretrained.locate`).
 
 Usage::
 
-    from espnet_gated.pack import pack, upload
+    from espnet_gated.sharing.pack import pack, upload
     zip_path = pack("exp/s2t_train/config.yaml", "exp/s2t_train/valid.acc.ave.pth", "exp/s2t_train/model.zip",
                     results_dir="exp/s2t_train/results")
     upload(zip_path, "user/gated-owsm", "exp/hf_user_gated-owsm")    # unpacked there, then uploaded
@@ -128,7 +128,7 @@ def model_card(
         "",
         "```python",
         "import soundfile",
-        "from espnet_gated.inference import GatedSpeech2Text",
+        "from espnet_gated.decoding.inference import GatedSpeech2Text",
         "",
         f'speech2text = GatedSpeech2Text.from_pretrained("{load_name}", beam_size=5)',
         'speech, rate = soundfile.read("speech.wav")  # 16 kHz mono',
@@ -194,10 +194,10 @@ def pack(
     """Write the pack of a trained model (``config.yaml`` of its training run) to ``out`` (.zip).
 
     The token list, BPE model and statistics file are the ones the config names (found as
-    ``espnet_gated.pretrained.locate`` finds them); ``results_dir`` (stage 13's output) gives the
+    ``espnet_gated.sharing.pretrained.locate`` finds them); ``results_dir`` (stage 13's output) gives the
     scores and the usage heatmaps of the model card. ``hf_repo`` is the name the card's usage
     snippet loads (default: the zip's file name)."""
-    from espnet_gated.pretrained import PretrainedError, locate
+    from espnet_gated.sharing.pretrained import PretrainedError, locate
 
     config_file, model_file, out = Path(config_file), Path(model_file), Path(out)
     if not is_archive(out):
@@ -234,7 +234,7 @@ def pack(
         images = [f"{exp}/results/{p.name}" for p in sorted(results_dir.glob("usage_*_*.png"))]
     else:
         logging.warning(f"{results_dir or 'no results dir'}: no scores to put on the model card (run stage 13 first)")
-    from espnet_gated.pretrained import token_kind
+    from espnet_gated.data.symbols import token_kind
 
     languages = [t for t in pre.token_list if token_kind(t) == "lang"]
     card = model_card(config, tag, hf_repo or out.name, scores, results_md, images, languages, _n_params(model_file))
@@ -254,7 +254,7 @@ def pack(
 
 
 def _n_params(model_file: Path) -> Optional[int]:
-    from espnet_gated.weights import WeightsError, read_state_dict
+    from espnet_gated.plugin.weights import WeightsError, read_state_dict
 
     try:
         state = read_state_dict(model_file)

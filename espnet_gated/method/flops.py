@@ -23,7 +23,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
-from espnet_gated.layout import DECODER_MODULES, ENCODER_MODULES
+from espnet_gated.method.layout import DECODER_MODULES, ENCODER_MODULES
 
 
 def weight_macs(module: Optional[torch.nn.Module]) -> int:

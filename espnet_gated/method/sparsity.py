@@ -38,8 +38,8 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from espnet_gated.gates import keep_decisions, keep_probabilities
-from espnet_gated.layout import MODULES, GateLayout
+from espnet_gated.method.gates import keep_decisions, keep_probabilities
+from espnet_gated.method.layout import MODULES, GateLayout
 
 WEIGHTINGS = ("uniform", "flops")
 TASK_NAME = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -1,9 +1,9 @@
 """Which modules the gates kept at inference, and the compute that cost.
 
 Reads the ``gates`` files of a decode (``<utt> enc=1111.1011 dec=111.101``, see
-:func:`espnet_gated.layout.format_mask`), pools them per language and task into keep
+:func:`espnet_gated.method.layout.format_mask`), pools them per language and task into keep
 rates (``usage.tsv``, heatmaps), and prices each utterance with the analytic cost model
-of :mod:`espnet_gated.flops`: its encoder frames follow from its sample count through the
+of :mod:`espnet_gated.method.flops`: its encoder frames follow from its sample count through the
 frontend's STFT and the encoder's subsampling convolutions, its decoder steps from its
 hypothesis, and its beam from the decoding config. The dense reference is the same model
 with every module open, decoded the same way, so the ratio isolates what gating saves.
@@ -19,8 +19,8 @@ import torch
 import yaml
 from matplotlib.figure import Figure
 
-from espnet_gated.flops import decode_macs, encoder_macs
-from espnet_gated.layout import MODULES, parse_mask
+from espnet_gated.method.flops import decode_macs, encoder_macs
+from espnet_gated.method.layout import MODULES, parse_mask
 from espnet_gated.utils import PathLike, atomic_output, read_kaldi_map
 
 Mask = Dict[str, List[List[int]]]  # side -> layers x modules, 1 = executed
@@ -133,8 +133,8 @@ class ComputeCost:
     """
 
     def __init__(self, config_path: PathLike):
-        from espnet_gated.decoder import GatedTransformerDecoder  # imports ESPnet: only when FLOPs are wanted
-        from espnet_gated.tasks import GatedS2TTask
+        from espnet_gated.method.decoder import GatedTransformerDecoder  # imports ESPnet: only when FLOPs are wanted
+        from espnet_gated.plugin.tasks import GatedS2TTask
 
         config = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
         with torch.device("meta"):

@@ -2,7 +2,7 @@
 
 :func:`make_results` writes, under ``out``:
 
-* ``scores.json``: rows with exactly :data:`~espnet_gated.scoring.SCORE_KEYS` (other tools read it);
+* ``scores.json``: rows with exactly :data:`~espnet_gated.recipe.scoring.SCORE_KEYS` (other tools read it);
 * ``bleu_signatures.json``: sacrebleu signatures by test set (and pooled average);
 * ``details/<test_set>.txt``: per utterance reference, hypothesis, errors (jiwer alignment) or chrF;
 * ``usage.tsv`` and ``usage_<lang>_<task>.png``: keep rate of every module per language and task;
@@ -33,8 +33,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from matplotlib.figure import Figure
 
-from espnet_gated.layout import MODULES
-from espnet_gated.scoring import (
+from espnet_gated.method.layout import MODULES
+from espnet_gated.recipe.scoring import (
     BOOTSTRAP_SAMPLES,
     LOWER_IS_BETTER,
     SCORE_KEYS,
@@ -50,7 +50,7 @@ from espnet_gated.scoring import (
     read_test_set,
     score_sets,
 )
-from espnet_gated.usage import (
+from espnet_gated.recipe.usage import (
     ComputeCost,
     Mask,
     count_decoder_steps,

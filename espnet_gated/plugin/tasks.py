@@ -34,13 +34,13 @@ from espnet2.train.trainer import Trainer
 
 from espnet_gated.cli import UsageError
 from espnet_gated.compat import NEWER_PREPROCESSOR_OPTIONS
-from espnet_gated.datadir import check_context_tokens, read_entries
-from espnet_gated.model import GatedESPnetS2TModel
-from espnet_gated.preprocessor import NaturalLengthS2TPreprocessor, natural_length, without_speech_length
-from espnet_gated.registry import register
-from espnet_gated.tokenizer import unk_report
+from espnet_gated.data.datadir import check_context_tokens, read_entries
+from espnet_gated.data.tokenizer import unk_report
+from espnet_gated.method.model import GatedESPnetS2TModel
+from espnet_gated.plugin.preprocessor import NaturalLengthS2TPreprocessor, natural_length, without_speech_length
+from espnet_gated.plugin.registry import register
+from espnet_gated.plugin.weights import GATING_STATE, read_state_dict
 from espnet_gated.utils import atomic_output
-from espnet_gated.weights import GATING_STATE, read_state_dict
 
 register()  # ESPnet's S2TTask (and so GatedS2TTask and DDP workers) finds the gated classes by name
 

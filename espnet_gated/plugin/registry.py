@@ -6,9 +6,9 @@ module-level ``ClassChoices`` of ``espnet2.tasks.s2t``, so the classes are added
 
 from espnet2.tasks import s2t
 
-from espnet_gated.decoder import GatedTransformerDecoder
-from espnet_gated.encoder import GatedEBranchformerEncoder
-from espnet_gated.model import GatedESPnetS2TModel
+from espnet_gated.method.decoder import GatedTransformerDecoder
+from espnet_gated.method.encoder import GatedEBranchformerEncoder
+from espnet_gated.method.model import GatedESPnetS2TModel
 
 #: (ClassChoices, name, class): exactly the names this package adds
 REGISTRATIONS = (

@@ -17,9 +17,9 @@ the job's number (1..N), as in ESPnet's ``${decode_cmd} JOB=1:N log.JOB cmd``.
   script, and run nothing.
 
 Usage:
-    python -m espnet_gated.launcher local --gpu 1 JOB=1:4 exp/logs/decode.JOB.log \
+    python -m espnet_gated.recipe.launcher local --gpu 1 JOB=1:4 exp/logs/decode.JOB.log \
         python -m espnet_gated.bin.decode ... --job JOB
-    python -m espnet_gated.launcher slurm --partition gpu --gpu 1 JOB=1:4 exp/logs/decode.JOB.log -- \
+    python -m espnet_gated.recipe.launcher slurm --partition gpu --gpu 1 JOB=1:4 exp/logs/decode.JOB.log -- \
         python -m espnet_gated.bin.decode ... --job JOB
 """
 
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, TextIO
 
-from espnet_gated.threads import choose_threads
+from espnet_gated.recipe.threads import choose_threads
 
 BACKENDS = ("local", "slurm")
 JOB = re.compile(r"\bJOB\b")
@@ -99,7 +99,7 @@ def job_devices(n_jobs: int, gpus_per_job: int, visible: Sequence[str]) -> List[
 def local_jobs(command: Sequence[str], first: int, last: int, log: str, gpus_per_job: int = 0) -> List[Job]:
     n_jobs = last - first + 1
     devices = job_devices(n_jobs, gpus_per_job, visible_gpus() if gpus_per_job else [])
-    threads = str(choose_threads(n_jobs)[0])  # the same rule as training (espnet_gated.threads)
+    threads = str(choose_threads(n_jobs)[0])  # the same rule as training (espnet_gated.recipe.threads)
     jobs = []
     for i, number in enumerate(range(first, last + 1)):
         env = {"CUDA_VISIBLE_DEVICES": devices[i]} if gpus_per_job else {}
@@ -176,7 +176,7 @@ def slurm_submission(
     script = log_dir / (JOB.sub("", Path(log).name).replace("..", ".").removesuffix(".log") + ".slurm.sh")
     lines = [
         "#!/usr/bin/env bash",
-        "# written by espnet_gated.launcher: one array task per JOB",
+        "# written by espnet_gated.recipe.launcher: one array task per JOB",
         "set -e",
         f"cd {shlex.quote(os.getcwd())}",
         " ".join(_script_word(a) for a in command),
@@ -238,7 +238,7 @@ def parse(argv: Sequence[str]):
     spec = next((i for i, a in enumerate(argv) if JOB_RANGE.match(a)), None)
     if spec is None or spec + 2 > len(argv):
         raise LaunchError("usage: launcher BACKEND [options] JOB=1:N LOG COMMAND... (see --help)")
-    parser = argparse.ArgumentParser(prog="python -m espnet_gated.launcher", add_help=False, allow_abbrev=False)
+    parser = argparse.ArgumentParser(prog="python -m espnet_gated.recipe.launcher", add_help=False, allow_abbrev=False)
     parser.add_argument("backend", choices=BACKENDS)
     parser.add_argument("--gpu", type=int, default=0, help="GPUs per job")
     parser.add_argument("--nodes", type=int, default=1, help="nodes per job (slurm)")

@@ -9,7 +9,7 @@ Where the context comes from:
 
 * training/validation: the first two tokens of ``text`` (``<lang><task>``);
 * inference: ``encode_gated(speech, lengths, context=...)`` with the ids of ``lang_sym`` and
-  ``task_sym`` (done by :class:`espnet_gated.inference.GatedSpeech2Text`).
+  ``task_sym`` (done by :class:`espnet_gated.decoding.inference.GatedSpeech2Text`).
 """
 
 import inspect
@@ -23,13 +23,13 @@ from espnet2.s2t.espnet_model import ESPnetS2TModel
 from espnet2.torch_utils.device_funcs import force_gatherable
 
 from espnet_gated.adapter import espnet_encode, espnet_forward
-from espnet_gated.decoder import GatedTransformerDecoder
-from espnet_gated.distill import Teacher, check_distill_conf, token_kl
-from espnet_gated.encoder import GatedEBranchformerEncoder
-from espnet_gated.flops import slot_costs
-from espnet_gated.gates import GatePredictor, masked_time_mean
-from espnet_gated.layout import GateLayout
-from espnet_gated.sparsity import SparsityController
+from espnet_gated.method.decoder import GatedTransformerDecoder
+from espnet_gated.method.distill import Teacher, check_distill_conf, token_kl
+from espnet_gated.method.encoder import GatedEBranchformerEncoder
+from espnet_gated.method.flops import slot_costs
+from espnet_gated.method.gates import GatePredictor, masked_time_mean
+from espnet_gated.method.layout import GateLayout
+from espnet_gated.method.sparsity import SparsityController
 
 #: gate_conf keys that choose the gated slots (the rest configure the predictor)
 LAYOUT_KEYS = ("gate_encoder", "gate_decoder", "encoder_modules", "decoder_modules", "encoder_layers", "decoder_layers")
@@ -95,7 +95,7 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
             ``encoder_modules``, ``decoder_modules``, ``encoder_layers``,
             ``decoder_layers``) and the :class:`GatePredictor` options.
         sparsity_conf: :class:`SparsityController` options.
-        distill_conf: distillation from the dense model (``espnet_gated.distill``), or None.
+        distill_conf: distillation from the dense model (``espnet_gated.method.distill``), or None.
 
     Call :meth:`after_optimizer_update` after every optimizer step (``GatedS2TTask`` registers
     it on ESPnet's optimizer): it advances the gate schedules and the sparsity multipliers.

@@ -76,5 +76,5 @@ def to_iso3(code: str) -> str:
     hint = f"; close matches: {', '.join(close)}" if close else ""
     raise ValueError(
         f"unknown language code '{code}': expected ISO-639-3 (deu), ISO-639-1 (de) or a corpus locale "
-        f"(de_de, pt-BR, cmn_hans_cn){hint}; new languages go into espnet_gated/langs.py"
+        f"(de_de, pt-BR, cmn_hans_cn){hint}; new languages go into espnet_gated/data/langs.py"
     )
