@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 
 from espnet_gated.cli import entry_point
-from espnet_gated.recipe.report import make_sweep
+from espnet_gated.recipe.sweep import make_sweep
 
 
 def parse_run(text: str):

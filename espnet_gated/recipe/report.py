@@ -1,4 +1,4 @@
-"""The recipe's scoring stage: one decode's results directory, and the sparsity-sweep report.
+"""The recipe's scoring stage: one decode's results directory.
 
 :func:`make_results` writes, under ``out``:
 
@@ -20,8 +20,8 @@
   (summary.json's ``seeds``).
 
 Everything is computed before anything is written and every file is replaced atomically,
-``scores.json`` last, so an error leaves the previous results as they were.
-:func:`make_sweep` compares several results directories (quality against speed).
+``scores.json`` last, so an error leaves the previous results as they were. The comparison with the
+reference is :mod:`espnet_gated.recipe.comparison`'s; the sweep's report, :mod:`espnet_gated.recipe.sweep`.
 """
 
 import json
@@ -30,22 +30,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-import numpy as np
-from matplotlib.figure import Figure
-
 from espnet_gated.method.layout import MODULES
+from espnet_gated.recipe.comparison import (
+    across_seeds,
+    comparison,
+    comparison_markdown,
+    seed_comparisons,
+    seeds_markdown,
+    target_report,
+)
+from espnet_gated.recipe.results import UTTERANCE_STATS, fmt, markdown_table
 from espnet_gated.recipe.scoring import (
     BOOTSTRAP_SAMPLES,
-    LOWER_IS_BETTER,
-    SCORE_KEYS,
     ScoreReport,
     TestSet,
-    bootstrap_seed,
     check_keys,
-    interval,
     load_normalizers,
-    mean_of_sets,
-    paired_bootstrap,
     read_hypotheses,
     read_test_set,
     score_sets,
@@ -61,25 +61,17 @@ from espnet_gated.recipe.usage import (
     usage_grid,
     write_usage_tsv,
 )
-from espnet_gated.utils import PathLike, atomic_output, atomic_write, read_kaldi_map
+from espnet_gated.utils import PathLike, atomic_write, read_kaldi_map
 
 TIMING_KEYS = ("n_utts", "wall_s", "encoder_s", "decoder_s")
-#: how far the measured inference sparsity may be from the training config's target
-TARGET_TOLERANCE = 0.03
-#: the paper's headline (Someki et al., ICLR 2025: OWSM v3.1 medium on Europarl-ST), quoted next to ours
-PAPER_HEADLINE = (
-    "The paper (OWSM v3.1 medium fine-tuned on Europarl-ST, 50% decoder sparsity): decode time -28.6% for ASR "
-    "with WER +2.8, -34.3% for ST with no BLEU loss."
-)
-SWEEP_METRICS = ("wer", "cer", "bleu")  # the quality columns of sweep.md (chrF stays in sweep.json)
-SWEEP_SUMMARY_KEYS = ("enc_sparsity", "dec_sparsity", "relative_flops", "decode_s_per_utt")
-#: per-utterance statistics of each set's main metric, for the paired bootstrap against another decode
-UTTERANCE_STATS = "utterance_stats.json"
-BOOTSTRAP_METHOD = "paired bootstrap over utterances (sacrebleu.significance resampling)"
-#: the comparison's values averaged over seeds
-SEED_KEYS = ("reference", "gated", "change", "enc_skip", "dec_skip", "relative_macs", "speed_up")
+
+
 Group = Tuple[str, str]  # (lang, task)
+
+
 ALL: Group = ("all", "all")
+
+
 COMPUTE_HEADER = (
     *("lang", "task", "utts", "enc frames", "dec steps", "GMACs", "dense GMACs"),
     *("rel. enc", "rel. dec", "rel. total"),
@@ -244,313 +236,11 @@ def summarize(
     return summary
 
 
-def target_report(summary: Mapping[str, object]) -> Tuple[str, List[str]]:
-    """A sentence on the measured sparsity against the training config's targets, and the misses."""
-    targets, measured = summary.get("targets") or {}, summary.get("gated_sparsity") or {}
-    per_task = summary.get("gated_sparsity_per_task") or {}
-    parts, misses = [], []
-    for side, name in (("enc", "encoder"), ("dec", "decoder")):
-        target = targets.get(side)
-        if isinstance(target, dict):  # per task: each task over its own utterances
-            checks = [(f"{name} {task}", t, per_task.get(task, {}).get(side)) for task, t in target.items()]
-        else:
-            checks = [(name, target, measured.get(side))]
-        for label, goal, value in checks:
-            if goal is None or value is None:
-                continue
-            parts.append(f"{label} {value:.3f} (target {goal:g})")
-            if abs(value - goal) > TARGET_TOLERANCE:
-                miss = f"{label} sparsity {value:.3f} misses its target {goal:g} by more than {TARGET_TOLERANCE}"
-                misses.append(miss)
-    if not parts:
-        return "", []
-    text = f"Measured sparsity of the gated modules at inference over all {summary['n_utts']} test utterances: "
-    text += ", ".join(parts) + ("; " + "; ".join(misses).upper() if misses else f": on target (+-{TARGET_TOLERANCE}).")
-    return text, misses
-
-
-def read_results(results_dir: PathLike) -> Tuple[List[Dict], Dict]:
-    """(scores.json rows, summary.json) of a results directory written by :func:`make_results`."""
-    results_dir = Path(results_dir)
-    loaded = []
-    for name in ("scores.json", "summary.json"):
-        path = results_dir / name
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: not found; score that decode first")
-        try:
-            loaded.append(json.loads(path.read_text(encoding="utf-8")))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if "per_set" not in loaded[1]:
-        raise ValueError(f"{results_dir / 'summary.json'}: no per_set entry (written by an older version: score again)")
-    return loaded[0], loaded[1]
-
-
-def _main_metric(rows: Sequence[Mapping], test_set: str, task: str) -> Optional[Tuple[str, float]]:
-    values = {r["metric"]: r["value"] for r in rows if r["test_set"] == test_set and r["task"] == task}
-    for metric in SWEEP_METRICS:
-        if metric in values:
-            return metric, values[metric]
-    return None
-
-
-def read_utterance_stats(results_dir: PathLike) -> Dict[str, Dict]:
-    """``utterance_stats.json`` of a results directory: the bootstrap's per-utterance statistics."""
-    path = Path(results_dir) / UTTERANCE_STATS
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (written by an older version?): score that decode again")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-
-
-def resampled_change(
-    name: str, mine: Mapping, theirs: Optional[Mapping], reference_dir: PathLike, n_samples: int
-) -> np.ndarray:
-    """The bootstrap resamples of the change on set ``name`` (gated minus reference, the same utterances)."""
-    where = Path(reference_dir) / UTTERANCE_STATS
-    if theirs is None:
-        raise ValueError(f"{where}: no statistics for test set '{name}'")
-    if (theirs["metric"], theirs["utts"]) != (mine["metric"], mine["utts"]):
-        raise ValueError(
-            f"{where}: test set '{name}' was scored by {theirs['metric']} on {len(theirs['utts'])} utterances, "
-            f"this decode by {mine['metric']} on {len(mine['utts'])}: not the same test set; score both again"
-        )
-    return paired_bootstrap(mine["metric"], mine["target"], theirs["stats"], mine["stats"], n_samples)
-
-
-def _ratio(reference_s: Optional[float], gated_s: Optional[float]) -> Optional[float]:
-    return reference_s / gated_s if reference_s and gated_s else None
-
-
-def comparison(
-    rows: Sequence[Mapping],
-    summary: Mapping,
-    utt_stats: Mapping[str, Mapping],
-    reference_dir: PathLike,
-    label: str,
-    n_samples: int = BOOTSTRAP_SAMPLES,
-) -> Dict[str, object]:
-    """The comparison with the reference without pruning as data (summary.json's ``comparison``): per test
-    set and per task (mean of its sets), quality of both, the change with its paired bootstrap 95%
-    interval, sparsity, executed MACs, decode time and speed-up."""
-    ref_rows, ref_summary = read_results(reference_dir)
-    ref_stats = read_utterance_stats(reference_dir)
-    table, tasks = [], {}
-    for name, mine in summary["per_set"].items():
-        theirs = ref_summary["per_set"].get(name)
-        ours, ref = _main_metric(rows, name, mine["task"]), _main_metric(ref_rows, name, mine["task"])
-        if theirs is None or ours is None or ref is None:
-            raise ValueError(f"{reference_dir}: the reference has no scores for test set '{name}'")
-        changes = resampled_change(name, utt_stats[name], ref_stats.get(name), reference_dir, n_samples)
-        task = tasks.setdefault(mine["task"], {"metric": ours[0], "sets": [], "changes": []})
-        task["sets"].append((mine, theirs))
-        task["changes"].append(changes)
-        timing = (theirs["decode_s_per_utt"], mine["decode_s_per_utt"])
-        table.append(
-            {
-                "test_set": name,
-                "task": mine["task"],
-                "metric": ours[0],
-                "reference": ref[1],
-                "gated": ours[1],
-                "change": ours[1] - ref[1],
-                "ci95": interval(changes),
-                "enc_skip": mine["enc_sparsity"],
-                "dec_skip": mine["dec_sparsity"],
-                "relative_macs": mine["relative_flops"],
-                "reference_s_per_utt": timing[0],
-                "gated_s_per_utt": timing[1],
-                "speed_up": _ratio(*timing),
-            }
-        )
-    for task, info in tasks.items():
-        metric = info["metric"]
-        ours, ref = (
-            next(r["value"] for r in rs if r["test_set"] == "macro_avg" and r["task"] == task and r["metric"] == metric)
-            for rs in (rows, ref_rows)
-        )
-        pairs = info["sets"]
-
-        def mean_time(i: int, pairs=pairs) -> Optional[float]:
-            timed = [p[i] for p in pairs if p[i]["decode_s_per_utt"] is not None]
-            n = sum(p["n_utts"] for p in timed)
-            return sum(p["decode_s_per_utt"] * p["n_utts"] for p in timed) / n if timed and n else None
-
-        def mean_of(key: str, pairs=pairs) -> Optional[float]:
-            values = [(m[key], m["n_utts"]) for m, _ in pairs if m[key] is not None]
-            return sum(v * n for v, n in values) / sum(n for _, n in values) if values else None
-
-        macs = [m for m, _ in pairs if m["macs"] is not None]
-        timing = (mean_time(1), mean_time(0))
-        table.append(
-            {
-                "test_set": "macro_avg",
-                "task": task,
-                "metric": metric,
-                "n_sets": len(pairs),
-                "reference": ref,
-                "gated": ours,
-                "change": ours - ref,
-                "ci95": interval(mean_of_sets(info["changes"])),
-                "enc_skip": mean_of("enc_sparsity"),
-                "dec_skip": mean_of("dec_sparsity"),
-                "relative_macs": sum(m["macs"] for m in macs) / sum(m["dense_macs"] for m in macs) if macs else None,
-                "reference_s_per_utt": timing[0],
-                "gated_s_per_utt": timing[1],
-                "speed_up": _ratio(*timing),
-            }
-        )
-    bootstrap = {"method": BOOTSTRAP_METHOD, "samples": n_samples, "seed": bootstrap_seed()}
-    return {"reference": label, "reference_dir": str(reference_dir), "bootstrap": bootstrap, "rows": table}
-
-
-def _change(value: float) -> str:
-    return f"{value:+.2f}"
-
-
-def _ci(bounds: Sequence[float]) -> str:
-    return f"[{bounds[0]:+.2f}, {bounds[1]:+.2f}]"
-
-
-def _row_label(row: Mapping) -> str:
-    return row["test_set"] if row["test_set"] != "macro_avg" else f"**{row['task']} (mean of {row['n_sets']})**"
-
-
-def _time_columns(row: Mapping) -> List[str]:
-    reference_s, gated_s = row["reference_s_per_utt"], row["gated_s_per_utt"]
-    if not reference_s or not gated_s:
-        return ["-"] * 4
-    return [f"{1000 * reference_s:.1f}", f"{1000 * gated_s:.1f}", f"{100 * (gated_s / reference_s - 1):+.1f}%",
-            f"{reference_s / gated_s:.2f}x"]  # fmt: skip
-
-
-def bootstrap_note(bootstrap: Mapping) -> str:
-    return (
-        f"95% CI: paired bootstrap over the test utterances ({bootstrap['samples']} resamples of sacrebleu's "
-        f"paired bootstrap resampling, seed {bootstrap['seed']}; BLEU on its n-gram statistics, WER/CER on jiwer's "
-        "error and reference word counts of the same resampled utterances); a task's mean resamples every set on "
-        "its own. An interval that excludes 0 is a change at the 5% level."
-    )
-
-
-def comparison_markdown(data: Mapping, summary: Mapping, seed: str = "") -> str:
-    """The comparison (:func:`comparison`) in the form of the paper's Table 1."""
-    header = (
-        *("test set", "task", "metric", "reference", "gated", "change", "change 95% CI", "enc skip", "dec skip"),
-        *("MACs (rel.)", "ref. ms/utt", "gated ms/utt", "decode time", "speed-up"),
-    )
-    table = [
-        (
-            _row_label(row),
-            row["task"],
-            row["metric"].upper(),
-            f"{row['reference']:.2f}",
-            f"{row['gated']:.2f}",
-            _change(row["change"]) + (" (lower is better)" if row["metric"] in LOWER_IS_BETTER else ""),
-            _ci(row["ci95"]),
-            _fmt(row["enc_skip"], 2),
-            _fmt(row["dec_skip"], 2),
-            _fmt(row["relative_macs"], 2),
-            *_time_columns(row),
-        )
-        for row in data["rows"]
-    ]
-    text, _ = target_report(summary)
-    return (
-        "## The gated model against the reference without pruning" + (f" (seed {seed})" if seed else "") + "\n\n"
-        f"Reference: {data['reference']}. Both decoded in the same jobs, interleaved set by set (decode times side by "
-        "side: wall time per utterance of the whole decode, batched as configured). MACs: executed against "
-        "the same model with every module kept. Quality changes are absolute points. "
-        f"{bootstrap_note(data['bootstrap'])}\n\n"
-        + (f"{text}\n\n" if text else "")
-        + _table(header, table)
-        + f"\n{PAPER_HEADLINE}\n"
-    )
-
-
-# ---------------------------------------------------------------- several seeds
-
-
-def _mean_std(values: Sequence[Optional[float]]) -> Optional[Dict[str, float]]:
-    """Mean and sample standard deviation (n - 1) over seeds; None if a seed lacks the value."""
-    if any(v is None for v in values):
-        return None
-    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1))}
-
-
-def across_seeds(runs: Sequence[Tuple[str, PathLike, Mapping]]) -> Dict[str, object]:
-    """Every comparison row of every seed, with the mean and standard deviation over the seeds of the
-    reference, the gated model, the change, the skip rates and the speed-up (summary.json's ``seeds``).
-    ``runs``: (seed, results directory, that seed's :func:`comparison`)."""
-    if len(runs) < 2:
-        raise ValueError(f"seeds: {len(runs)} run(s); the mean and spread over seeds need two or more")
-    keys = [(r["test_set"], r["task"], r["metric"]) for r in runs[0][2]["rows"]]
-    for seed, results_dir, data in runs[1:]:
-        theirs = [(r["test_set"], r["task"], r["metric"]) for r in data["rows"]]
-        if theirs != keys:
-            raise ValueError(
-                f"{results_dir}: seed {seed} was compared on {theirs}, seed {runs[0][0]} on {keys}: "
-                "score every seed on the same test sets"
-            )
-    rows = []
-    for i, (test_set, task, metric) in enumerate(keys):
-        per_seed = [{"seed": seed, **data["rows"][i]} for seed, _, data in runs]
-        spread = {key: _mean_std([r[key] for r in per_seed]) for key in SEED_KEYS}
-        rows.append({"test_set": test_set, "task": task, "metric": metric, "per_seed": per_seed, **spread})
-    return {"seeds": [seed for seed, _, _ in runs], "results_dirs": [str(d) for _, d, _ in runs], "rows": rows}
-
-
-def _spread(stats: Optional[Mapping[str, float]]) -> str:
-    return "-" if stats is None else f"{stats['mean']:.2f} ± {stats['std']:.2f}"
-
-
-def seeds_markdown(data: Mapping, bootstrap: Mapping) -> str:
-    """Per-seed rows of the comparison, each test set and task followed by its mean ± std over seeds."""
-    header = ("test set", "task", "metric", "seed", "reference", "gated", "change", "change 95% CI", "dec skip",
-              "speed-up")  # fmt: skip
-    table = []
-    for row in data["rows"]:
-        for r in row["per_seed"]:
-            speed_up = "-" if r["speed_up"] is None else f"{r['speed_up']:.2f}x"
-            table.append(
-                (_row_label(r), r["task"], r["metric"].upper(), r["seed"], f"{r['reference']:.2f}",
-                 f"{r['gated']:.2f}", _change(r["change"]), _ci(r["ci95"]), _fmt(r["dec_skip"], 2), speed_up)
-            )  # fmt: skip
-        change = row["change"]
-        table.append(
-            (_row_label(row["per_seed"][0]), row["task"], row["metric"].upper(), "**mean ± std**",
-             _spread(row["reference"]), _spread(row["gated"]),
-             f"**{change['mean']:+.2f} ± {change['std']:.2f}**", "", _spread(row["dec_skip"]),
-             _spread(row["speed_up"]) + ("x" if row["speed_up"] else ""))
-        )  # fmt: skip
-    n = len(data["seeds"])
-    return (
-        f"## Over {n} seeds: the gated model against the reference without pruning\n\n"
-        f"Seeds {', '.join(map(str, data['seeds']))} (ESPnet's `--seed`): each trains its own pretraining, gated "
-        "model and reference, decoded and scored as below (results of each seed: "
-        + ", ".join(f"`{d}`" for d in data["results_dirs"])
-        + f"). mean ± std: over the {n} seeds (standard deviation with n - 1). Per seed, "
-        f"{bootstrap_note(bootstrap)}\n\n" + _table(header, table)
-    )
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def _fmt(value: Optional[float], digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 def _compute_row(group: Group, stats: Mapping[str, float]) -> List[object]:
     n, rel = stats["n_utts"], _relative(stats)
     lengths = (stats["frames"] / n, stats["steps"] / n)
     gmacs = ((stats["enc"] + stats["dec"]) / n / 1e9, (stats["enc_dense"] + stats["dec_dense"]) / n / 1e9)
-    return [*group, int(n), *(f"{v:.1f}" for v in lengths), *(f"{v:.4g}" for v in gmacs), *map(_fmt, rel.values())]
+    return [*group, int(n), *(f"{v:.1f}" for v in lengths), *(f"{v:.4g}" for v in gmacs), *map(fmt, rel.values())]
 
 
 def usage_image_name(lang: str, task: str) -> str:
@@ -576,7 +266,7 @@ def results_markdown(
         "micro_avg pools the utterances of a task's sets, macro_avg is the mean over the sets.\n"
     )
     rows = [(r["test_set"], r["lang"], r["task"], r["metric"], f"{r['value']:.2f}", r["n_utts"]) for r in scores.rows]
-    parts.append(_table(("test set", "lang", "task", "metric", "value", "utts"), rows))
+    parts.append(markdown_table(("test set", "lang", "task", "metric", "value", "utts"), rows))
     if scores.signatures:
         parts.append("sacrebleu signatures:\n")
         for label, by_metric in scores.signatures.items():
@@ -586,7 +276,7 @@ def results_markdown(
     parts.append("## Module usage\n")
     parts.append(
         f"Keep rate of each module (1 = executed for every utterance). Skipped modules overall: "
-        f"encoder {_fmt(summary['enc_sparsity'])}, decoder {_fmt(summary['dec_sparsity'])} "
+        f"encoder {fmt(summary['enc_sparsity'])}, decoder {fmt(summary['dec_sparsity'])} "
         f"({summary['n_utts_with_gates']} of {summary['n_utts']} utterances have gates).\n"
     )
     distinct = {}
@@ -604,7 +294,7 @@ def results_markdown(
         for side, title in (("enc", "Encoder"), ("dec", "Decoder")):
             grid = usage_grid(rows, side)
             table_rows = [(layer, *(f"{v:.2f}" for v in values)) for layer, values in enumerate(grid)]
-            parts.append(f"{title}:\n\n" + _table(("layer", *MODULES[side]), table_rows))
+            parts.append(f"{title}:\n\n" + markdown_table(("layer", *MODULES[side]), table_rows))
 
     if compute:
         parts.append(
@@ -612,7 +302,7 @@ def results_markdown(
             "modules against the same model with all modules open.\n"
         )
         ordered = [g for g in compute if g != ALL] + [ALL]  # the overall row last
-        parts.append(_table(COMPUTE_HEADER, [_compute_row(g, compute[g]) for g in ordered]))
+        parts.append(markdown_table(COMPUTE_HEADER, [_compute_row(g, compute[g]) for g in ordered]))
 
     timed = [s for s in sets if s.timing is not None]
     if timed:
@@ -620,35 +310,9 @@ def results_markdown(
         rows = []
         for s in timed:
             n = max(s.timing["n_utts"], 1)
-            rows.append((s.ref.name, s.timing["n_utts"], *(_fmt(s.timing[k] / n, 4) for k in TIMING_KEYS[1:])))
-        parts.append(_table(("test set", "utts", "wall s/utt", "encoder s/utt", "decoder s/utt"), rows))
+            rows.append((s.ref.name, s.timing["n_utts"], *(fmt(s.timing[k] / n, 4) for k in TIMING_KEYS[1:])))
+        parts.append(markdown_table(("test set", "utts", "wall s/utt", "encoder s/utt", "decoder s/utt"), rows))
     return "\n".join(parts)
-
-
-def seed_comparisons(
-    seed_runs: Sequence[Tuple[str, PathLike]], out: PathLike, this_run: Mapping
-) -> List[Tuple[str, PathLike, Mapping]]:
-    """(seed, results dir, comparison) of every seed: ``out``'s from ``this_run`` (being written), the
-    others' from their summary.json."""
-    seeds = [seed for seed, _ in seed_runs]
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seed_runs: a seed is named twice: {seeds}")
-    mine = [seed for seed, d in seed_runs if Path(d).resolve() == Path(out).resolve()]
-    if len(mine) != 1:
-        raise ValueError(f"seed_runs: this results directory ({out}) must be one of the seeds' (given: {seeds})")
-    runs = []
-    for seed, results_dir in seed_runs:
-        if seed == mine[0]:
-            runs.append((seed, results_dir, this_run))
-            continue
-        data = read_results(results_dir)[1].get("comparison")
-        if data is None:
-            raise ValueError(
-                f"{Path(results_dir) / 'summary.json'}: seed {seed} has no comparison with its reference: score it "
-                "with its reference first"
-            )
-        runs.append((seed, results_dir, data))
-    return runs
 
 
 def make_results(
@@ -721,115 +385,3 @@ def make_results(
     atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     atomic_write(out / "scores.json", json.dumps(scores.rows, indent=2, ensure_ascii=False) + "\n")
     return summary
-
-
-# ---------------------------------------------------------------- sweep
-
-
-def read_run(name: str, results_dir: PathLike) -> Dict[str, object]:
-    """One sweep point from a results directory's scores.json and summary.json."""
-    results_dir = Path(results_dir)
-    loaded = {}
-    for file in ("scores.json", "summary.json"):
-        path = results_dir / file
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: not found (run {name}); score the run first")
-        loaded[file] = json.loads(path.read_text(encoding="utf-8"))
-    summary = loaded["summary.json"]
-    missing = [k for k in SWEEP_SUMMARY_KEYS if k not in summary]
-    if missing:
-        raise ValueError(f"{results_dir / 'summary.json'}: missing {missing} (run {name})")
-    scores, averages = {}, {}
-    for row in loaded["scores.json"]:
-        if set(row) != set(SCORE_KEYS):
-            raise ValueError(f"{results_dir / 'scores.json'}: row {row} lacks the keys {list(SCORE_KEYS)} (run {name})")
-        if row["test_set"] == "macro_avg":
-            averages[f"{row['task']}/{row['metric']}"] = row["value"]
-        elif row["test_set"] != "micro_avg":
-            scores[f"{row['test_set']}/{row['metric']}"] = row["value"]
-    return {
-        "run": name,
-        "results_dir": str(results_dir),
-        **{key: summary[key] for key in SWEEP_SUMMARY_KEYS},
-        "scores": scores,
-        "averages": averages,
-    }
-
-
-def _quality_columns(runs: Sequence[Mapping]) -> List[Tuple[str, str, str]]:
-    """(label, section, key) of every WER/CER/BLEU column: per set, then the task averages."""
-    columns = []
-    for metric in SWEEP_METRICS:
-        for section, suffix in (("scores", ""), ("averages", " avg")):
-            keys = dict.fromkeys(k for r in runs for k in r[section] if k.endswith(f"/{metric}"))
-            columns += [(f"{metric.upper()} {k.rsplit('/', 1)[0]}{suffix}", section, k) for k in keys]
-    return columns
-
-
-def plot_sweep(runs: Sequence[Mapping], path: PathLike) -> None:
-    """Task-average quality against relative decode time and relative FLOPs, one series per task and metric."""
-    fig = Figure(figsize=(11, 4.5))
-    axes = fig.subplots(1, 2)
-    curves = dict.fromkeys(k for r in runs for k in r["averages"] if k.rsplit("/", 1)[1] in SWEEP_METRICS)
-    for ax, x_key, x_label in (
-        (axes[0], "relative_decode_time", "decode time per utterance, relative to the first run"),
-        (axes[1], "relative_flops", "executed FLOPs relative to the dense model"),
-    ):
-        for curve in curves:
-            task, metric = curve.rsplit("/", 1)
-            points = [
-                (r[x_key], r["averages"][curve], r["run"])
-                for r in runs
-                if r[x_key] is not None and curve in r["averages"]
-            ]
-            if not points:
-                continue
-            arrow = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
-            # points, not a curve: the runs differ in side as well as target
-            ax.plot([p[0] for p in points], [p[1] for p in points], "o", label=f"{task} {metric.upper()} ({arrow})")
-            for x, y, name in points:
-                ax.annotate(name, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
-        ax.set_xlabel(x_label)
-        ax.set_ylabel("score (%)")
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_output(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=100)
-
-
-def make_sweep(runs: Sequence[Tuple[str, PathLike]], out: PathLike) -> List[Dict[str, object]]:
-    """Write ``sweep.md``, ``sweep.json`` and ``sweep.png`` comparing ``runs`` ((name, results dir), the
-    first is the reference for relative decode time); returns sweep.json's runs."""
-    if not runs:
-        raise ValueError("no runs to compare")
-    points = [read_run(name, results_dir) for name, results_dir in runs]
-    reference_time = points[0]["decode_s_per_utt"]
-    for p in points:
-        has_time = reference_time and p["decode_s_per_utt"] is not None
-        p["relative_decode_time"] = p["decode_s_per_utt"] / reference_time if has_time else None
-    columns = _quality_columns(points)
-    rows = [
-        (
-            p["run"],
-            _fmt(p["enc_sparsity"]),
-            _fmt(p["dec_sparsity"]),
-            *(_fmt(p[section].get(key), 2) for _, section, key in columns),
-            _fmt(p["relative_flops"]),
-            _fmt(p["relative_decode_time"]),
-        )
-        for p in points
-    ]
-    header = ("run", "enc sparsity", "dec sparsity", *(c[0] for c in columns), "rel. FLOPs", "rel. decode time")
-    markdown = (
-        "# Sparsity sweep\n\n"
-        "Measured sparsity = fraction of modules skipped at inference. Scores in % (avg = mean over the task's "
-        f"sets). rel. FLOPs: executed MACs against the dense model; rel. decode time: against run "
-        f"`{points[0]['run']}`.\n\n" + _table(header, rows) + "\n![quality vs speed](sweep.png)\n"
-    )
-    out = Path(out)
-    plot_sweep(points, out / "sweep.png")
-    atomic_write(out / "sweep.json", json.dumps({"reference_run": points[0]["run"], "runs": points}, indent=2) + "\n")
-    atomic_write(out / "sweep.md", markdown)
-    return points

@@ -1,0 +1,123 @@
+"""The sparsity sweep's report: several results directories side by side, quality against speed
+(``sweep.md``, ``sweep.json``, ``sweep.png``)."""
+
+import json
+from pathlib import Path
+from typing import Dict, List, Mapping, Sequence, Tuple
+
+from matplotlib.figure import Figure
+
+from espnet_gated.recipe.results import QUALITY_METRICS, fmt, markdown_table
+from espnet_gated.recipe.scoring import LOWER_IS_BETTER, SCORE_KEYS
+from espnet_gated.utils import PathLike, atomic_output, atomic_write
+
+SWEEP_SUMMARY_KEYS = ("enc_sparsity", "dec_sparsity", "relative_flops", "decode_s_per_utt")
+
+
+def read_run(name: str, results_dir: PathLike) -> Dict[str, object]:
+    """One sweep point from a results directory's scores.json and summary.json."""
+    results_dir = Path(results_dir)
+    loaded = {}
+    for file in ("scores.json", "summary.json"):
+        path = results_dir / file
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not found (run {name}); score the run first")
+        loaded[file] = json.loads(path.read_text(encoding="utf-8"))
+    summary = loaded["summary.json"]
+    missing = [k for k in SWEEP_SUMMARY_KEYS if k not in summary]
+    if missing:
+        raise ValueError(f"{results_dir / 'summary.json'}: missing {missing} (run {name})")
+    scores, averages = {}, {}
+    for row in loaded["scores.json"]:
+        if set(row) != set(SCORE_KEYS):
+            raise ValueError(f"{results_dir / 'scores.json'}: row {row} lacks the keys {list(SCORE_KEYS)} (run {name})")
+        if row["test_set"] == "macro_avg":
+            averages[f"{row['task']}/{row['metric']}"] = row["value"]
+        elif row["test_set"] != "micro_avg":
+            scores[f"{row['test_set']}/{row['metric']}"] = row["value"]
+    return {
+        "run": name,
+        "results_dir": str(results_dir),
+        **{key: summary[key] for key in SWEEP_SUMMARY_KEYS},
+        "scores": scores,
+        "averages": averages,
+    }
+
+
+def _quality_columns(runs: Sequence[Mapping]) -> List[Tuple[str, str, str]]:
+    """(label, section, key) of every WER/CER/BLEU column: per set, then the task averages."""
+    columns = []
+    for metric in QUALITY_METRICS:
+        for section, suffix in (("scores", ""), ("averages", " avg")):
+            keys = dict.fromkeys(k for r in runs for k in r[section] if k.endswith(f"/{metric}"))
+            columns += [(f"{metric.upper()} {k.rsplit('/', 1)[0]}{suffix}", section, k) for k in keys]
+    return columns
+
+
+def plot_sweep(runs: Sequence[Mapping], path: PathLike) -> None:
+    """Task-average quality against relative decode time and relative FLOPs, one series per task and metric."""
+    fig = Figure(figsize=(11, 4.5))
+    axes = fig.subplots(1, 2)
+    curves = dict.fromkeys(k for r in runs for k in r["averages"] if k.rsplit("/", 1)[1] in QUALITY_METRICS)
+    for ax, x_key, x_label in (
+        (axes[0], "relative_decode_time", "decode time per utterance, relative to the first run"),
+        (axes[1], "relative_flops", "executed FLOPs relative to the dense model"),
+    ):
+        for curve in curves:
+            task, metric = curve.rsplit("/", 1)
+            points = [
+                (r[x_key], r["averages"][curve], r["run"])
+                for r in runs
+                if r[x_key] is not None and curve in r["averages"]
+            ]
+            if not points:
+                continue
+            arrow = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
+            # points, not a curve: the runs differ in side as well as target
+            ax.plot([p[0] for p in points], [p[1] for p in points], "o", label=f"{task} {metric.upper()} ({arrow})")
+            for x, y, name in points:
+                ax.annotate(name, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel("score (%)")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_output(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
+
+
+def make_sweep(runs: Sequence[Tuple[str, PathLike]], out: PathLike) -> List[Dict[str, object]]:
+    """Write ``sweep.md``, ``sweep.json`` and ``sweep.png`` comparing ``runs`` ((name, results dir), the
+    first is the reference for relative decode time); returns sweep.json's runs."""
+    if not runs:
+        raise ValueError("no runs to compare")
+    points = [read_run(name, results_dir) for name, results_dir in runs]
+    reference_time = points[0]["decode_s_per_utt"]
+    for p in points:
+        has_time = reference_time and p["decode_s_per_utt"] is not None
+        p["relative_decode_time"] = p["decode_s_per_utt"] / reference_time if has_time else None
+    columns = _quality_columns(points)
+    rows = [
+        (
+            p["run"],
+            fmt(p["enc_sparsity"]),
+            fmt(p["dec_sparsity"]),
+            *(fmt(p[section].get(key), 2) for _, section, key in columns),
+            fmt(p["relative_flops"]),
+            fmt(p["relative_decode_time"]),
+        )
+        for p in points
+    ]
+    header = ("run", "enc sparsity", "dec sparsity", *(c[0] for c in columns), "rel. FLOPs", "rel. decode time")
+    markdown = (
+        "# Sparsity sweep\n\n"
+        "Measured sparsity = fraction of modules skipped at inference. Scores in % (avg = mean over the task's "
+        f"sets). rel. FLOPs: executed MACs against the dense model; rel. decode time: against run "
+        f"`{points[0]['run']}`.\n\n" + markdown_table(header, rows) + "\n![quality vs speed](sweep.png)\n"
+    )
+    out = Path(out)
+    plot_sweep(points, out / "sweep.png")
+    atomic_write(out / "sweep.json", json.dumps({"reference_run": points[0]["run"], "runs": points}, indent=2) + "\n")
+    atomic_write(out / "sweep.md", markdown)
+    return points
