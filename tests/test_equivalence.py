@@ -22,7 +22,8 @@ from test_pretrained import DECODE, converted, dense_speech2text, owsm  # noqa: 
 from espnet_gated.adapter import GatedDecoderScorer, use_prompt_ctc
 from espnet_gated.compat import STOCK_ZEROES_PADDING, BatchBeamSearch, subsequent_mask
 from espnet_gated.corpus.synth import Speaker, synthesize
-from espnet_gated.decoding.inference import GatedSpeech2Text, UtteranceWiseFrontend
+from espnet_gated.decoding.features import UtteranceWiseFrontend
+from espnet_gated.decoding.inference import GatedSpeech2Text
 
 LENGTHS = [16000, 11000, 9000]  # a padded batch of unequal lengths
 #: what batching may change at inference (matrix products of other shapes), the documented bound

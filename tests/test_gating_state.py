@@ -7,7 +7,7 @@ from conftest import build, context_ids, speech_batch
 from espnet2.main_funcs.average_nbest_models import average_nbest_models
 from espnet2.train.reporter import Reporter
 
-from espnet_gated.plugin.tasks import average_nbest_keeping_gates, count_updates
+from espnet_gated.plugin.tasks import count_updates, keep_gating_state_of_the_best
 from espnet_gated.plugin.weights import GATING_STATE
 
 
@@ -41,19 +41,26 @@ def test_averaging_keeps_the_best_checkpoints_gating_state(vocab, tmp_path):
     best epoch's (ESPnet alone would average the predictor into masks no checkpoint used and sum the
     update counter)."""
     states = {}
-    reporter = Reporter()
+    reporter, early = Reporter(), Reporter()  # early: as the reporter was after epoch 2
     for epoch, acc in ((1, 0.5), (2, 0.9), (3, 0.7)):
         model = build(vocab["token_list"], seed=epoch)
         model.gate_predictor.train_steps.fill_(100 * epoch)
         model.sparsity_controller.lambdas.fill_(float(epoch))
         states[epoch] = model.state_dict()
         torch.save(states[epoch], tmp_path / f"{epoch}epoch.pth")
-        reporter.set_epoch(epoch)
-        with reporter.observe("valid") as sub:
-            sub.register({"acc": acc})
-            sub.next()
-    average_nbest_keeping_gates(tmp_path, reporter, [("valid", "acc", "max")], nbest=2)
+        for r in (reporter, early) if epoch <= 2 else (reporter,):
+            r.set_epoch(epoch)
+            with r.observe("valid") as sub:
+                sub.register({"acc": acc})
+                sub.next()
+    # ESPnet's trainer averages (also the first 2 epochs alone: an intermediate average), then the post-step
+    average_nbest_models(tmp_path, reporter, [("valid", "acc", "max")], nbest=2)
+    torch.save({"reporter": reporter.state_dict()}, tmp_path / "checkpoint.pth")
+    average_nbest_models(tmp_path, early, [("valid", "acc", "max")], nbest=2, suffix="till2epoch")
+    keep_gating_state_of_the_best(tmp_path, [("valid", "acc", "max")], 2)
     averaged = torch.load(tmp_path / "valid.acc.ave_2best.pth")
+    till2 = torch.load(tmp_path / "valid.acc.ave_2best.till2epoch.pth")
+    assert int(till2["gate_predictor.train_steps"]) == 200  # the best of epochs 1-2, also epoch 2
     for key, value in averaged.items():
         if key.startswith(GATING_STATE):
             assert torch.equal(value, states[2][key]), key  # the best epoch's, exactly

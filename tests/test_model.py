@@ -1,32 +1,52 @@
 """The gated model against ESPnet's dense one: loading, equivalence, skipping, training."""
 
+import numpy as np
 import pytest
 import torch
 from conftest import build, context_ids, speech_batch
-from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
-from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder
 from espnet2.s2t.espnet_model import ESPnetS2TModel
 from espnet2.tasks import s2t as espnet_s2t
 
 from espnet_gated.adapter import GatedDecoderScorer
 from espnet_gated.compat import BatchBeamSearch, subsequent_mask
-from espnet_gated.method.decoder import GatedTransformerDecoder
-from espnet_gated.method.encoder import GatedEBranchformerEncoder
 from espnet_gated.method.layout import DECODER_MODULES, ENCODER_MODULES
 from espnet_gated.method.model import GatedESPnetS2TModel
-from espnet_gated.plugin.registry import REGISTRATIONS
-from espnet_gated.plugin.tasks import count_updates
+from espnet_gated.plugin.tasks import GatedS2TTask, count_updates, preprocessor_defaults
 from espnet_gated.plugin.weights import GATING_STATE
 
 
-def test_registration_adds_exactly_the_three_names():
-    names = {(c.name, n) for c, n, _ in REGISTRATIONS}
-    assert names == {("encoder", "gated_e_branchformer"), ("decoder", "gated_transformer"), ("model", "gated_espnet")}
-    assert espnet_s2t.encoder_choices.get_class("gated_e_branchformer") is GatedEBranchformerEncoder
-    assert espnet_s2t.decoder_choices.get_class("gated_transformer") is GatedTransformerDecoder
-    assert espnet_s2t.model_choices.get_class("gated_espnet") is GatedESPnetS2TModel
-    assert issubclass(GatedEBranchformerEncoder, EBranchformerEncoder)
-    assert issubclass(GatedTransformerDecoder, TransformerDecoder)
+def test_espnets_own_parser_takes_the_registered_names_and_refuses_others():
+    parser = espnet_s2t.S2TTask.get_parser()  # ESPnet's, not ours: the names come from its class choices
+    names = ["--encoder", "gated_e_branchformer", "--decoder", "gated_transformer", "--model", "gated_espnet"]
+    args = parser.parse_args([*names, "--preprocessor", "s2t_natural_length"])
+    assert (args.encoder, args.decoder, args.model, args.preprocessor) == (
+        "gated_e_branchformer",
+        "gated_transformer",
+        "gated_espnet",
+        "s2t_natural_length",
+    )
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--encoder", "gated_conformer"])
+
+
+def test_speech_length_null_keeps_each_utterance_at_its_own_length(vocab):
+    """``preprocessor: s2t`` with ``speech_length: null``: ESPnet's task builds our registered preprocessor,
+    which keeps the waveform as it is, where ESPnet's pads it to ``speech_length``."""
+    from conftest import model_args
+
+    args = model_args(vocab["token_list"], preprocessor="s2t", token_type="bpe", bpemodel=str(vocab["bpemodel"]))
+    data = {
+        "speech": np.zeros(20800, dtype=np.float32),
+        "text": "<deu><asr><notimestamps> hallo welt",
+        "text_prev": "<na>",
+        "text_ctc": "hallo welt",
+    }
+    lengths = {}
+    for speech_length in (None, 2):
+        args.preprocessor_conf = {**preprocessor_defaults(), "speech_length": speech_length, "time_apply_prob": 1.0}
+        preprocess = GatedS2TTask.build_preprocess_fn(args, train=False)
+        lengths[speech_length] = preprocess("u1", dict(data))["speech"].shape[0]
+    assert lengths == {None: 20800, 2: 32000}
 
 
 def test_espnet_s2t_task_builds_the_gated_model(vocab):

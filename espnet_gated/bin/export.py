@@ -43,8 +43,8 @@ import yaml
 from espnet_gated.cli import entry_point
 from espnet_gated.configs import GATED_MODEL_KEYS
 from espnet_gated.decoding.inference import check_weights
-from espnet_gated.method.layout import parse_mask
-from espnet_gated.method.pruning import parse_side_mask, prune_decoder, prune_encoder, side_mask_str
+from espnet_gated.method.layout import format_side, parse_mask, parse_side
+from espnet_gated.method.pruning import prune_decoder, prune_encoder
 from espnet_gated.plugin.tasks import GatedS2TTask
 from espnet_gated.sharing.pretrained import recorded_files
 from espnet_gated.utils import atomic_output, atomic_write
@@ -103,8 +103,8 @@ def exported_config(config: Dict, enc_mask: torch.Tensor, dec_mask: torch.Tensor
     out = copy.deepcopy(config)
     out["model"] = "espnet"
     out["model_conf"] = {k: v for k, v in (out.get("model_conf") or {}).items() if k not in GATED_MODEL_KEYS}
-    out["encoder_conf"] = {**(out.get("encoder_conf") or {}), "static_mask": side_mask_str(enc_mask)}
-    out["decoder_conf"] = {**(out.get("decoder_conf") or {}), "static_mask": side_mask_str(dec_mask)}
+    out["encoder_conf"] = {**(out.get("encoder_conf") or {}), "static_mask": format_side(enc_mask)}
+    out["decoder_conf"] = {**(out.get("decoder_conf") or {}), "static_mask": format_side(dec_mask)}
     return out
 
 
@@ -152,8 +152,8 @@ def export(
             raise ValueError("give either --mask or --lang_sym/--task_sym, not both")
         parsed = parse_mask(mask)
         layout = model.gate_layout
-        enc_mask = parse_side_mask("enc", parsed["enc"], layout.n_layers["enc"])
-        dec_mask = parse_side_mask("dec", parsed["dec"], layout.n_layers["dec"])
+        enc_mask = parse_side("enc", parsed["enc"], layout.n_layers["enc"])
+        dec_mask = parse_side("dec", parsed["dec"], layout.n_layers["dec"])
     elif lang_sym and task_sym:
         enc_mask, dec_mask = predicted_mask(model, lang_sym, task_sym, where=f"{config_file}: ")
     else:
@@ -176,7 +176,7 @@ def export(
         "source_model": None if model_file is None else str(model_file),
         "lang_sym": lang_sym,
         "task_sym": task_sym,
-        "mask": f"enc={side_mask_str(enc_mask)} dec={side_mask_str(dec_mask)}",
+        "mask": f"enc={format_side(enc_mask)} dec={format_side(dec_mask)}",
         "closed": {"enc": int((enc_mask < 0.5).sum()), "dec": int((dec_mask < 0.5).sum())},
         "params": {"gated": n_params(gated_state), "exported": n_params(state)},
         "bytes": {"exported_model_file": model_path.stat().st_size},

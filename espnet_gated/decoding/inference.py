@@ -22,21 +22,12 @@
 * :meth:`GatedSpeech2Text.from_pretrained` loads a model directory, a packed model (.zip)
   or a Hugging Face hub repository and returns the gated decoder (ESPnet's returns a plain
   ``Speech2Text``);
-* ``lang_sym="none"`` identifies the language first (:meth:`GatedSpeech2Text.identify_language`),
+* ``lang_sym="none"`` identifies the language first (:mod:`espnet_gated.decoding.language_id`),
   then decodes with that language (and so with its gate mask);
 * ``dtype: bfloat16`` or ``float16`` decodes under ``torch.autocast`` (weights stay float32;
   matrix products in half precision); the frontend, the input layer, the gate predictor, the
   CTC and decoder log-probabilities and the beam scores stay float32, so the gates are those
   of float32 decoding. ``float32``/``float64`` cast the model as ESPnet does.
-
-Language identification's gate rule: each of :func:`candidate_languages` is tried with its own
-gates, the mask the gate predictor gives the utterance with that language and the task (as in
-training, where the decoder predicts ``<lang>`` after ``<sos>`` from the encoder output under
-the true language's mask); the decoder scores one step after ``<sos>`` (as ESPnet's
-``Speech2Language`` does for OWSM) and the language whose own mask gives it the highest
-probability wins. The candidates are encoded as one batch (one row per language: K candidates
-cost K encoder passes of the utterance). ``gate_mode="all_open"`` tries every language with
-every module open (one mask, like a dense OWSM); an exported model has one fixed mask.
 """
 
 import logging
@@ -52,12 +43,12 @@ from espnet2.bin.s2t_inference import Speech2Text
 
 from espnet_gated.adapter import GatedDecoderScorer, bound_search, espnet_encode
 from espnet_gated.compat import SEARCH_BATCHES_UTTERANCES, pad_list
-from espnet_gated.data.symbols import token_kind
+from espnet_gated.decoding.features import UtteranceWiseFrontend
+from espnet_gated.decoding.language_id import candidate_languages, rank_languages, wants_identification
 from espnet_gated.decoding.search import MultiUtteranceBeamSearch, outruns_ctc
-from espnet_gated.method.decoder import GatedTransformerDecoder
-from espnet_gated.method.encoder import GatedEBranchformerEncoder
 from espnet_gated.method.layout import DECODER_MODULES, ENCODER_MODULES
 from espnet_gated.method.model import GatedESPnetS2TModel, GateState
+from espnet_gated.method.pruning import is_exported, refuse_gates
 from espnet_gated.plugin.registry import register
 from espnet_gated.plugin.weights import WeightsError, load_checked, read_state_dict
 
@@ -70,23 +61,6 @@ GATE_MODES = ("predicted", "all_open")
 #: embedding is random, and so would its gates be), refuse to decode, or keep every module
 UNSEEN_CONTEXT = ("error", "all_open")
 
-#: the lang_sym that asks for language identification (``--lang_sym none``, also ``<none>``)
-IDENTIFY = "none"
-
-
-def wants_identification(lang_sym: Optional[str]) -> bool:
-    return isinstance(lang_sym, str) and lang_sym.strip("<>") == IDENTIFY
-
-
-def candidate_languages(model) -> List[str]:
-    """The language tokens that language identification chooses from: the model's language
-    tokens (``<deu>``, ... in OWSM's block ``<abk>`` .. ``<zul>``) that the gate predictor
-    trained on (all of them for a model that did not record its contexts)."""
-    langs = [t for t in model.token_list if token_kind(t) == "lang"]
-    trained, _ = model.gate_predictor.trained_contexts()
-    return [t for t in langs if t in trained] if trained else langs
-
-
 #: decoding dtypes: the first two cast the model (ESPnet's ``dtype``), the others decode under autocast
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 HALF_DTYPES = ("bfloat16", "float16")
@@ -98,16 +72,6 @@ SEARCHES = ("ours", "espnet")
 CPU_ENCODER_MAX_PADDING = 0.1
 
 Mask = Tuple[torch.Tensor, torch.Tensor]
-
-
-def is_exported(model) -> bool:
-    """True for a statically pruned model (encoder and decoder built with ``static_mask``)."""
-    return (
-        isinstance(getattr(model, "encoder", None), GatedEBranchformerEncoder)
-        and isinstance(getattr(model, "decoder", None), GatedTransformerDecoder)
-        and model.encoder.static_mask is not None
-        and model.decoder.static_mask is not None
-    )
 
 
 def check_weights(model: torch.nn.Module, model_file, config_file=None) -> None:
@@ -134,27 +98,6 @@ class Decoding:
 
 
 TIMES = ("encoder_s", "decoder_s", "gates_s", "ctc_s")
-
-
-class UtteranceWiseFrontend(torch.nn.Module):
-    """``frontend`` applied to each utterance of a batch on its own, the features padded with
-    zeros (as ESPnet pads them): ESPnet's batched STFT reads the padding into the last frames
-    of a shorter utterance, which alone reflect its own signal. It runs in float32 also under
-    autocast (ESPnet's model turns off only CUDA's autocast around its frontend)."""
-
-    def __init__(self, frontend: torch.nn.Module):
-        super().__init__()
-        self.frontend = frontend
-
-    def output_size(self) -> int:
-        return self.frontend.output_size()
-
-    def forward(self, speech: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        with torch.autocast(speech.device.type, enabled=False):
-            if speech.size(0) == 1:
-                return self.frontend(speech, lengths)
-            alone = [self.frontend(speech[i : i + 1, :n], lengths[i : i + 1]) for i, n in enumerate(lengths.tolist())]
-        return pad_list([feats[0] for feats, _ in alone], 0.0), torch.cat([n for _, n in alone])
 
 
 class GatedSpeech2Text(Speech2Text):
@@ -286,8 +229,7 @@ class GatedSpeech2Text(Speech2Text):
         frontend = None if model.frontend is None else UtteranceWiseFrontend(model.frontend)
         with self._autocast():
             if self.exported:
-                if masks is not None:
-                    raise ValueError("an exported model has a fixed mask: it decodes with no other")
+                refuse_gates("model", model.encoder.static_mask, masks)
                 enc, enc_lens, gates = espnet_encode(model, speech, lengths, None, frontend)
             elif masks is not None:
                 enc, enc_lens, gates = model.encode_gated(speech, lengths, None, *masks, frontend=frontend)
@@ -323,29 +265,20 @@ class GatedSpeech2Text(Speech2Text):
     def identify_language(
         self, speeches: Sequence[Union[torch.Tensor, np.ndarray]], task_sym: Optional[str] = None
     ) -> List[List[Tuple[str, float]]]:
-        """Per utterance, :func:`candidate_languages` with their probabilities, best first
-        (the gate rule is in the module docstring)."""
+        """Per utterance, :func:`~espnet_gated.decoding.language_id.candidate_languages` with their
+        probabilities, best first (the gate rule: :mod:`espnet_gated.decoding.language_id`)."""
         model = self.s2t_model
         task_sym = task_sym if task_sym is not None else self.task_sym
         candidates = candidate_languages(model)
         if not candidates:
             raise ValueError("language identification: the model's token list has no language tokens")
-        ids = torch.tensor([model.token_list.index(t) for t in candidates], device=self.device)
         rows = 1 if self.exported else len(candidates)  # an exported model has one mask for every language
         out = []
         for speech in speeches:
             prepared = [self._prepare(speech)] * rows
             masks = self.every_module if self.gate_mode == "all_open" else None
             enc, enc_lens, gates = self._encode(prepared, candidates[:rows], [task_sym] * rows, masks)
-            sos = torch.full((rows, 1), model.sos, dtype=torch.long, device=self.device)
-            ones = torch.ones(rows, dtype=torch.long, device=self.device)
-            logits, _ = model.decoder(enc, enc_lens, sos, ones, gates=None if gates is None else gates.dec)
-            probs = torch.softmax(logits[:, 0, ids].float(), -1)  # (rows, candidates)
-            # each language scored under its own mask: the probability its row gives it
-            own = probs[0] if self.exported else probs.diagonal()
-            own = own / own.sum()
-            order = torch.argsort(own, descending=True).tolist()
-            out.append([(candidates[i], float(own[i])) for i in order])
+            out.append(rank_languages(model, enc, enc_lens, None if gates is None else gates.dec, candidates))
         return out
 
     def _identified(self, speeches, langs: List[str], tasks: List[str]) -> Tuple[List[str], List[Optional[str]]]:

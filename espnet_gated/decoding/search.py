@@ -42,6 +42,7 @@ from espnet_gated.compat import (
 from espnet_gated.decoding.ctc_prefix_score import BatchCTCPrefixScore
 from espnet_gated.method.decoder import GatedTransformerDecoder, MemoryKeysValues
 from espnet_gated.method.layout import DECODER_MODULES
+from espnet_gated.method.pruning import refuse_gates
 from espnet_gated.method.rows import build_plan
 
 logger = logging.getLogger(__name__)
@@ -151,6 +152,7 @@ class MultiUtteranceBeamSearch:
         if len({len(p) for p in primers}) > 1:
             raise ValueError("batched decoding needs primers of equal length (no text_prev)")
         n_layers = len(self.decoder.decoders)
+        refuse_gates("decoder", self.decoder.static_mask, masks)
         if masks is None:
             masks = torch.ones(len(encs), n_layers, len(DECODER_MODULES))
             if self.decoder.static_mask is not None:
@@ -158,10 +160,6 @@ class MultiUtteranceBeamSearch:
         masks = (masks > 0.5).float().cpu()
         if masks.shape != (len(encs), n_layers, len(DECODER_MODULES)):
             raise ValueError(f"decoder masks have shape {tuple(masks.shape)}, want {(len(encs), n_layers, 3)}")
-        if self.decoder.static_mask is not None and not torch.equal(
-            masks, self.decoder.static_mask.cpu().expand(len(encs), -1, -1)
-        ):
-            raise ValueError("this decoder has a static mask (an exported model): it takes no other gates")
         self.step_log = []
         self.ctc_s = 0.0
         return self._search(list(range(len(encs))), encs, primers, masks, maxlenratio, minlenratio)

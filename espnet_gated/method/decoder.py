@@ -33,8 +33,8 @@ import torch
 from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
 
 from espnet_gated.compat import make_pad_mask, subsequent_mask
-from espnet_gated.method.layout import DECODER_MODULES
-from espnet_gated.method.pruning import parse_side_mask, prune_decoder
+from espnet_gated.method.layout import DECODER_MODULES, parse_side
+from espnet_gated.method.pruning import prune_decoder, refuse_gates
 from espnet_gated.method.rows import ALL, Rows, add_on_rows, add_rows, build_plan, take
 
 SELF, SRC, FF = range(len(DECODER_MODULES))
@@ -212,7 +212,7 @@ class GatedTransformerDecoder(TransformerDecoder):
         self.static_mask: Optional[torch.Tensor] = None
         self._static_plan = None
         if static_mask is not None:
-            self.static_mask = parse_side_mask("dec", static_mask, len(self.decoders))
+            self.static_mask = parse_side("dec", static_mask, len(self.decoders))
             prune_decoder(self, self.static_mask)
             self._static_plan = build_plan(self.static_mask.unsqueeze(0))
 
@@ -226,10 +226,9 @@ class GatedTransformerDecoder(TransformerDecoder):
 
     def _checked(self, gates: Optional[torch.Tensor], n_rows: int) -> Optional[torch.Tensor]:
         """``gates`` (n_layers, 3), (1, ...) or (n_rows, ...) as (rows, n_layers, 3)."""
+        refuse_gates("decoder", self.static_mask, gates)
         if gates is None:
             return None
-        if self.static_mask is not None:
-            raise ValueError("this decoder has a static mask (an exported model): it takes no gates")
         if gates.dim() == 2:
             gates = gates.unsqueeze(0)
         if gates.size(0) not in (1, n_rows):

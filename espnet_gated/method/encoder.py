@@ -41,8 +41,8 @@ from espnet_gated.compat import (
     check_short_utt,
     make_pad_mask,
 )
-from espnet_gated.method.layout import ENCODER_MODULES
-from espnet_gated.method.pruning import parse_side_mask, prune_encoder
+from espnet_gated.method.layout import ENCODER_MODULES, parse_side
+from espnet_gated.method.pruning import prune_encoder, refuse_gates
 from espnet_gated.method.rows import add_on_rows, add_rows, rows_of, take
 
 FFM, ATTN, CGMLP, FF = range(len(ENCODER_MODULES))
@@ -152,7 +152,7 @@ class GatedEBranchformerEncoder(EBranchformerEncoder):
         self.static_mask: Optional[torch.Tensor] = None
         self._static_plan = None
         if static_mask is not None:
-            self.static_mask = parse_side_mask("enc", static_mask, len(self.encoders))
+            self.static_mask = parse_side("enc", static_mask, len(self.encoders))
             prune_encoder(self, self.static_mask)
             self._static_plan = EncoderPlan(self.static_mask.unsqueeze(0))
 
@@ -224,9 +224,8 @@ class GatedEBranchformerEncoder(EBranchformerEncoder):
     ):
         """Run the layers on embedded input; see the module docstring for ``gates``."""
         plan = None
+        refuse_gates("encoder", self.static_mask, gates)
         if self.static_mask is not None:
-            if gates is not None:
-                raise ValueError("this encoder has a static mask (an exported model): it takes no gates")
             plan = self._static_plan
         elif gates is not None and not self.training:
             plan = EncoderPlan(gates)

@@ -7,7 +7,7 @@ the ``gates`` files written at inference time.
 """
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -115,51 +115,51 @@ class GateLayout:
             dense = dense.index_copy(1, self._dense_index[side].to(gates.device), gates[:, idx])
         return dense.view(gates.size(0), self.n_layers[side], n_types)
 
-    def from_dense(self, enc: torch.Tensor, dec: torch.Tensor) -> torch.Tensor:
-        """Inverse of :meth:`to_dense`: dense per-side masks -> (B, n_slots)."""
-        parts = []
-        for side, dense in (("enc", enc), ("dec", dec)):
-            flat = dense.reshape(dense.size(0), -1)
-            parts.append(flat[:, self._dense_index[side].to(flat.device)])
-        return torch.cat(parts, dim=1)
 
-    def describe(self) -> Dict[str, object]:
-        return {
-            "n_layers": dict(self.n_layers),
-            "modules": {side: list(MODULES[side]) for side in MODULES},
-            "gated": [str(s) for s in self.slots],
-        }
+def format_side(mask: torch.Tensor) -> str:
+    """One side's binary dense mask (n_layers, n_types) as ``1111.1011``: layers separated by dots, inside a
+    layer one bit per module in the order of :data:`ENCODER_MODULES` / :data:`DECODER_MODULES`."""
+    return ".".join("".join("1" if b > 0.5 else "0" for b in row) for row in torch.as_tensor(mask).tolist())
 
 
 def format_mask(enc: torch.Tensor, dec: torch.Tensor) -> str:
-    """One utterance's binary dense masks as ``enc=1111.1011 dec=111.101``.
+    """One utterance's binary dense masks as ``enc=1111.1011 dec=111.101`` (ungated modules show as 1)."""
+    return f"enc={format_side(enc)} dec={format_side(dec)}"
 
-    Layers are separated by dots; inside a layer the bits follow
-    :data:`ENCODER_MODULES` / :data:`DECODER_MODULES`. Ungated modules show as 1.
-    """
 
-    def side(mask: torch.Tensor) -> str:
-        return ".".join("".join("1" if b else "0" for b in row) for row in mask.tolist())
-
-    return f"enc={side(enc > 0.5)} dec={side(dec > 0.5)}"
+def parse_side(
+    side: str, mask: Union[str, Sequence[Sequence[int]], torch.Tensor], n_layers: Optional[int] = None
+) -> torch.Tensor:
+    """Inverse of :func:`format_side`: a (n_layers, n_types) float tensor of 0/1 from ``1111.1011``, nested lists
+    or a tensor; ValueError naming what is malformed (with ``n_layers``, also another number of layers)."""
+    n_types = len(MODULES[side])
+    if isinstance(mask, str):
+        rows = []
+        for layer in mask.strip().split("."):
+            if len(layer) != n_types or set(layer) - {"0", "1"}:
+                raise ValueError(
+                    f"malformed {side} layer '{layer}' in '{mask}': want {n_types} bits for {list(MODULES[side])}, "
+                    "layers separated by dots"
+                )
+            rows.append([int(b) for b in layer])
+        mask = rows
+    t = torch.as_tensor(mask, dtype=torch.float32)
+    if t.dim() != 2 or t.size(1) != n_types or (n_layers is not None and t.size(0) != n_layers):
+        want = f"({n_layers if n_layers is not None else 'layers'}, {n_types})"
+        raise ValueError(f"{side} mask has shape {tuple(t.shape)}, the {side} needs {want}")
+    if not torch.all((t == 0) | (t == 1)):
+        raise ValueError(f"{side} mask must be binary, got {t.tolist()}")
+    return t
 
 
 def parse_mask(text: str) -> Dict[str, List[List[int]]]:
-    """Inverse of :func:`format_mask`; raises ValueError naming what is malformed."""
+    """Inverse of :func:`format_mask`: ``{"enc": rows, "dec": rows}``; ValueError naming what is malformed."""
     out: Dict[str, List[List[int]]] = {}
     for field in text.split():
         side, _, bits = field.partition("=")
         if side not in MODULES or not bits:
             raise ValueError(f"malformed gate mask field '{field}' (want enc=... dec=...)")
-        rows = []
-        for layer in bits.split("."):
-            if len(layer) != len(MODULES[side]) or set(layer) - {"0", "1"}:
-                raise ValueError(
-                    f"malformed {side} layer '{layer}' in gate mask: want "
-                    f"{len(MODULES[side])} bits for {list(MODULES[side])}"
-                )
-            rows.append([int(b) for b in layer])
-        out[side] = rows
+        out[side] = parse_side(side, bits).int().tolist()
     if set(out) != {"enc", "dec"}:
         raise ValueError(f"gate mask '{text}' needs both enc= and dec= fields")
     return out

@@ -18,14 +18,13 @@ Removed per encoder layer (module order of ``layout.ENCODER_MODULES``):
 Per decoder layer: a closed ``self_attn`` / ``src_attn`` / ``feed_forward`` and its norm.
 """
 
-from typing import Sequence, Union
+from typing import Optional, Sequence
 
 import torch
 
-from espnet_gated.method.layout import DECODER_MODULES, ENCODER_MODULES, MODULES
+from espnet_gated.method.layout import DECODER_MODULES, ENCODER_MODULES
 
-FFM, ATTN, CGMLP, FF = range(len(ENCODER_MODULES))
-SELF, SRC, DFF = range(len(DECODER_MODULES))
+ATTN, CGMLP = ENCODER_MODULES.index("attn"), ENCODER_MODULES.index("cgmlp")
 #: submodules removed with each closed module
 ENCODER_REMOVED = {
     "feed_forward_macaron": ("feed_forward_macaron", "norm_ff_macaron"),
@@ -40,35 +39,10 @@ DECODER_REMOVED = {
 }
 
 
-def parse_side_mask(side: str, mask: Union[str, Sequence[Sequence[int]], torch.Tensor], n_layers: int) -> torch.Tensor:
-    """One side of a mask -> (n_layers, n_types) float tensor of 0/1.
-
-    ``mask``: ``"1111.1011"`` (layers separated by dots, as after ``enc=`` in
-    ``layout.format_mask``), a nested list, or a tensor. Raises ValueError naming the
-    problem.
-    """
-    n_types = len(MODULES[side])
-    if isinstance(mask, str):
-        rows = []
-        for layer in mask.strip().split("."):
-            if len(layer) != n_types or set(layer) - {"0", "1"}:
-                raise ValueError(
-                    f"malformed {side} static mask layer '{layer}' in '{mask}': want {n_types} bits "
-                    f"for {list(MODULES[side])}, layers separated by dots"
-                )
-            rows.append([int(b) for b in layer])
-        mask = rows
-    t = torch.as_tensor(mask, dtype=torch.float32)
-    if t.shape != (n_layers, n_types):
-        raise ValueError(f"{side} static mask has shape {tuple(t.shape)}, the {side} needs ({n_layers}, {n_types})")
-    if not torch.all((t == 0) | (t == 1)):
-        raise ValueError(f"{side} static mask must be binary, got {t.tolist()}")
-    return t
-
-
-def side_mask_str(mask: torch.Tensor) -> str:
-    """(n_layers, n_types) -> ``"1111.1011"``."""
-    return ".".join("".join("1" if b > 0.5 else "0" for b in row) for row in mask.tolist())
+def refuse_gates(module: str, static_mask: Optional[torch.Tensor], gates) -> None:
+    """An exported (statically pruned) ``module`` runs its static mask only: ValueError if ``gates`` are given."""
+    if static_mask is not None and gates is not None:
+        raise ValueError(f"this {module} has a static mask (an exported model): it takes no gates")
 
 
 def _remove(layer: torch.nn.Module, names: Sequence[str]) -> None:
@@ -110,3 +84,8 @@ def prune_decoder(decoder, mask: torch.Tensor) -> None:
         for name, kept in zip(DECODER_MODULES, keep, strict=True):
             if not kept:
                 _remove(layer, DECODER_REMOVED[name])
+
+
+def is_exported(model) -> bool:
+    """True for a statically pruned model (its encoder and decoder built with a ``static_mask``)."""
+    return all(getattr(getattr(model, side, None), "static_mask", None) is not None for side in ("encoder", "decoder"))

@@ -1,18 +1,26 @@
-"""S2T preprocessing without padding to a fixed length.
+"""S2T preprocessing without padding to a fixed length (``preprocessor: s2t`` with ``speech_length: null``).
 
 ESPnet's ``S2TPreprocessor`` pads or trims every utterance to ``speech_length`` seconds
 (30 for OWSM). That is the published OWSM setting, but for corpora of short utterances
 it multiplies encoder and cross-attention cost. ``preprocessor_conf: {speech_length:
-null}`` keeps each utterance at its own length (training and decoding alike).
+null}`` keeps each utterance at its own length (training and decoding alike): the task
+builds :class:`NaturalLengthS2TPreprocessor` for it, registered in ESPnet's preprocessor
+choices as :data:`NATURAL_LENGTH`.
 """
 
 import copy
 
 from espnet2.train.preprocessor import S2TPreprocessor
 
+#: the name of :class:`NaturalLengthS2TPreprocessor` in ESPnet's preprocessor choices
+NATURAL_LENGTH = "s2t_natural_length"
+
 
 class NaturalLengthS2TPreprocessor(S2TPreprocessor):
-    """``S2TPreprocessor`` that leaves the waveform length as it is."""
+    """``S2TPreprocessor`` that leaves the waveform length as it is (``speech_length`` is None)."""
+
+    def __init__(self, *args, speech_length=None, **kwargs):
+        super().__init__(*args, speech_length=0, **kwargs)  # ESPnet computes a sample count from it
 
     def _pad_or_trim_speech(self, data):
         return data, 0
@@ -24,9 +32,8 @@ def natural_length(args) -> bool:
     return "speech_length" in conf and conf["speech_length"] is None
 
 
-def without_speech_length(args):
-    """A copy of ``args`` that ESPnet's preprocessor factory accepts (length 0 is a
-    placeholder; the padding step is replaced)."""
+def with_natural_length(args):
+    """A copy of ``args`` whose preprocessor is :class:`NaturalLengthS2TPreprocessor` (ESPnet's task then builds it)."""
     args = copy.copy(args)
-    args.preprocessor_conf = {**args.preprocessor_conf, "speech_length": 0}
+    args.preprocessor = NATURAL_LENGTH
     return args

@@ -10,15 +10,15 @@ timestamp symbols and the sampling rate from it).
 For the gated model it also registers :meth:`GatedESPnetS2TModel.after_optimizer_update` on
 ESPnet's optimizer, so the gate schedules and the sparsity multipliers count optimizer
 updates (``accum_grad`` forward passes make one; a step skipped for a non-finite gradient
-makes none), and its checkpoint averaging (``keep_nbest_models`` > 1) averages the backbone
-only: the gate predictor and the sparsity controller come from the best checkpoint
-(:func:`average_nbest_keeping_gates`).
+makes none), and after training it takes the gate predictor and the sparsity controller of each
+average's best checkpoint (``keep_nbest_models`` > 1; :func:`keep_gating_state_of_the_best`).
 """
 
 import argparse
 import inspect
 import logging
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Union
@@ -26,9 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 import yaml
-from espnet2.main_funcs.average_nbest_models import average_nbest_models
 from espnet2.tasks.s2t import S2TTask
-from espnet2.train import trainer as espnet_trainer
 from espnet2.train.preprocessor import S2TPreprocessor
 from espnet2.train.trainer import Trainer
 
@@ -37,7 +35,7 @@ from espnet_gated.compat import NEWER_PREPROCESSOR_OPTIONS
 from espnet_gated.data.datadir import check_context_tokens, read_entries
 from espnet_gated.data.tokenizer import unk_report
 from espnet_gated.method.model import GatedESPnetS2TModel
-from espnet_gated.plugin.preprocessor import NaturalLengthS2TPreprocessor, natural_length, without_speech_length
+from espnet_gated.plugin.preprocessor import natural_length, with_natural_length
 from espnet_gated.plugin.registry import register
 from espnet_gated.plugin.weights import GATING_STATE, read_state_dict
 from espnet_gated.utils import atomic_output
@@ -175,69 +173,65 @@ def atomic_torch_save():
         torch.save = original
 
 
-def average_nbest_keeping_gates(
-    output_dir: Path,
-    reporter,
-    best_model_criterion: Sequence[Sequence[str]],
-    nbest: Union[Sequence[int], int],
-    suffix: Optional[str] = None,
-    use_deepspeed: bool = False,
-) -> None:
-    """ESPnet's ``average_nbest_models``, then, in every average of n > 1 checkpoints, the gate
-    predictor and the sparsity controller of the best checkpoint of that criterion.
+def keep_gating_state_of_the_best(output_dir: Path, best_model_criterion: Sequence[Sequence[str]], nbest) -> None:
+    """In every average of n > 1 checkpoints that ESPnet's trainer wrote, the gate predictor and the sparsity
+    controller of that average's best checkpoint instead of their average.
 
-    An averaged predictor would give masks that no checkpoint ever used (the keep decision is a
-    sign, not a smooth function of the weights), ESPnet sums integer buffers (the update
-    counter, the trained-context counts) instead of averaging them, and averaged multipliers
-    belong to no training state. The averaged backbone with the best checkpoint's predictor is
-    the usual compromise: the backbone average is close to each of its members.
+    An averaged predictor would give masks that no checkpoint ever used (the keep decision is a sign, not a
+    smooth function of the weights), ESPnet sums integer buffers (the update counter, the trained-context
+    counts) instead of averaging them, and averaged multipliers belong to no training state. The averaged
+    backbone with the best checkpoint's predictor is the usual compromise: the backbone average is close to
+    each of its members. The best epochs come from the reporter of ``checkpoint.pth``; an average of the
+    first ``e`` epochs (``till<e>epoch``) takes the best of those epochs.
     """
-    average_nbest_models(
-        output_dir=output_dir,
-        reporter=reporter,
-        best_model_criterion=best_model_criterion,
-        nbest=nbest,
-        suffix=suffix,
-        use_deepspeed=use_deepspeed,
-    )
-    if use_deepspeed:
+    from espnet2.train.reporter import Reporter
+
+    checkpoint = output_dir / "checkpoint.pth"
+    if not checkpoint.is_file():
         return
+    reporter = Reporter()
+    reporter.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["reporter"])
     nbests = [nbest] if isinstance(nbest, int) else list(nbest)
-    suffix = f"{suffix}." if suffix is not None else ""
     for phase, key, mode in best_model_criterion:
         if not reporter.has(phase, key):
             continue
-        epochs = reporter.sort_epochs_and_values(phase, key, mode)[: max(nbests)]
-        best = None
-        for n in nbests:
-            path = Path(output_dir) / f"{phase}.{key}.ave_{n}best.{suffix}pth"
-            if n <= 1 or n > len(epochs) or path.is_symlink() or not path.is_file():
+        ranked = reporter.sort_epochs_and_values(phase, key, mode)
+        for path in sorted(output_dir.glob(f"{phase}.{key}.ave_*best*.pth")):
+            match = AVERAGE_NAME.fullmatch(path.name[len(f"{phase}.{key}.") :])
+            if match is None or path.is_symlink() or int(match["n"]) not in nbests or int(match["n"]) <= 1:
                 continue
-            if best is None:
-                best = torch.load(Path(output_dir) / f"{epochs[0][0]}epoch.pth", map_location="cpu", weights_only=False)
-            averaged = torch.load(path, map_location="cpu", weights_only=False)
-            gating = {k: v for k, v in best.items() if k.startswith(GATING_STATE)}
+            till = int(match["till"]) if match["till"] else None
+            best = next(epoch for epoch, _ in ranked if till is None or epoch <= till)
+            best_file = output_dir / f"{best}epoch.pth"
+            if not best_file.is_file():
+                logging.warning(f"{path}: {best_file} (its best checkpoint) is gone: the gating state stays averaged")
+                continue
+            gating = {
+                k: v for k, v in torch.load(best_file, map_location="cpu", weights_only=False).items()
+                if k.startswith(GATING_STATE)
+            }  # fmt: skip
             if gating:
+                averaged = torch.load(path, map_location="cpu", weights_only=False)
                 averaged.update(gating)
-                torch.save(averaged, path)
-                logging.info(f"{path}: gate predictor and sparsity controller of epoch {epochs[0][0]} (not averaged)")
+                with atomic_output(path, "wb") as f:
+                    torch.save(averaged, f)
+                logging.info(f"{path}: gate predictor and sparsity controller of epoch {best} (not averaged)")
+
+
+#: the names of ESPnet's averaged checkpoints after ``<phase>.<key>.``
+AVERAGE_NAME = re.compile(r"ave_(?P<n>\d+)best(?:\.till(?P<till>\d+)epoch)?\.pth")
 
 
 class AtomicCheckpointTrainer(Trainer):
-    """ESPnet's trainer; checkpoint.pth, <n>epoch.pth and the averaged models are written
-    atomically (ESPnet writes them in place, and ``--resume true`` after a kill during
-    that write would fail on a truncated checkpoint), and averages keep the gating state of
-    one checkpoint (:func:`average_nbest_keeping_gates`)."""
+    """ESPnet's trainer; checkpoint.pth, <n>epoch.pth and the averaged models are written atomically (ESPnet
+    writes them in place, and ``--resume true`` after a kill during that write would fail on a truncated
+    checkpoint)."""
 
     @classmethod
     def run(cls, *args, **kwargs) -> None:
-        original = espnet_trainer.average_nbest_models
-        espnet_trainer.average_nbest_models = average_nbest_keeping_gates
-        try:
-            with atomic_torch_save():
-                super().run(*args, **kwargs)
-        finally:
-            espnet_trainer.average_nbest_models = original
+        # a patch, not a hook: ESPnet's trainer writes its checkpoints with torch.save and has no hook for how
+        with atomic_torch_save():
+            super().run(*args, **kwargs)
 
 
 class GatedS2TTask(S2TTask):
@@ -251,6 +245,9 @@ class GatedS2TTask(S2TTask):
         if getattr(args, "preprocessor", None) == "s2t":
             args.preprocessor_conf = {**preprocessor_defaults(), **(args.preprocessor_conf or {})}
         super().main(args=args)
+        trained = not args.collect_stats and not getattr(args, "use_deepspeed", False) and args.output_dir
+        if trained and args.model == "gated_espnet":  # a post-step on what ESPnet's averaging wrote
+            keep_gating_state_of_the_best(Path(args.output_dir), args.best_model_criterion, args.keep_nbest_models)
 
     @classmethod
     def build_optimizers(cls, args: argparse.Namespace, model: torch.nn.Module) -> List[torch.optim.Optimizer]:
@@ -274,6 +271,4 @@ class GatedS2TTask(S2TTask):
     ) -> Optional[Callable[[str, Dict[str, np.array]], Dict[str, np.ndarray]]]:
         if not (args.use_preprocessor and natural_length(args)):
             return super().build_preprocess_fn(args, train)
-        fn = super().build_preprocess_fn(without_speech_length(args), train)
-        fn.__class__ = NaturalLengthS2TPreprocessor
-        return fn
+        return super().build_preprocess_fn(with_natural_length(args), train)

@@ -155,11 +155,6 @@ class ComputeCost:
         #: per side, the sparsity target of the training config (None: no target)
         self.targets = dict(controller.targets) if controller is not None else dict.fromkeys(SIDES)
 
-    def target_of(self, side: str, task: str) -> Optional[float]:
-        """The training config's target of ``side`` for utterances of ``task``."""
-        target = self.targets[side]
-        return target.get(task) if isinstance(target, dict) else target
-
     def gated_sparsity(self, masks: Sequence[Mask], side: str) -> Optional[float]:
         """Skip rate of ``side``'s gated modules over ``masks``: what the sparsity target sets."""
         bits = [m[side][layer][module] for m in masks for layer, module in self.gated[side]]
