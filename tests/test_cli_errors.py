@@ -1,9 +1,8 @@
 """Every entry point reports the user's errors in one line, ``<tool>: error: <message>``, with exit
 status 2 (bad option, missing file) or 1 (bad data), and a traceback only with ``--debug``.
 
-The entry points are discovered from the package (every module of ``espnet_gated.bin`` and
-``espnet_gated.prepare``), so a new tool fails here until it has a missing-file case below and
-handles its errors (``espnet_gated.cli.entry_point``). Each case is a subprocess, as a user runs it;
+The entry points are discovered from the package (every module of ``espnet_gated.bin``), so a new tool
+fails here until it has a missing-file case below and handles its errors (``espnet_gated.cli.entry_point``). Each case is a subprocess, as a user runs it;
 the tools that import ESPnet at start-up (~10 s each) are marked slow.
 """
 
@@ -21,7 +20,6 @@ from espnet_gated.cli import ToolExit, entry_point, one_line, wants_traceback
 from espnet_gated.data.datadir import Utterance, write_data_dir
 
 ENTRY_POINTS = [f"espnet_gated.bin.{m.name}" for m in pkgutil.iter_modules(espnet_gated.bin.__path__)]
-ENTRY_POINTS += ["espnet_gated.prepare"]
 IMPORT_ESPNET_AT_START = {"bench", "export", "s2t_inference", "s2t_train"}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -65,6 +63,7 @@ MISSING_FILE = {
     "sweep_report": ["--runs", "a={missing}", "--out", "{out}"],
     "train_progress": ["--config", "{missing}", "--log", "{out}"],
     "prepare": ["fleurs", "--root", "{missing}", "--out", "{out}"],
+    "launch": ["local", "JOB=1:1", "{out}/log.JOB", "{missing}"],
 }
 
 

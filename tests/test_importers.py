@@ -26,6 +26,7 @@ from corpus_miniatures import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from espnet_gated.bin.prepare import main as prepare_main
 from espnet_gated.data.datadir import read_data_dir, validate_data_dir
 from espnet_gated.data.langs import CER_LANGS, to_iso3
 from espnet_gated.importers import (
@@ -37,7 +38,6 @@ from espnet_gated.importers import (
     prepare_must_c,
 )
 from espnet_gated.importers.common import read_lines, read_tsv
-from espnet_gated.prepare import main as prepare_main
 from espnet_gated.utils import read_kaldi_map
 
 FLEURS_CONFIGS = """

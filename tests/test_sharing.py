@@ -403,6 +403,7 @@ def test_one_device_per_decoding_job_in_the_command_lines_the_engine_builds(tmp_
 
 
 def test_local_launcher_devices_logs_and_failures(tmp_path, monkeypatch):
+    from espnet_gated.cli import UsageError
     from espnet_gated.recipe.launcher import LaunchError, job_devices, launch, local_jobs
 
     assert job_devices(2, 1, ["0", "1"]) == ["0", "1"]
@@ -421,7 +422,7 @@ def test_local_launcher_devices_logs_and_failures(tmp_path, monkeypatch):
         launch(["local", "--gpu", "1", "JOB=1:2", str(tmp_path / "log.JOB"), sys.executable, "-c", script, "JOB"])
     assert "job 1 2\n" in (tmp_path / "log.1").read_text() and "job 2 3\n" in (tmp_path / "log.2").read_text()
     assert "(exit code 1)" in (tmp_path / "log.2").read_text()
-    with pytest.raises(LaunchError, match="only the slurm backend passes options on"):
+    with pytest.raises(UsageError, match="only the slurm backend passes options on"):
         launch(["local", "--partition", "x", "JOB=1:1", "log", "true"])
 
 

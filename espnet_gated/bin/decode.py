@@ -30,7 +30,7 @@ Usage:
         --data_root dump/raw --sets "test_deu_asr test_deu_st_eng" --out_dir exp/s2t/decode --nj 2 \
         --system out_dir=exp/s2t_reference/decode,s2t_model_file=exp/s2t_reference/valid.acc.ave.pth,gate_mode=all_open
     # the same as jobs (e.g. on Slurm), then the merge
-    python -m espnet_gated.recipe.launcher slurm --gpu 1 JOB=1:4 exp/s2t/decode/logs/launch.JOB.log \
+    python -m espnet_gated.bin.launch slurm --gpu 1 JOB=1:4 exp/s2t/decode/logs/launch.JOB.log \
         python -m espnet_gated.bin.decode ... --nj 4 --ngpu 1 --job JOB
     python -m espnet_gated.bin.decode ... --nj 4 --merge true
 """
@@ -44,7 +44,7 @@ import yaml
 
 from espnet_gated.cli import UsageError, entry_point, existing_dir, existing_file
 from espnet_gated.recipe.decode_jobs import check_inputs, merge_shards, parse_system, run_job, unfinished_shards
-from espnet_gated.recipe.launcher import LaunchError, local_jobs, run_local
+from espnet_gated.recipe.launcher import local_jobs, run_local
 from espnet_gated.recipe.threads import choose_threads, thread_option
 
 
@@ -109,10 +109,7 @@ def main(cmd=None):
         else:
             command = [sys.executable, "-m", "espnet_gated.bin.decode", *(sys.argv[1:] if cmd is None else cmd)]
             log = str(args.out_dir / "logs" / "launch.JOB.log")
-            try:
-                run_local(local_jobs([*command, "--job", "JOB"], 1, args.nj, log, gpus_per_job=min(args.ngpu, 1)))
-            except LaunchError as e:
-                raise OSError(str(e)) from None
+            run_local(local_jobs([*command, "--job", "JOB"], 1, args.nj, log, gpus_per_job=min(args.ngpu, 1)))
     missing = [shard for out_dir in out_dirs for shard in unfinished_shards(out_dir, sets, args.nj)]
     if missing:
         raise OSError(

@@ -4,7 +4,7 @@ Each ``prepare_<corpus>(root, out, langs=None, tasks=None, ...)`` reads a corpus
 published layout (see each module's docstring), checks it (a bad or missing file is a
 :class:`CorpusError` naming it, and nothing is written), and writes one directory per split
 holding all selected languages and tasks (utt2lang/utt2task tell them apart). It returns
-``{split: number of utterances}``. The command line is :mod:`espnet_gated.prepare`.
+``{split: number of utterances}``. The command line is :mod:`espnet_gated.bin.prepare`.
 """
 
 from espnet_gated.importers.common import CorpusError

@@ -14,7 +14,7 @@ mp3 (the recipe's format stage decodes it). Locales map to ISO-639-3 via
 
 Usage::
 
-    python -m espnet_gated.prepare common_voice --root /corpora/cv-corpus-17.0-2024-03-15 \\
+    python -m espnet_gated.bin.prepare common_voice --root /corpora/cv-corpus-17.0-2024-03-15 \\
         --out data/common_voice --langs deu,fr,zh-CN
 
     from espnet_gated.importers import prepare_common_voice

@@ -21,7 +21,7 @@ so that ASR data is not repeated and follows CoVoST's splits. Ids are
 
 Usage::
 
-    python -m espnet_gated.prepare covost2 --root /corpora/cv-corpus-4-2019-12-10 --out data/covost2 \\
+    python -m espnet_gated.bin.prepare covost2 --root /corpora/cv-corpus-4-2019-12-10 --out data/covost2 \\
         --langs fr,deu --tasks asr,st_eng [--covost_dir /corpora/covost2]
 
     from espnet_gated.importers import prepare_covost2

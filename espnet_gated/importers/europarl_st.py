@@ -21,7 +21,7 @@ ms and the task: ``epst-de-<speech_id>-00012340-00015670-st_eng``.
 
 Usage::
 
-    python -m espnet_gated.prepare europarl_st --root /corpora/europarl-st/v1.1 --out data/europarl_st \\
+    python -m espnet_gated.bin.prepare europarl_st --root /corpora/europarl-st/v1.1 --out data/europarl_st \\
         --langs deu,fra,ita --tasks asr,st_eng
 
     from espnet_gated.importers import prepare_europarl_st

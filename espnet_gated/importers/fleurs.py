@@ -26,7 +26,7 @@ utterance ids add the task: ``fleurs-de_de-1234567-st_eng``.
 
 Usage::
 
-    python -m espnet_gated.prepare fleurs --root /corpora/fleurs --out data/fleurs \\
+    python -m espnet_gated.bin.prepare fleurs --root /corpora/fleurs --out data/fleurs \\
         --langs deu,fra,ita,cmn_hans_cn --tasks asr,st_eng
 
     from espnet_gated.importers import prepare_fleurs

@@ -19,7 +19,7 @@ alphabetically first.
 
 Usage::
 
-    python -m espnet_gated.prepare must_c --root /corpora/MUST-C --out data/must_c --tasks asr,st_deu,st_fra \\
+    python -m espnet_gated.bin.prepare must_c --root /corpora/MUST-C --out data/must_c --tasks asr,st_deu,st_fra \\
         [--asr_pair de]
 
     from espnet_gated.importers import prepare_must_c

@@ -17,9 +17,9 @@ the job's number (1..N), as in ESPnet's ``${decode_cmd} JOB=1:N log.JOB cmd``.
   script, and run nothing.
 
 Usage:
-    python -m espnet_gated.recipe.launcher local --gpu 1 JOB=1:4 exp/logs/decode.JOB.log \
+    python -m espnet_gated.bin.launch local --gpu 1 JOB=1:4 exp/logs/decode.JOB.log \
         python -m espnet_gated.bin.decode ... --job JOB
-    python -m espnet_gated.recipe.launcher slurm --partition gpu --gpu 1 JOB=1:4 exp/logs/decode.JOB.log -- \
+    python -m espnet_gated.bin.launch slurm --partition gpu --gpu 1 JOB=1:4 exp/logs/decode.JOB.log -- \
         python -m espnet_gated.bin.decode ... --job JOB
 """
 
@@ -35,8 +35,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, TextIO
+from typing import Dict, List, Sequence, TextIO
 
+from espnet_gated.cli import UsageError
 from espnet_gated.recipe.threads import choose_threads
 
 BACKENDS = ("local", "slurm")
@@ -44,7 +45,7 @@ JOB = re.compile(r"\bJOB\b")
 JOB_RANGE = re.compile(r"^JOB=(\d+):(\d+)$")
 
 
-class LaunchError(RuntimeError):
+class LaunchError(OSError):
     """Jobs could not be started or some failed; the message names their logs."""
 
 
@@ -237,25 +238,25 @@ def parse(argv: Sequence[str]):
     argv = list(argv)
     spec = next((i for i, a in enumerate(argv) if JOB_RANGE.match(a)), None)
     if spec is None or spec + 2 > len(argv):
-        raise LaunchError("usage: launcher BACKEND [options] JOB=1:N LOG COMMAND... (see --help)")
-    parser = argparse.ArgumentParser(prog="python -m espnet_gated.recipe.launcher", add_help=False, allow_abbrev=False)
+        raise UsageError("usage: launch BACKEND [options] JOB=1:N LOG COMMAND... (see --help)")
+    parser = argparse.ArgumentParser(prog="python -m espnet_gated.bin.launch", add_help=False, allow_abbrev=False)
     parser.add_argument("backend", choices=BACKENDS)
     parser.add_argument("--gpu", type=int, default=0, help="GPUs per job")
     parser.add_argument("--nodes", type=int, default=1, help="nodes per job (slurm)")
     parser.add_argument("--dry_run", action="store_true", help="print the jobs, run nothing")
     opts, extra = parser.parse_known_args(argv[:spec])
     if extra and opts.backend != "slurm":
-        raise LaunchError(f"unknown launcher option(s) {' '.join(extra)} (only the slurm backend passes options on)")
+        raise UsageError(f"unknown launcher option(s) {' '.join(extra)} (only the slurm backend passes options on)")
     if opts.nodes > 1 and opts.backend != "slurm":
-        raise LaunchError("--nodes > 1 needs the slurm backend")
+        raise UsageError("--nodes > 1 needs the slurm backend")
     first, last = map(int, JOB_RANGE.match(argv[spec]).groups())
     if not 1 <= first <= last:
-        raise LaunchError(f"{argv[spec]}: want JOB=first:last with 1 <= first <= last")
+        raise UsageError(f"{argv[spec]}: want JOB=first:last with 1 <= first <= last")
     log, command = argv[spec + 1], argv[spec + 2 :]
     if command[:1] == ["--"]:
         command = command[1:]
     if not command:
-        raise LaunchError("no command to run")
+        raise UsageError("no command to run")
     return opts, extra, first, last, log, command
 
 
@@ -275,21 +276,3 @@ def launch(argv: Sequence[str], console: TextIO = sys.stderr) -> None:
         print(f"# {script}:\n{script_text}", end="")
         return
     run_slurm(sbatch, script_text, script, [Path(with_job(log, n)) for n in range(first, last + 1)], console)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s (launcher) %(levelname)s: %(message)s")
-    try:
-        launch(argv)
-    except LaunchError as e:
-        print(f"launcher: error: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -299,7 +299,7 @@ train_model() {  # train_model OUTPUT_DIR CONFIG [extra options...]
     [ "${freeze_backbone}" = false ] || freeze_opts=(--freeze_param frontend normalize encoder decoder ctc)
     local submit=()  # --train_cmd slurm: the whole training (srun included) as one sbatch --wait job
     # shellcheck disable=SC2206
-    [ "${train_cmd}" = local ] || submit=("${python}" -m espnet_gated.recipe.launcher ${train_cmd} --gpu "${ngpu}"
+    [ "${train_cmd}" = local ] || submit=("${python}" -m espnet_gated.bin.launch ${train_cmd} --gpu "${ngpu}"
         --nodes "${num_nodes}" JOB=1:1 "${out}/launch.log" --)
     log "training ${out} (log: ${out}/train.log)"
     # the trainer's own exit status decides (PIPESTATUS[0]), not the progress filter's: a model
@@ -412,7 +412,7 @@ decode_sets() {  # decode_sets MODEL_DIR DECODE_DIR DECODE_CONFIG [--system SPEC
         --decode_config "${config}" --data_root dump/raw --sets "$(scored_test_sets | tr '\n' ' ')"
         --out_dir "${decode_dir}" --nj "${nj}" --ngpu "${gpu}" "$@")
     # shellcheck disable=SC2086
-    "${python}" -m espnet_gated.recipe.launcher ${decode_cmd} --gpu "${gpu}" JOB=1:"${nj}" "${decode_dir}/logs/launch.JOB.log" \
+    "${python}" -m espnet_gated.bin.launch ${decode_cmd} --gpu "${gpu}" JOB=1:"${nj}" "${decode_dir}/logs/launch.JOB.log" \
         "${python}" -m espnet_gated.bin.decode "${opts[@]}" --job JOB || die "decoding ${decode_dir} failed (logs: ${decode_dir}/logs/)"
     if is_dry_run "${decode_cmd}"; then log "dry run (--decode_cmd ${decode_cmd}): nothing decoded"; exit 0; fi
     "${python}" -m espnet_gated.bin.decode "${opts[@]}" --merge true

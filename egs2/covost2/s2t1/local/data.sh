@@ -37,5 +37,5 @@ python=${PYTHON:-}
 if [ -z "${python}" ]; then
     if [ -x "${repo_root}/.venv/bin/python" ]; then python="${repo_root}/.venv/bin/python"; else python=python3; fi
 fi
-"${python}" -m espnet_gated.prepare covost2 --root "${root}" --out data --langs "${langs}" --tasks "${tasks}" \
+"${python}" -m espnet_gated.bin.prepare covost2 --root "${root}" --out data --langs "${langs}" --tasks "${tasks}" \
     ${covost_dir:+--covost_dir "${covost_dir}"}

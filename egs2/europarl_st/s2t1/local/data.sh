@@ -29,4 +29,4 @@ python=${PYTHON:-}
 if [ -z "${python}" ]; then
     if [ -x "${repo_root}/.venv/bin/python" ]; then python="${repo_root}/.venv/bin/python"; else python=python3; fi
 fi
-"${python}" -m espnet_gated.prepare europarl_st --root "${root}" --out data --langs "${langs}" --tasks "${tasks}"
+"${python}" -m espnet_gated.bin.prepare europarl_st --root "${root}" --out data --langs "${langs}" --tasks "${tasks}"

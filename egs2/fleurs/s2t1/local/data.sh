@@ -31,4 +31,4 @@ python=${PYTHON:-}
 if [ -z "${python}" ]; then
     if [ -x "${repo_root}/.venv/bin/python" ]; then python="${repo_root}/.venv/bin/python"; else python=python3; fi
 fi
-"${python}" -m espnet_gated.prepare fleurs --root "${root}" --out data --langs "${langs}" --tasks "${tasks}"
+"${python}" -m espnet_gated.bin.prepare fleurs --root "${root}" --out data --langs "${langs}" --tasks "${tasks}"

@@ -30,5 +30,5 @@ python=${PYTHON:-}
 if [ -z "${python}" ]; then
     if [ -x "${repo_root}/.venv/bin/python" ]; then python="${repo_root}/.venv/bin/python"; else python=python3; fi
 fi
-"${python}" -m espnet_gated.prepare must_c --root "${root}" --out data --tasks "${tasks}" \
+"${python}" -m espnet_gated.bin.prepare must_c --root "${root}" --out data --tasks "${tasks}" \
     ${asr_pair:+--asr_pair "${asr_pair}"}

@@ -10,15 +10,15 @@ The default is everything the corpus has (FLEURS: asr only). Layouts: the docstr
 ``espnet_gated/importers/<corpus>.py``.
 
 Usage:
-    python -m espnet_gated.prepare europarl_st --root /corpora/europarl-st/v1.1 --out data/europarl_st \\
+    python -m espnet_gated.bin.prepare europarl_st --root /corpora/europarl-st/v1.1 --out data/europarl_st \\
         --langs deu,fra,ita --tasks asr,st_eng
-    python -m espnet_gated.prepare fleurs --root /corpora/fleurs --out data/fleurs \\
+    python -m espnet_gated.bin.prepare fleurs --root /corpora/fleurs --out data/fleurs \\
         --langs deu,fra,ita --tasks asr,st_eng
-    python -m espnet_gated.prepare covost2 --root /corpora/cv-corpus-4-2019-12-10 --out data/covost2 \\
+    python -m espnet_gated.bin.prepare covost2 --root /corpora/cv-corpus-4-2019-12-10 --out data/covost2 \\
         --langs fr,de --tasks asr,st_eng [--covost_dir /corpora/covost2]
-    python -m espnet_gated.prepare must_c --root /corpora/MUST-C --out data/must_c \\
+    python -m espnet_gated.bin.prepare must_c --root /corpora/MUST-C --out data/must_c \\
         --tasks asr,st_deu,st_fra [--asr_pair de]
-    python -m espnet_gated.prepare common_voice --root /corpora/cv-corpus-17.0-2024-03-15 --out data/common_voice \\
+    python -m espnet_gated.bin.prepare common_voice --root /corpora/cv-corpus-17.0-2024-03-15 --out data/common_voice \\
         --langs deu,zh-CN
 """
 
@@ -39,7 +39,7 @@ def _codes(value: str) -> Optional[List[str]]:
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m espnet_gated.prepare",
+        prog="python -m espnet_gated.bin.prepare",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
