@@ -192,12 +192,16 @@ class GatedSpeech2Text(Speech2Text):
             if not (speech.dim() == 2 and speech.size(1) == 1):
                 raise ValueError(f"speech of size {tuple(speech.size())} is not supported (mono audio only)")
             speech = speech.squeeze(1)
-        if self.natural_length:
-            n = speech.size(-1)
-        else:
-            n = int(self.preprocessor_conf["fs"] * self.preprocessor_conf["speech_length"])
+        n = self.prepared_length(speech)
         speech = speech[:n] if speech.size(-1) >= n else F.pad(speech, (0, n - speech.size(-1)))
         return speech.to(getattr(torch, self.dtype))
+
+    def prepared_length(self, speech) -> int:
+        """The samples an utterance (``(n,)`` or ``(n, 1)``) is decoded with: ``speech_length`` seconds, its own
+        length with ``speech_length: null``; :meth:`decode_batch` sorts its utterances by it."""
+        if self.natural_length:
+            return len(speech)
+        return int(self.preprocessor_conf["fs"] * self.preprocessor_conf["speech_length"])
 
     def _opens_all(self, lang_sym: str, task_sym: str) -> bool:
         """Whether an utterance of this context keeps every module: ``gate_mode: all_open``, or a
