@@ -2,8 +2,9 @@
 status 2 (bad option, missing file) or 1 (bad data), and a traceback only with ``--debug``.
 
 The entry points are discovered from the package (every module of ``espnet_gated.bin``), so a new tool
-fails here until it has a missing-file case below and handles its errors (``espnet_gated.cli.entry_point``). Each case is a subprocess, as a user runs it;
-the tools that import ESPnet at start-up (~10 s each) are marked slow.
+fails here until it has a missing-file case below and handles its errors (``espnet_gated.cli.entry_point``).
+Each case is a subprocess, as a user runs it; the tools that import ESPnet at start-up (~10 s each) are marked
+slow.
 """
 
 import os
