@@ -42,10 +42,10 @@ import yaml
 
 from espnet_gated.cli import entry_point
 from espnet_gated.configs import GATED_MODEL_KEYS
-from espnet_gated.decoding.inference import check_weights
 from espnet_gated.method.layout import format_side, parse_mask, parse_side
 from espnet_gated.method.pruning import prune_decoder, prune_encoder
 from espnet_gated.plugin.tasks import GatedS2TTask
+from espnet_gated.plugin.weights import check_weights
 from espnet_gated.sharing.pretrained import recorded_files
 from espnet_gated.utils import atomic_output, atomic_write
 

@@ -50,7 +50,7 @@ from espnet_gated.method.layout import DECODER_MODULES, ENCODER_MODULES
 from espnet_gated.method.model import GatedESPnetS2TModel, GateState
 from espnet_gated.method.pruning import is_exported, refuse_gates
 from espnet_gated.plugin.registry import register
-from espnet_gated.plugin.weights import WeightsError, load_checked, read_state_dict
+from espnet_gated.plugin.weights import WeightsError, check_weights
 
 register()  # ESPnet's Speech2Text builds the model through S2TTask's class choices
 
@@ -72,15 +72,6 @@ SEARCHES = ("ours", "espnet")
 CPU_ENCODER_MAX_PADDING = 0.1
 
 Mask = Tuple[torch.Tensor, torch.Tensor]
-
-
-def check_weights(model: torch.nn.Module, model_file, config_file=None) -> None:
-    """Raise ValueError if ``model_file`` does not hold exactly the weights of ``model`` (loading them into
-    it, with the installed ESPnet's key upgrades). A gated model may lack the gate predictor (a dense
-    checkpoint: the predictor's initial state keeps every module); that is logged as a warning."""
-    fresh = load_checked(model, read_state_dict(model_file), model_file, config_file)
-    if fresh:
-        logging.warning(f"{model_file} has no gate predictor weights: every gate stays open")
 
 
 @dataclass

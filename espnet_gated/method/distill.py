@@ -48,21 +48,19 @@ class Teacher:
     weights stay out of the student's state dict, optimizer and averaging)."""
 
     def __init__(self, config_file, model_file, device: torch.device, dtype: torch.dtype):
-        from espnet_gated.plugin.tasks import GatedS2TTask
+        from espnet2.tasks.s2t import S2TTask  # a gated teacher's classes: registered by the training's task
 
         for path in (config_file, model_file):
             if not Path(path).is_file():
                 raise FileNotFoundError(f"model_conf.distill_conf: teacher file {path} not found")
-        model, _ = GatedS2TTask.build_model_from_file(config_file, model_file, str(device))
+        model, _ = S2TTask.build_model_from_file(config_file, model_file, str(device))
         self.model = model.to(dtype=dtype).eval().requires_grad_(False)
 
     @torch.no_grad()
     def logits(self, speech, speech_lengths, ys_in_pad, ys_in_lens) -> torch.Tensor:
         """The teacher decoder's logits for the student's teacher-forced input."""
-        from espnet_gated.method.model import GatedESPnetS2TModel
-
         model = self.model
-        if isinstance(model, GatedESPnetS2TModel):  # every module open: the dense function
+        if hasattr(model, "gate_layout"):  # a gated teacher: every module open, the dense function
             layout = model.gate_layout
             enc_mask = torch.ones(layout.n_layers["enc"], 4)
             dec_mask = torch.ones(layout.n_layers["dec"], 3)

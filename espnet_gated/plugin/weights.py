@@ -7,6 +7,7 @@ checkpoint, every OWSM model included, to ``encoder.embed.out.*``), and then ref
 fit, naming it.
 """
 
+import logging
 from pathlib import Path
 from typing import Dict, List, Sequence, Union
 
@@ -78,3 +79,12 @@ def load_checked(
         model_name = f"the model built from {built_from}" if built_from else "the model"
         raise WeightsError(f"{source} does not fit {model_name}: " + "; ".join(problems))
     return fresh
+
+
+def check_weights(model: torch.nn.Module, model_file, config_file=None) -> None:
+    """Raise ValueError if ``model_file`` does not hold exactly the weights of ``model`` (loading them into
+    it, with the installed ESPnet's key upgrades). A gated model may lack the gate predictor (a dense
+    checkpoint: the predictor's initial state keeps every module); that is logged as a warning."""
+    fresh = load_checked(model, read_state_dict(model_file), model_file, config_file)
+    if fresh:
+        logging.warning(f"{model_file} has no gate predictor weights: every gate stays open")
