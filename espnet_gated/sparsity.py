@@ -209,8 +209,9 @@ class SparsityController(torch.nn.Module):
         lambda_lr: ascent rate of the multipliers (``lagrangian``).
         logit_l2: weight of the pull of the gate logits toward zero (``lagrangian``).
         alpha, squared_weight, abs_weight: the fixed penalty (``penalty``).
-        budget: ``{sample: [lo, hi], sides: [enc, dec], tasks: null, knots: ..., default: ...}``
-            (see the module docstring; :class:`Budget`); null: fixed targets only.
+        budget: ``{sample: [lo, hi], sides: [enc, dec], tasks: null, knots: <one per 0.1>, pull: 5,
+            default: <middle of the range>}`` (see the module docstring; :class:`Budget`); null:
+            fixed targets only.
     """
 
     def __init__(
@@ -329,6 +330,8 @@ class SparsityController(torch.nn.Module):
 
     def default_budgets(self, n: int, device: Optional[torch.device] = None) -> torch.Tensor:
         """(n, 2) budgets where none is asked (validation, decoding without one): ``budget.default``."""
+        if self.budget is None:
+            raise ValueError("sparsity_conf has no budget: there is no default budget")
         return self.budget_tensor(self.decode_budgets(), n, device)
 
     def decode_budgets(self, sparsity=None, enc_sparsity=None, dec_sparsity=None) -> Optional[Tuple[float, float]]:

@@ -92,6 +92,7 @@ def test_draws_are_reproducible_cover_the_range_and_leave_unbudgeted_sides_at_ze
 def test_decode_budgets_refuse_what_the_model_was_not_trained_for():
     both = SparsityController(budget={**RANGE, "default": 0.3})
     assert both.decode_budgets() == (0.3, 0.3)  # nothing asked: the default
+    assert torch.equal(both.default_budgets(3), torch.tensor([[0.3, 0.3]] * 3))  # validation batches
     assert both.decode_budgets(sparsity=0.5) == (0.5, 0.5)
     assert both.decode_budgets(sparsity="0.5", dec_sparsity=0.7) == (0.5, 0.7)  # a side wins over all
     assert both.decode_budgets(sparsity=0.8) == (0.8, 0.8)  # the range's ends are in it
