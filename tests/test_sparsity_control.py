@@ -8,6 +8,9 @@ the tokens of an utterance, averaged over the batch) where every module matters:
 module ``i`` for an utterance of context ``c`` costs ``cost[c, i]`` nats per token (0.05-0.5,
 different per language-task pair) on top of a base loss of 1.2 nats per token. The backbone is
 not trained: only the gates can lower the loss, so what is measured is the controller.
+
+A budget-conditioned model (issue 22) trains once with a budget drawn per utterance and is then
+asked for several budgets at inference.
 """
 
 from pathlib import Path
@@ -28,9 +31,11 @@ BASE_NATS = 1.2  # per token: the recipe's loss (ctc + att) at the branch point 
 
 
 def toy_model(vocab, encoder_target, decoder_target, **sparsity_overrides):
-    """A gated model with the shipped layout, gate_conf and sparsity_conf (targets replaced)."""
+    """A gated model with the shipped layout, gate_conf and sparsity_conf (targets replaced); with
+    a ``budget`` override its gate predictor takes budgets."""
     sparsity = {**SHIPPED["model_conf"]["sparsity_conf"], **sparsity_overrides}
     sparsity.update(encoder_target=encoder_target, decoder_target=decoder_target)
+    gate_conf = dict(SHIPPED["model_conf"]["gate_conf"], budget_input="budget" in sparsity)
     enc = dict(num_blocks=SHIPPED["encoder_conf"]["num_blocks"], output_size=32, attention_heads=2)
     dec = dict(num_blocks=SHIPPED["decoder_conf"]["num_blocks"], attention_heads=2, linear_units=64)
     from conftest import DECODER_CONF, ENCODER_CONF
@@ -39,7 +44,7 @@ def toy_model(vocab, encoder_target, decoder_target, **sparsity_overrides):
         vocab["token_list"],
         encoder_conf={**ENCODER_CONF, **enc},
         decoder_conf={**DECODER_CONF, **dec},
-        model_conf=dict(ctc_weight=0.5, gate_conf=dict(SHIPPED["model_conf"]["gate_conf"]), sparsity_conf=sparsity),
+        model_conf=dict(ctc_weight=0.5, gate_conf=gate_conf, sparsity_conf=sparsity),
     )
 
 
@@ -64,16 +69,18 @@ def train_toy(model, seed: int = 0, loss_scale: float = 1.0):
     optimizer = torch.optim.AdamW(predictor.parameters(), **optim_conf)
     scheduler = PiecewiseLinearWarmupLR(optimizer, **SHIPPED["scheduler_conf"])
     count_updates(model, optimizer)
+    controller = model.sparsity_controller
     model.train()
     for _ in range(SHIPPED["max_epoch"] * SHIPPED["num_iters_per_epoch"]):
         context, which, audio, tokens = draw(model, BATCH, generator)
-        logits = predictor(audio, context)
+        budgets = controller.draw_budgets(BATCH, generator=generator) if controller.budgeted else None
+        logits = predictor(audio, context, budgets)
         slots = predictor.sample(logits)
         task_loss = loss_scale * (tokens * (BASE_NATS + (costs[which] * (1.0 - slots)).sum(1))).mean()
         state = GateState(
             slots=slots, enc=None, dec=None, frames=torch.full((BATCH,), 20), context=context, logits=logits
         )
-        sparsity_loss, _ = model.sparsity_terms(state, task_loss, decoder_steps=9.0)
+        sparsity_loss = sparsity_terms(model, state, task_loss, budgets)
         optimizer.zero_grad()
         (task_loss + sparsity_loss).backward()
         optimizer.step()
@@ -81,14 +88,33 @@ def train_toy(model, seed: int = 0, loss_scale: float = 1.0):
     return model.eval()
 
 
-def inference_sparsity(model, n: int = 3000, task=None):
-    """Skip rate per side of the deterministic (inference) gates on fresh utterances (of ``task``)."""
+def sparsity_terms(model, state, task_loss, budgets):
+    """The sparsity loss of a batch, as the model computes it; with budgets the model-level glue
+    (groups of a per-task controller, the budgets) is spelt out here."""
+    if budgets is None:
+        return model.sparsity_terms(state, task_loss, decoder_steps=9.0)[0]
+    controller = model.sparsity_controller
+    groups = None
+    if controller.tasks:
+        groups = controller.groups_of([model.token_list[int(t)][1:-1] for t in state.context[:, 1]])
+    updates = model.gate_predictor.gating_updates()
+    layout = model.gate_layout
+    kwargs = dict(record=True, groups=groups, budgets=budgets)
+    return controller.loss(layout, state.slots, state.logits, task_loss, updates, **kwargs)[0]
+
+
+def inference_sparsity(model, n: int = 3000, task=None, **asked):
+    """Skip rate per side of the deterministic (inference) gates on fresh utterances (of ``task``),
+    at the budget ``asked`` (``sparsity=``, ``enc_sparsity=``, ``dec_sparsity=``) of a budgeted model."""
     context, which, audio, _ = draw(model, n, torch.Generator().manual_seed(123))
     if task is not None:
         mine = torch.tensor([CONTEXTS[int(c)][1] == task for c in which])
         context, audio = context[mine], audio[mine]
+    controller = model.sparsity_controller
+    budgets = controller.decode_budgets(**asked)
+    budgets = None if budgets is None else controller.budget_tensor(budgets, len(context))
     with torch.no_grad():
-        gates = model.gate_predictor.sample(model.gate_predictor(audio, context))
+        gates = model.gate_predictor.sample(model.gate_predictor(audio, context, budgets))
     layout = model.gate_layout
     return {side: 1.0 - float(gates[:, layout.slot_indices(side)].mean()) for side in ("enc", "dec")}
 
@@ -128,3 +154,35 @@ def test_controller_is_invariant_to_the_loss_scale(vocab):
     runs = [train_toy(toy_model(vocab, 0.25, 0.5), loss_scale=scale) for scale in (1.0, 10.0)]
     assert inference_sparsity(runs[0]) == pytest.approx(inference_sparsity(runs[1]), abs=0.005)
     assert torch.allclose(runs[0].sparsity_controller.lambdas, runs[1].sparsity_controller.lambdas, rtol=0.05)
+
+
+BUDGETS = (0.25, 0.5, 0.75)
+
+
+@pytest.mark.parametrize("sides", ["dec", "both"])
+def test_one_budget_conditioned_model_meets_every_budget_at_inference(vocab, sides):
+    """budget {sample: [0, 0.8]}: one training; at inference the skip rate of each budgeted side
+    follows the budget asked for, within 0.03."""
+    model = train_toy(toy_model(vocab, None, None, budget={"sample": [0.0, 0.8], "sides": list(SIDES[sides])}))
+    measured = {b: inference_sparsity(model, sparsity=b) for b in BUDGETS}
+    for b in BUDGETS:
+        for side in SIDES[sides]:
+            assert measured[b][side] == pytest.approx(b, abs=0.03), (b, measured)
+    if sides == "dec":  # no budget, no target: the encoder keeps its modules
+        assert max(m["enc"] for m in measured.values()) < 0.05, measured
+
+
+def test_per_task_budgets_are_met_by_each_task_beside_a_fixed_encoder_target(vocab):
+    """budget.tasks [asr, st_eng]: each task's utterances meet the decoder's budget on their own,
+    while the encoder keeps its fixed target 0.25 whatever the decoder's budget. Within 0.04, not
+    0.03: a task's utterances here come from 3 (ST) or 4 (ASR) contexts whose masks barely vary
+    with the audio, so at a given budget a task's skip rate moves in steps of 1/36 or 1/48 (one
+    module of one context); a fixed target's multipliers settle on the budget where the audio
+    splits one such step, a budget-conditioned predictor must do it for every budget at once."""
+    budget = {"sample": [0.0, 0.8], "sides": ["dec"], "tasks": ["asr", "st_eng"]}
+    model = train_toy(toy_model(vocab, 0.25, None, budget=budget))
+    assert model.sparsity_controller.lambdas.shape == (2, 2, 9, 2)  # sides x tasks x knots x (lambda1, lambda2)
+    for b in BUDGETS:
+        for task in ("asr", "st_eng"):
+            assert inference_sparsity(model, task=task, sparsity=b)["dec"] == pytest.approx(b, abs=0.04), (b, task)
+        assert inference_sparsity(model, sparsity=b)["enc"] == pytest.approx(0.25, abs=0.03), b

@@ -6,6 +6,11 @@ task tokens, and map the result with a small MLP to (L, 2) logits. Training samp
 gates with a straight-through Gumbel-Softmax; inference keeps a module iff its keep-logit
 beats its skip-logit.
 
+A budget-conditioned predictor (``budget_input``, set by the model when ``sparsity_conf`` has a
+``budget``) also takes each utterance's sparsity budget per side, the skip rate asked of the
+encoder and of the decoder, as Fourier features of the value concatenated to its input: one
+set of weights then serves every sparsity in the trained range, chosen per utterance.
+
 The predictor computes in float32 with float32 weights whatever the model's dtype or autocast:
 a keep decision is a comparison of two logits, and bf16 (8 bits of mantissa) would flip close ones.
 Its schedules (warm-up, temperature) count optimizer updates, not forward passes:
@@ -25,6 +30,8 @@ import torch.nn.functional as F
 #: (timestamps like ``<0.00>`` never do).
 CONTEXT_TOKEN = re.compile(r"^<[a-z][a-z0-9_]*>$")
 TAU_SCHEDULES = ("linear", "exponential", "constant")
+#: Fourier frequencies of a budget's embedding (see :func:`budget_features`)
+BUDGET_FREQUENCIES = 4
 
 
 def masked_time_mean(xs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -58,6 +65,9 @@ class GatePredictor(torch.nn.Module):
             sparsity loss is off and the temperature schedule waits until it ends.
         tau_start, tau_end, tau_anneal_steps, tau_schedule: Gumbel-Softmax temperature,
             annealed over optimizer updates after the warm-up.
+        budget_input: take a (B, 2) budget (skip rate asked of the encoder, of the decoder) in
+            :meth:`forward`, embedded by :func:`budget_features`; set by the model from
+            ``sparsity_conf.budget``, not a gate_conf option. False adds no parameter.
 
     Buffers saved with the model: ``train_steps`` (optimizer updates so far, so that resumed
     training continues the schedules) and ``context_counts`` (training utterances per
@@ -81,6 +91,7 @@ class GatePredictor(torch.nn.Module):
         tau_anneal_steps: int = 10000,
         tau_schedule: str = "linear",
         warmup_steps: int = 0,
+        budget_input: bool = False,
     ):
         super().__init__()
         if not (use_audio or use_context):
@@ -97,6 +108,7 @@ class GatePredictor(torch.nn.Module):
         self.tau_anneal_steps = int(tau_anneal_steps)
         self.tau_schedule = tau_schedule
         self.warmup_steps = int(warmup_steps)
+        self.budget_input = bool(budget_input)
 
         self.token_list = list(token_list)
         context_tokens = [t for t in self.token_list if CONTEXT_TOKEN.match(t)]
@@ -117,6 +129,8 @@ class GatePredictor(torch.nn.Module):
             self.lang_embed = torch.nn.Embedding(len(context_tokens) + 1, context_dim)
             self.task_embed = torch.nn.Embedding(len(context_tokens) + 1, context_dim)
             in_dim += 2 * context_dim
+        if self.budget_input:
+            in_dim += 2 * 2 * BUDGET_FREQUENCIES
         self.mlp = torch.nn.Sequential(
             torch.nn.Linear(in_dim, hidden_size),
             torch.nn.GELU(),
@@ -197,11 +211,24 @@ class GatePredictor(torch.nn.Module):
             unseen += [self.token_list[int(t)] for t in context[:, column].cpu()[never].unique().tolist()]
         return unseen
 
-    def forward(self, pooled: Optional[torch.Tensor], context: Optional[torch.Tensor]) -> torch.Tensor:
-        """pooled: (B, D) or None; context: (B, 2) token ids of <lang>, <task>.
+    def forward(
+        self,
+        pooled: Optional[torch.Tensor],
+        context: Optional[torch.Tensor],
+        budget: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """pooled: (B, D) or None; context: (B, 2) token ids of <lang>, <task>; budget: (B, 2)
+        skip rates asked of (encoder, decoder), only and always for a ``budget_input`` predictor.
 
         Returns float32 logits (B, n_gates, 2): [..., 0] = skip, [..., 1] = keep.
         """
+        if (budget is not None) != self.budget_input:
+            raise ValueError(
+                "this gate predictor takes a sparsity budget per utterance (its model was trained with "
+                "sparsity_conf.budget)"
+                if self.budget_input
+                else "this gate predictor was trained without a sparsity budget: it takes none"
+            )
         device_type = (pooled if pooled is not None else context).device.type
         with torch.autocast(device_type=device_type, enabled=False):
             feats = []
@@ -220,6 +247,8 @@ class GatePredictor(torch.nn.Module):
                     for column in (0, 1):
                         self._pending_counts[:, column].index_add_(0, rows[:, column], torch.ones_like(rows[:, column]))
                 feats += [self.lang_embed(rows[:, 0]).float(), self.task_embed(rows[:, 1]).float()]
+            if self.budget_input:
+                feats.append(budget_features(budget))
             x = torch.cat(feats, dim=-1)
             hidden, activation, out = self.mlp
             h = activation(F.linear(x, hidden.weight.float(), hidden.bias.float()))
@@ -239,6 +268,17 @@ class GatePredictor(torch.nn.Module):
         if self.warming_up():  # open, in the graph with a zero gradient (DDP needs every parameter used)
             return 1.0 + 0.0 * logits[..., 1]
         return F.gumbel_softmax(logits, tau=self.temperature(), hard=True)[..., 1]
+
+
+def budget_features(budget: torch.Tensor) -> torch.Tensor:
+    """Fourier features of (B, 2) budgets in [0, 1]: sin and cos of ``k * pi * b`` for k = 1..BUDGET_FREQUENCIES,
+    per side, (B, 4 * BUDGET_FREQUENCIES) float32. cos(pi * b) alone is monotonic over [0, 1]; the higher
+    frequencies let the MLP's first layer (the learned projection) bend the response to the budget."""
+    if budget.dim() != 2 or budget.size(-1) != 2:
+        raise ValueError(f"a budget is (batch, 2): skip rates asked of (encoder, decoder); got {tuple(budget.shape)}")
+    k = torch.arange(1, BUDGET_FREQUENCIES + 1, device=budget.device, dtype=torch.float32)
+    angles = math.pi * budget.float().unsqueeze(-1) * k  # (B, 2, F)
+    return torch.cat([angles.sin(), angles.cos()], dim=-1).flatten(1)
 
 
 def keep_decisions(logits: torch.Tensor) -> torch.Tensor:

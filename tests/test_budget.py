@@ -1,0 +1,176 @@
+"""The sparsity budget's configuration, draws, multiplier state and decode-time checks (issue 22).
+
+Whether a budget-conditioned model meets its budgets is tested on the toy harness in
+``test_sparsity_control.py``.
+"""
+
+import pytest
+import torch
+from conftest import DECODER_CONF, ENCODER_CONF, build
+
+from espnet_gated.gates import GatePredictor
+from espnet_gated.layout import MODULES, GateLayout
+from espnet_gated.sparsity import SparsityController
+
+RANGE = {"sample": [0.0, 0.8]}
+LAYOUT = GateLayout(
+    n_enc_layers=2,
+    n_dec_layers=2,
+    enc_present=list(MODULES["enc"]),
+    dec_present=list(MODULES["dec"]),
+    enc_modules=list(MODULES["enc"]),
+    dec_modules=list(MODULES["dec"]),
+)
+
+
+@pytest.mark.parametrize(
+    "budget, message",
+    [
+        ([0.0, 0.8], "sparsity_conf.budget must be a mapping like {sample: [0.0, 0.8]}"),
+        ({}, "sparsity_conf.budget.sample must be [lo, hi]"),
+        ({"sample": [0.5]}, "sparsity_conf.budget.sample must be [lo, hi]"),
+        ({"sample": ["low", 0.5]}, "sparsity_conf.budget.sample must be [lo, hi]"),
+        ({"sample": [0.0, 1.2]}, "sparsity_conf.budget.sample must lie within [0, 1], got [0, 1.2]"),
+        ({"sample": [-0.1, 0.5]}, "sparsity_conf.budget.sample must lie within [0, 1], got [-0.1, 0.5]"),
+        ({"sample": [0.6, 0.2]}, "sparsity_conf.budget.sample: lo 0.6 is above hi 0.2"),
+        ({"sample": [0.0, 0.8], "smaple": [0, 1]}, "sparsity_conf.budget: unknown key(s) ['smaple']"),
+        ({"sample": [0.0, 0.8], "sides": ["dec", "ctc"]}, "sparsity_conf.budget.sides must be a list of distinct"),
+        ({"sample": [0.0, 0.8], "sides": []}, "sparsity_conf.budget.sides must be a list of distinct"),
+        ({"sample": [0.0, 0.8], "tasks": "asr"}, "sparsity_conf.budget.tasks must be a list of task names"),
+        ({"sample": [0.0, 0.8], "knots": 1}, "sparsity_conf.budget.knots must be an integer >= 2, got 1"),
+        ({"sample": [0.5, 0.5], "knots": 3}, "sparsity_conf.budget.knots must be 1 for a single budget"),
+        ({"sample": [0.0, 0.8], "pull": -1}, "sparsity_conf.budget.pull must be a number >= 0, got -1"),
+        ({"sample": [0.0, 0.8], "default": 0.9}, "sparsity_conf.budget.default must be a skip rate within sample"),
+    ],
+)
+def test_budget_config_errors_name_the_key(budget, message):
+    with pytest.raises(ValueError) as error:
+        SparsityController(budget=budget)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_budgeted_side_cannot_also_have_a_fixed_target():
+    with pytest.raises(ValueError, match="decoder_target is 0.5 but budget.sides includes dec: a budgeted side"):
+        SparsityController(decoder_target=0.5, budget=RANGE)
+    with pytest.raises(ValueError, match="budget needs controller: lagrangian, got 'penalty'"):
+        SparsityController(controller="penalty", budget=RANGE)
+    # the other side may keep its own target
+    controller = SparsityController(encoder_target=0.25, budget={**RANGE, "sides": ["dec"]})
+    assert controller.budgeted_side("dec") and not controller.budgeted_side("enc")
+
+
+def test_model_config_with_a_bad_budget_is_refused_when_built(vocab):
+    """The error reaches the user through the model's config (ESPnet builds the model from it)."""
+    with pytest.raises(ValueError, match=r"sparsity_conf.budget.sample: lo 0.9 is above hi 0.1"):
+        build(
+            vocab["token_list"],
+            encoder_conf=ENCODER_CONF,
+            decoder_conf=DECODER_CONF,
+            model_conf=dict(sparsity_conf={"budget": {"sample": [0.9, 0.1]}}),
+        )
+
+
+def test_draws_are_reproducible_cover_the_range_and_leave_unbudgeted_sides_at_zero():
+    controller = SparsityController(budget={"sample": [0.2, 0.6], "sides": ["dec"]})
+    torch.manual_seed(3)
+    first = controller.draw_budgets(10)
+    torch.manual_seed(3)
+    assert torch.equal(first, controller.draw_budgets(10))  # torch's seed fixes the draws
+    assert not torch.equal(first, controller.draw_budgets(10))
+    assert first.shape == (10, 2) and (first[:, 0] == 0).all()
+    # stratified: one budget in each tenth of [0.2, 0.6]
+    strata = ((first[:, 1] - 0.2) / 0.04).floor().long()
+    assert sorted(strata.tolist()) == list(range(10))
+    generator = torch.Generator().manual_seed(5)
+    assert torch.equal(
+        controller.draw_budgets(4, generator=generator),
+        controller.draw_budgets(4, generator=torch.Generator().manual_seed(5)),
+    )
+
+
+def test_decode_budgets_refuse_what_the_model_was_not_trained_for():
+    both = SparsityController(budget={**RANGE, "default": 0.3})
+    assert both.decode_budgets() == (0.3, 0.3)  # nothing asked: the default
+    assert torch.equal(both.default_budgets(3), torch.tensor([[0.3, 0.3]] * 3))  # validation batches
+    assert both.decode_budgets(sparsity=0.5) == (0.5, 0.5)
+    assert both.decode_budgets(sparsity="0.5", dec_sparsity=0.7) == (0.5, 0.7)  # a side wins over all
+    assert both.decode_budgets(sparsity=0.8) == (0.8, 0.8)  # the range's ends are in it
+    decoder_only = SparsityController(encoder_target=0.25, budget={**RANGE, "sides": ["dec"]})
+    assert decoder_only.decode_budgets(sparsity=0.1) == (0.0, 0.1)
+    fixed = SparsityController(decoder_target=0.5)
+    assert fixed.decode_budgets() is None
+    refused = [
+        (both, dict(sparsity=0.9), "sparsity 0.9 is outside the budget range this model was trained on, [0, 0.8]"),
+        (both, dict(enc_sparsity=-0.1), "enc_sparsity -0.1 is outside the budget range this model was trained on"),
+        (both, dict(sparsity="fast"), "sparsity: want a skip rate in [0, 0.8], got 'fast'"),
+        (both, dict(sparsity="nan"), "sparsity: want a skip rate in [0, 0.8], got 'nan'"),
+        (both, dict(dec_sparsity=True), "dec_sparsity: want a skip rate in [0, 0.8], got True"),
+        (decoder_only, dict(enc_sparsity=0.2), "enc_sparsity: this model's encoder has no budget (budgeted: decoder)"),
+        (fixed, dict(sparsity=0.3), "sparsity: this model was trained for fixed sparsity targets (decoder 0.5)"),
+    ]
+    for controller, asked, message in refused:
+        with pytest.raises(ValueError) as error:
+            controller.decode_budgets(**asked)
+        assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_multipliers_per_task_and_knot_are_saved_with_the_model():
+    conf = {"decoder_target": None, "budget": {"sample": [0.0, 0.8], "sides": ["dec"], "tasks": ["asr", "st_eng"]}}
+    controller = SparsityController(**conf)
+    assert controller.lambdas.shape == (2, 2, 9, 2)  # sides x tasks x knots (one per 0.1) x (lambda1, lambda2)
+    controller.lambdas.normal_()
+    restored = SparsityController(**conf)
+    restored.load_state_dict(controller.state_dict())
+    assert torch.equal(restored.lambdas, controller.lambdas)
+    assert SparsityController(budget={"sample": [0.2, 0.4], "knots": 5}).lambdas.shape == (2, 1, 5, 2)
+
+
+def test_ascent_moves_the_knots_near_each_utterance_s_budget():
+    """Budgets 0.1 and 0.45 on knots 0, 0.1, ..., 0.8: the first moves knot 0.1 only, the second
+    knots 0.4 and 0.5 equally; the gap is the budget minus the inference skip rate (here 0). The
+    encoder's fixed target moves its one pair (knot 0)."""
+    budget = {"sample": [0.0, 0.8], "sides": ["dec"]}
+    controller = SparsityController(encoder_target=0.25, budget=budget, lambda_lr=1.0)
+    layout = LAYOUT
+    logits = torch.zeros(2, len(layout), 2)
+    logits[..., 1] = 5.0  # every gate kept: inference skips nothing
+    gates = torch.ones(2, len(layout))
+    budgets = torch.tensor([[0.0, 0.1], [0.0, 0.45]])
+    controller.loss(layout, gates, logits, torch.tensor(1.0), gating_updates=10**6, record=True, budgets=budgets)
+    controller.ascend()
+    lambda1 = controller.lambdas[1, 0, :, 0]
+    assert lambda1.tolist() == pytest.approx([0, 0.1, 0, 0, 0.45, 0.45, 0, 0, 0])
+    assert controller.lambdas[0, 0, :, 0].tolist() == pytest.approx([0.25] + [0] * 8)
+
+
+def test_loss_needs_budgets_exactly_when_configured_with_a_budget():
+    layout = LAYOUT
+    gates, logits = torch.ones(1, len(layout)), torch.zeros(1, len(layout), 2)
+    budgeted = SparsityController(budget=RANGE)
+    with pytest.raises(ValueError, match="has a budget: the loss needs each utterance's budgets"):
+        budgeted.loss(layout, gates, logits, torch.tensor(1.0), 0)
+    with pytest.raises(ValueError, match="has no budget: the loss takes no budgets"):
+        SparsityController(decoder_target=0.5).loss(
+            layout, gates, logits, torch.tensor(1.0), 0, budgets=torch.zeros(1, 2)
+        )
+
+
+def test_budget_input_adds_parameters_only_to_a_budgeted_predictor(vocab):
+    tokens = vocab["tokens"]
+    plain = GatePredictor(n_gates=6, audio_dim=8, token_list=tokens, hidden_size=4, context_dim=3)
+    budgeted = GatePredictor(n_gates=6, audio_dim=8, token_list=tokens, hidden_size=4, context_dim=3, budget_input=True)
+    plain_shapes = {k: v.shape for k, v in plain.state_dict().items()}
+    budgeted_shapes = {k: v.shape for k, v in budgeted.state_dict().items()}
+    assert plain_shapes.keys() == budgeted_shapes.keys()
+    assert plain_shapes["mlp.0.weight"] == (4, 8 + 2 * 3)  # [audio; language; task], as before budgets
+    assert budgeted_shapes["mlp.0.weight"] == (4, 8 + 2 * 3 + 16)  # + 4 frequencies x (sin, cos) x 2 sides
+    context = torch.tensor([[tokens.index("<deu>"), tokens.index("<asr>")]] * 2)
+    pooled = torch.randn(1, 8).expand(2, 8)  # one utterance at two budgets
+    with pytest.raises(ValueError, match="trained without a sparsity budget"):
+        plain(pooled, context, torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="takes a sparsity budget per utterance"):
+        budgeted(pooled, context)
+    torch.nn.init.normal_(budgeted.mlp[-1].weight)  # as after training: the budget changes the logits
+    logits = budgeted(pooled, context, torch.tensor([[0.0, 0.2], [0.0, 0.7]]))
+    assert not torch.allclose(logits[0], logits[1])
