@@ -8,9 +8,9 @@ import pytest
 import torch
 from conftest import DECODER_CONF, ENCODER_CONF, build
 
-from espnet_gated.gates import GatePredictor
-from espnet_gated.layout import MODULES, GateLayout
-from espnet_gated.sparsity import SparsityController
+from espnet_gated.method.gates import GatePredictor
+from espnet_gated.method.layout import MODULES, GateLayout
+from espnet_gated.method.sparsity import SparsityController
 
 RANGE = {"sample": [0.0, 0.8]}
 LAYOUT = GateLayout(

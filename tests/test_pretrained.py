@@ -26,9 +26,9 @@ from test_espnet_cli import write_data_dir
 from espnet_gated.adapter import use_prompt_ctc
 from espnet_gated.bin import s2t_inference
 from espnet_gated.bin.init_from import main as init_from_main
+from espnet_gated.data.symbols import CONTEXT_TOKEN
 from espnet_gated.data.tokenizer import train_bpe
 from espnet_gated.decoding.inference import GatedSpeech2Text
-from espnet_gated.method.gates import CONTEXT_TOKEN
 from espnet_gated.plugin.tasks import GatedS2TTask
 from espnet_gated.plugin.weights import GATING_STATE
 from espnet_gated.sharing.pretrained import PretrainedError, backbone_modules, fetch, init_from, locate

@@ -19,16 +19,13 @@ registers it, see ``tasks.py``), so ``accum_grad`` does not change them.
 """
 
 import math
-import re
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-#: Tokens that may appear as language or task in the ``<lang><task>`` prefix:
-#: bracketed lower-case names such as ``<deu>``, ``<asr>``, ``<st_eng>``
-#: (timestamps like ``<0.00>`` never do).
-CONTEXT_TOKEN = re.compile(r"^<[a-z][a-z0-9_]*>$")
+from espnet_gated.data.symbols import CONTEXT_TOKEN
+
 TAU_SCHEDULES = ("linear", "exponential", "constant")
 #: Fourier frequencies of a budget's embedding (see :func:`budget_features`)
 BUDGET_FREQUENCIES = 4

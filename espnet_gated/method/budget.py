@@ -1,0 +1,100 @@
+"""A range of sparsity budgets (``sparsity_conf.budget``): one model, the skip rate chosen at decode time.
+
+The controller (``sparsity.py``) draws each training utterance's budget from the range, holds each to its value
+(multipliers interpolated between knots, a pull toward each utterance's budget) and gives the gate predictor the
+budget as an input (``gates.py``); decoding asks for one within the range.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Tuple
+
+import torch
+
+from espnet_gated.data.symbols import CONTEXT_NAME
+from espnet_gated.method.layout import MODULES
+
+SIDES = tuple(MODULES)  # ("enc", "dec")
+BUDGET_KEYS = ("sample", "sides", "tasks", "knots", "pull", "default")
+#: default spacing of the budget knots (one multiplier pair per 0.1 of the range)
+KNOT_SPACING = 0.1
+#: default weight of each utterance's pull toward its own budget
+DEFAULT_PULL = 5.0
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """``sparsity_conf.budget``, checked (:meth:`parse`): the range of budgets drawn in training,
+    the sides they apply to, the tasks held to them separately, the multipliers' knots, the pull
+    toward each utterance's budget and the budget used where none is asked (validation, decoding
+    without one: the middle of the range unless ``default`` says otherwise)."""
+
+    low: float
+    high: float
+    sides: Tuple[str, ...]
+    tasks: Tuple[str, ...]
+    knots: int
+    pull: float
+    default: float
+
+    @classmethod
+    def parse(cls, conf) -> "Budget":
+        where = "sparsity_conf.budget"
+        if not isinstance(conf, Mapping):
+            raise ValueError(f"{where} must be a mapping like {{sample: [0.0, 0.8]}}, got {conf!r}")
+        unknown = sorted(set(conf) - set(BUDGET_KEYS))
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {unknown}; known: {list(BUDGET_KEYS)}")
+        sample = conf.get("sample")
+        if not (isinstance(sample, (list, tuple)) and len(sample) == 2 and all(map(is_number, sample))):
+            raise ValueError(
+                f"{where}.sample must be [lo, hi], the range of skip rates drawn in training, got {sample!r}"
+            )
+        low, high = float(sample[0]), float(sample[1])
+        if not (0.0 <= low <= 1.0 and 0.0 <= high <= 1.0):  # also rejects NaN
+            raise ValueError(f"{where}.sample must lie within [0, 1], got [{low:g}, {high:g}]")
+        if low > high:
+            raise ValueError(f"{where}.sample: lo {low:g} is above hi {high:g}")
+        sides = conf.get("sides", list(SIDES))
+        if not (
+            isinstance(sides, (list, tuple)) and sides and set(sides) <= set(SIDES) and len(set(sides)) == len(sides)
+        ):
+            raise ValueError(f"{where}.sides must be a list of distinct sides from {list(SIDES)}, got {sides!r}")
+        tasks = conf.get("tasks")
+        if tasks is not None:
+            good = lambda t: isinstance(t, str) and CONTEXT_NAME.match(t)  # noqa: E731
+            if not (isinstance(tasks, (list, tuple)) and tasks and all(map(good, tasks))):
+                raise ValueError(f"{where}.tasks must be a list of task names (like [asr, st_eng]), got {tasks!r}")
+        single = low == high
+        knots = conf.get("knots", 1 if single else max(2, round((high - low) / KNOT_SPACING) + 1))
+        if not (isinstance(knots, int) and not isinstance(knots, bool) and knots >= 1 and (knots >= 2) != single):
+            want = "1 for a single budget (lo = hi)" if single else "an integer >= 2"
+            raise ValueError(f"{where}.knots must be {want}, got {knots!r}")
+        pull = conf.get("pull", DEFAULT_PULL)
+        if not (is_number(pull) and math.isfinite(pull) and pull >= 0):
+            raise ValueError(f"{where}.pull must be a number >= 0, got {pull!r}")
+        default = conf.get("default", (low + high) / 2)
+        if not (is_number(default) and low <= default <= high):
+            raise ValueError(f"{where}.default must be a skip rate within sample [{low:g}, {high:g}], got {default!r}")
+        sides, tasks = tuple(s for s in SIDES if s in sides), tuple(sorted(set(tasks or ())))
+        return cls(low, high, sides, tasks, knots, float(pull), float(default))
+
+    def range_text(self) -> str:
+        return f"[{self.low:g}, {self.high:g}]"
+
+    def knot_weights(self, budget: torch.Tensor) -> torch.Tensor:
+        """(B,) budgets -> (B, knots) linear interpolation weights on the knots (each row sums to 1)."""
+        budget = budget.float()
+        if self.knots == 1:
+            return torch.ones_like(budget).unsqueeze(-1)
+        position = ((budget - self.low) / (self.high - self.low) * (self.knots - 1)).clamp(0, self.knots - 1)
+        left = position.floor().clamp(max=self.knots - 2).long()
+        right_share = position - left
+        weights = budget.new_zeros(budget.size(0), self.knots)
+        weights.scatter_(1, left.unsqueeze(-1), (1.0 - right_share).unsqueeze(-1))
+        weights.scatter_add_(1, (left + 1).unsqueeze(-1), right_share.unsqueeze(-1))
+        return weights
