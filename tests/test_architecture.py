@@ -38,9 +38,14 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def is_module(name: str) -> bool:
+    path = PACKAGE.joinpath(*name.split("."))
+    return path.is_dir() or path.with_suffix(".py").is_file()
+
+
 def room(module: str) -> str:
-    first = module.split(".")[0]
-    return first if (PACKAGE / first).is_dir() else "base"
+    first = module.split(".")[0]  # "" for the package itself (its __version__)
+    return first if first and (PACKAGE / first).is_dir() else "base"
 
 
 def imports() -> dict:
@@ -52,7 +57,9 @@ def imports() -> dict:
             if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "espnet_gated":
                 target = node.module.partition(".")[2]
                 # from espnet_gated.recipe.results import fmt; from espnet_gated.recipe import launcher
-                graph[mine].update([target] if target else [a.name for a in node.names])
+                for alias in node.names:
+                    submodule = f"{target}.{alias.name}" if target else alias.name
+                    graph[mine].add(submodule if is_module(submodule) else target)
             elif isinstance(node, ast.Import):
                 graph[mine].update(a.name.partition(".")[2] for a in node.names if a.name.startswith("espnet_gated."))
     return graph

@@ -15,12 +15,12 @@ import pytest
 import torch
 from conftest import ENCODER_CONF, build, model_args, speech_batch
 
-from espnet_gated.bin.export import build_from_config, save_model_dir
 from espnet_gated.compat import STOCK_ZEROES_PADDING, CTCPrefixScoreTH
 from espnet_gated.decoding.ctc_prefix_score import BatchCTCPrefixScore
 from espnet_gated.decoding.inference import GatedSpeech2Text
 from espnet_gated.method.layout import DECODER_MODULES, ENCODER_MODULES, format_mask
 from espnet_gated.plugin.tasks import preprocessor_defaults
+from espnet_gated.sharing.model_dir import build_from_config, save_model_dir
 
 #: samples at 16 kHz, hop 160: 101, 84, 77, 94, 63 feature frames (every remainder mod 2, 3 and 4)
 LENGTHS = [16000, 13300, 12200, 14950, 10000]

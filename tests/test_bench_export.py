@@ -12,12 +12,13 @@ from espnet_gated.bench.accounting import latency_targets, summarize_latency, su
 from espnet_gated.bench.models import random_config
 from espnet_gated.bench.variants import Variant
 from espnet_gated.bin import bench
-from espnet_gated.bin.export import build_from_config, export, save_model_dir
 from espnet_gated.compat import CTCPrefixScorer
 from espnet_gated.decoding.inference import GatedSpeech2Text
 from espnet_gated.method.flops import encoder_macs, input_layer_macs, search_macs
 from espnet_gated.method.layout import format_mask, parse_mask
 from espnet_gated.plugin.tasks import preprocessor_defaults
+from espnet_gated.sharing.export import export
+from espnet_gated.sharing.model_dir import build_from_config, save_model_dir
 
 #: enc layer 0: attn closed (merge keeps the cgmlp half), layer 1: cgmlp closed, layer 2: macaron FFN and both
 #: branches closed (merge removed); dec: self_attn, src_attn, FFN closed in layers 0, 1, 2

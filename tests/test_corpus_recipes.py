@@ -18,7 +18,7 @@ from test_scoring import write_decode_set, write_ref_set
 
 from espnet_gated.bin import make_config, score, sweep_report
 from espnet_gated.data.datadir import read_data_dir
-from espnet_gated.sharing.pretrained import build_gated, full_args, init_from
+from espnet_gated.sharing.init_from import build_gated, full_args, init_from
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = {

@@ -7,8 +7,8 @@ import torch
 from conftest import build, speech_batch
 from test_model import _att_inputs
 
-from espnet_gated.bin.export import save_model_dir
 from espnet_gated.method.distill import check_distill_conf, token_kl
+from espnet_gated.sharing.model_dir import save_model_dir
 
 
 def test_token_kl_against_a_hand_computed_case():

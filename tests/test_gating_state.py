@@ -117,8 +117,8 @@ def test_an_untrained_language_or_task_is_refused_and_names_the_trained_ones(voc
 def test_decoding_an_untrained_context_errors_or_keeps_every_module(vocab, tmp_path):
     from test_bench_export import DECODE, _config, _speeches
 
-    from espnet_gated.bin.export import build_from_config, save_model_dir
     from espnet_gated.decoding.inference import GatedSpeech2Text
+    from espnet_gated.sharing.model_dir import build_from_config, save_model_dir
 
     config = _config(vocab)
     model = build_from_config(config)

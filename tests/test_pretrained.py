@@ -31,7 +31,8 @@ from espnet_gated.data.tokenizer import train_bpe
 from espnet_gated.decoding.inference import GatedSpeech2Text
 from espnet_gated.plugin.tasks import GatedS2TTask
 from espnet_gated.plugin.weights import GATING_STATE
-from espnet_gated.sharing.pretrained import PretrainedError, backbone_modules, fetch, init_from, locate
+from espnet_gated.sharing.init_from import backbone_modules, init_from
+from espnet_gated.sharing.locate import PretrainedError, fetch, locate
 
 OWSM_LANGS = ["deu", "eng", "fra", "ita", "spa"]  # OWSM keeps them sorted: <abk> .. <zul>
 OWSM_TASKS = ["asr", "st_deu", "st_eng", "st_fra"]

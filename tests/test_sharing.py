@@ -24,13 +24,14 @@ from conftest import LANGS, WORDS, data_path_args, tiny_train_config
 
 from espnet_gated.bin import decode as decode_cli
 from espnet_gated.bin import s2t_inference
-from espnet_gated.bin.export import export
 from espnet_gated.data.datadir import Utterance, write_data_dir
 from espnet_gated.decoding.inference import GatedSpeech2Text
 from espnet_gated.decoding.language_id import candidate_languages
 from espnet_gated.plugin.tasks import GatedS2TTask
-from espnet_gated.sharing.pack import PackError, pack, unpack, upload
-from espnet_gated.sharing.pretrained import init_from
+from espnet_gated.sharing.archive import PackError, unpack, upload
+from espnet_gated.sharing.export import export
+from espnet_gated.sharing.init_from import init_from
+from espnet_gated.sharing.pack import pack
 from espnet_gated.utils import read_kaldi_map
 
 REPO = Path(__file__).resolve().parents[1]

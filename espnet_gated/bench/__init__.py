@@ -8,6 +8,6 @@
 * :mod:`~espnet_gated.bench.latency` and :mod:`~espnet_gated.bench.throughput`: the two modes;
 * :mod:`~espnet_gated.bench.training_threads`: a training step at torch's thread count and the rule's.
 
-The package may import the method, decoding, plugin, configs and ``bin.export`` (its model-directory
-functions); nothing imports it but the two CLIs and the tests.
+The package may import anything of the library but ``bin/`` (README, "Architecture"); nothing imports it but the
+two CLIs and the tests.
 """

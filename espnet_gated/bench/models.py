@@ -18,13 +18,14 @@ import torch
 
 from espnet_gated.bench.instrumentation import TimedSpeech2Text, suppress_eos
 from espnet_gated.bench.variants import side_masks
-from espnet_gated.bin.export import build_from_config, export, save_model_dir
 from espnet_gated.configs import dense_config, load_yaml
 from espnet_gated.data.tokenizer import HEAD_SYMBOLS, TAIL_SYMBOLS, TIME_SYMBOLS
 from espnet_gated.decoding.inference import GatedSpeech2Text
 from espnet_gated.method.layout import format_mask, parse_mask
 from espnet_gated.plugin.tasks import preprocessor_defaults
 from espnet_gated.plugin.weights import GATING_STATE, check_weights, read_state_dict
+from espnet_gated.sharing.export import export
+from espnet_gated.sharing.model_dir import build_from_config, save_model_dir
 
 logger = logging.getLogger("espnet_gated.bench")
 

@@ -8,7 +8,8 @@ with huggingface_hub where the network allows; OWSM v3.1 and v4). OUT receives
 ``bpe.model`` (for ``--token_list``/``--bpemodel``, or ``s2t.sh --token_list_dir OUT``),
 ``config.yaml`` (to decode the model as it is), ``feats_stats.npz`` and ``init_from.yaml`` (what came
 from where, and the development-branch config keys that were mapped or dropped).
-Details: ``espnet_gated/sharing/pretrained.py``.
+Details: ``espnet_gated/sharing/init_from.py`` (the configs and weights), ``locate.py`` (finding the model's files)
+and ``vocabulary.py`` (new languages and tasks).
 
 Usage:
     python -m espnet_gated.bin.init_from --src espnet/owsm_v3.1_ebf --out exp/init_owsm_v3.1_ebf \
@@ -62,7 +63,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd=None) -> int:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (init_from) %(levelname)s: %(message)s")
-    from espnet_gated.sharing.pretrained import init_from  # imports ESPnet (~10 s): after the options are checked
+    from espnet_gated.sharing.init_from import init_from  # imports ESPnet (~10 s): after the options are checked
 
     files = init_from(
         args.src,

@@ -17,7 +17,6 @@ import argparse
 import logging
 
 from espnet_gated.cli import entry_point, existing_dir, existing_file
-from espnet_gated.sharing.pack import pack
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -40,6 +39,8 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd=None) -> None:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (pack) %(levelname)s: %(message)s")
+    from espnet_gated.sharing.pack import pack  # imports ESPnet (~10 s): after the options are checked
+
     pack(args.s2t_train_config, args.s2t_model_file, args.out, args.results_dir, args.hf_repo)
 
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from espnet_gated.cli import entry_point, existing_file
-from espnet_gated.sharing.pack import PackError, unpack, upload
+from espnet_gated.sharing.archive import PackError, unpack, upload
 
 NOT_UPLOADED = 3
 

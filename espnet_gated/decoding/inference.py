@@ -157,7 +157,7 @@ class GatedSpeech2Text(Speech2Text):
         """
         if model_tag is None:
             return cls(**kwargs)
-        from espnet_gated.sharing.pretrained import PretrainedError, fetch, locate, resolved_config_file
+        from espnet_gated.sharing.locate import PretrainedError, fetch, locate, resolved_config_file
 
         try:
             root = fetch(model_tag, cache_dir, option="from_pretrained(DIR)")

@@ -22,8 +22,8 @@ from espnet_gated.decoding.inference import (
 )
 from espnet_gated.method.layout import format_mask
 from espnet_gated.plugin.tasks import GatedS2TTask, check_model_file, read_token_list
-from espnet_gated.sharing.pack import is_archive
-from espnet_gated.sharing.pretrained import PretrainedError, locate, recorded_files_missing, resolved_config_file
+from espnet_gated.sharing.archive import is_archive
+from espnet_gated.sharing.locate import PretrainedError, locate, recorded_files_missing, resolved_config_file
 from espnet_gated.utils import Progress
 
 #: batched decoding reads this many batches of utterances, sorts them by length (less padding) and decodes them

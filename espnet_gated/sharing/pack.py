@@ -1,4 +1,4 @@
-"""Packing a trained gated model as one file, its model card, and the upload to the Hugging Face hub.
+"""Packing a trained gated model as one file with its model card.
 
 A pack is a zip in ESPnet's packed layout (what ``espnet2.bin.pack s2t`` writes, so ESPnet's own
 ``espnet2.main_funcs.pack_funcs.unpack`` and the hub's ESPnet repositories look the same)::
@@ -11,13 +11,15 @@ A pack is a zip in ESPnet's packed layout (what ``espnet2.bin.pack s2t`` writes,
     data/token_list/bpe.model, tokens.txt  the sentencepiece model and the token list
     README.md                              the model card (the hub shows it)
 
-:func:`unpack` extracts a pack into a directory once (atomically; a changed zip is extracted
-again); ``GatedSpeech2Text.from_pretrained``, ``s2t_inference --model_tag`` and ``init_from`` load
-the zip, that directory or a hub snapshot of it alike (:func:`espnet_gated.sharing.pretrained.locate`).
+Reading a pack and uploading it to the Hugging Face hub is :mod:`espnet_gated.sharing.archive`'s job;
+``GatedSpeech2Text.from_pretrained``, ``s2t_inference --model_tag`` and ``init_from`` load the zip, its
+unpacked directory or a hub snapshot of it alike (:func:`espnet_gated.sharing.locate.locate`).
 
 Usage::
 
-    from espnet_gated.sharing.pack import pack, upload
+    from espnet_gated.sharing.archive import upload
+    from espnet_gated.sharing.pack import pack
+
     zip_path = pack("exp/s2t_train/config.yaml", "exp/s2t_train/valid.acc.ave.pth", "exp/s2t_train/model.zip",
                     results_dir="exp/s2t_train/results")
     upload(zip_path, "user/gated-owsm", "exp/hf_user_gated-owsm")    # unpacked there, then uploaded
@@ -25,11 +27,8 @@ Usage::
 
 import json
 import logging
-import os
 import platform
 import re
-import shutil
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -37,24 +36,18 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import yaml
 
+from espnet_gated.data.symbols import token_kind
+from espnet_gated.plugin.weights import WeightsError, read_state_dict
+from espnet_gated.sharing.archive import PackError, is_archive
+from espnet_gated.sharing.locate import PretrainedError, locate
+from espnet_gated.sharing.model_dir import n_params
 from espnet_gated.utils import PathLike, atomic_output
 
 #: ESPnet's names of the S2T model's files in meta.yaml (espnet2/bin/pack.py, S2TPackedContents)
 MODEL_KEY, CONFIG_KEY = "s2t_model_file", "s2t_train_config"
 TOKEN_DIR = "data/token_list"
-ARCHIVE_SUFFIXES = (".zip",)
-#: written into an unpacked directory: the archive it came from (size and time)
-UNPACKED_FROM = ".unpacked_from"
 #: files that are stored, not deflated (they do not compress)
 STORED_SUFFIXES = (".pth", ".png", ".npz", ".model")
-
-
-class PackError(ValueError):
-    """A pack cannot be made, read or uploaded; the message names the file or repository."""
-
-
-def is_archive(path: PathLike) -> bool:
-    return Path(path).suffix in ARCHIVE_SUFFIXES
 
 
 # ---------------------------------------------------------------- model card
@@ -194,11 +187,9 @@ def pack(
     """Write the pack of a trained model (``config.yaml`` of its training run) to ``out`` (.zip).
 
     The token list, BPE model and statistics file are the ones the config names (found as
-    ``espnet_gated.sharing.pretrained.locate`` finds them); ``results_dir`` (stage 13's output) gives the
+    :func:`espnet_gated.sharing.locate.locate` finds them); ``results_dir`` (stage 13's output) gives the
     scores and the usage heatmaps of the model card. ``hf_repo`` is the name the card's usage
     snippet loads (default: the zip's file name)."""
-    from espnet_gated.sharing.pretrained import PretrainedError, locate
-
     config_file, model_file, out = Path(config_file), Path(model_file), Path(out)
     if not is_archive(out):
         raise PackError(f"{out}: a pack is a .zip file")
@@ -234,8 +225,6 @@ def pack(
         images = [f"{exp}/results/{p.name}" for p in sorted(results_dir.glob("usage_*_*.png"))]
     else:
         logging.warning(f"{results_dir or 'no results dir'}: no scores to put on the model card (run stage 13 first)")
-    from espnet_gated.data.symbols import token_kind
-
     languages = [t for t in pre.token_list if token_kind(t) == "lang"]
     card = model_card(config, tag, hf_repo or out.name, scores, results_md, images, languages, _n_params(model_file))
     members["README.md"] = card.encode()
@@ -254,81 +243,7 @@ def pack(
 
 
 def _n_params(model_file: Path) -> Optional[int]:
-    from espnet_gated.plugin.weights import WeightsError, read_state_dict
-
     try:
-        state = read_state_dict(model_file)
+        return n_params(read_state_dict(model_file))
     except WeightsError:  # not a plain state dict: the card leaves the size out
         return None
-    return int(sum(v.numel() for v in state.values() if v.is_floating_point()))
-
-
-# ---------------------------------------------------------------- unpack
-def _stamp(archive: Path) -> str:
-    st = archive.stat()
-    return json.dumps({"archive": str(archive.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
-
-
-def unpack(archive: PathLike, parent: Optional[PathLike] = None) -> Path:
-    """Extract ``archive`` into ``<parent>/<its name without .zip>/`` (``parent`` defaults to
-    the archive's directory) and return that directory. A directory already extracted from
-    the same archive (same size and time) is reused; otherwise the new one is extracted
-    beside it and swapped in, so a failure never leaves a half-extracted model."""
-    archive = Path(archive)
-    out = Path(parent if parent is not None else archive.parent) / archive.name[: -len(archive.suffix)]
-    stamp = _stamp(archive)
-    if (out / UNPACKED_FROM).is_file() and (out / UNPACKED_FROM).read_text() == stamp:
-        return out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        try:
-            with zipfile.ZipFile(archive) as z:
-                names = z.namelist()
-                if "meta.yaml" not in names:
-                    raise PackError(f"{archive}: no meta.yaml (not a packed ESPnet model)")
-                bad = [n for n in names if n.startswith("/") or ".." in Path(n).parts]
-                if bad:
-                    raise PackError(f"{archive}: member {bad[0]} would be extracted outside the model directory")
-                z.extractall(tmp)
-        except (zipfile.BadZipFile, OSError) as e:
-            raise PackError(f"{archive}: cannot extract ({e})") from None
-        (tmp / UNPACKED_FROM).write_text(stamp)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    logging.info(f"unpacked {archive} into {out}")
-    return out.resolve()
-
-
-# ---------------------------------------------------------------- upload
-def upload(archive: PathLike, repo_id: str, parent: PathLike, private: bool = False) -> str:
-    """Unpack ``archive`` under ``parent`` (:func:`unpack`) and upload that directory to the hub
-    repository ``repo_id`` (created if needed); returns the repository's URL. Raises
-    :class:`PackError` saying why (huggingface_hub missing, offline, not logged in), the pack
-    and the unpacked directory left in place for a later upload."""
-    folder = unpack(archive, parent)
-    later = f"the pack is ready: {archive} (unpacked: {folder}); upload it later with: hf upload {repo_id} {folder} ."
-    try:
-        from huggingface_hub import HfApi
-    except ImportError:
-        raise PackError(
-            f'uploading to the Hugging Face hub needs huggingface_hub (pip install "espnet-gated[hub]"); {later}'
-        ) from None
-    api = HfApi()
-    try:
-        url = api.create_repo(repo_id, exist_ok=True, private=private, repo_type="model")
-        api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
-                          commit_message=f"Upload {Path(archive).name}", ignore_patterns=[UNPACKED_FROM])  # fmt: skip
-    except Exception as e:  # offline, no token, no permission: huggingface_hub raises many types
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or "offline" in reason.lower()
-        why = "this machine is offline (or HF_HUB_OFFLINE is set)" if offline else f"{type(e).__name__}: {reason}"
-        raise PackError(f"could not upload to {repo_id}: {why}; {later}") from e
-    return str(url)

@@ -295,7 +295,7 @@ train_model() {  # train_model OUTPUT_DIR CONFIG [extra options...]
     elif [ "${ngpu}" -gt 1 ]; then
         dist_opts=(--multiprocessing_distributed true)
     fi
-    local freeze_opts=()  # every module but the gate predictor (espnet_gated.sharing.pretrained.backbone_modules)
+    local freeze_opts=()  # every module but the gate predictor (espnet_gated.sharing.init_from.backbone_modules)
     [ "${freeze_backbone}" = false ] || freeze_opts=(--freeze_param frontend normalize encoder decoder ctc)
     local submit=()  # --train_cmd slurm: the whole training (srun included) as one sbatch --wait job
     # shellcheck disable=SC2206
