@@ -174,3 +174,94 @@ def test_budget_input_adds_parameters_only_to_a_budgeted_predictor(vocab):
     torch.nn.init.normal_(budgeted.mlp[-1].weight)  # as after training: the budget changes the logits
     logits = budgeted(pooled, context, torch.tensor([[0.0, 0.2], [0.0, 0.7]]))
     assert not torch.allclose(logits[0], logits[1])
+
+
+# ---------------------------------------------------------------- the model and its decoding
+@pytest.fixture(scope="module")
+def budgeted_dir(tmp_path_factory, vocab):
+    """A tiny budgeted model on disk (decoder budget in [0, 0.8]) whose untrained predictor hears the budget: its
+    output layer random, the budget's features weighted strongly."""
+    from test_bench_export import _config
+
+    from espnet_gated.sharing.model_dir import build_from_config, save_model_dir
+
+    config = _config(vocab)
+    config["model_conf"]["sparsity_conf"] = {"budget": {"sample": [0.0, 0.8], "sides": ["dec"]}}
+    torch.manual_seed(4)
+    model = build_from_config(config)
+    with torch.no_grad():
+        out = model.gate_predictor.mlp[-1]
+        out.weight.normal_(0.0, 0.5)
+        out.bias.zero_()
+        first = model.gate_predictor.mlp[0]
+        first.weight[:, -16:].normal_(0.0, 3.0)  # the budget's 16 Fourier features
+    return save_model_dir(tmp_path_factory.mktemp("budgeted"), config, model.state_dict())
+
+
+def test_training_draws_a_budget_per_utterance_and_decoding_takes_the_asked_one(vocab, budgeted_dir):
+    from conftest import speech_batch
+    from test_model import _att_inputs
+
+    from espnet_gated.configs import load_yaml
+    from espnet_gated.sharing.model_dir import build_from_config
+
+    config, model_file = budgeted_dir
+    model = build_from_config(load_yaml(config))
+    model.load_state_dict(torch.load(model_file))
+    speech, lengths = speech_batch([16000, 12000, 14000], seed=3)
+    model.train()
+    torch.manual_seed(0)
+    loss, stats, _ = model(speech, lengths, **_att_inputs(model, 3, seed=3))
+    assert "target_dec" in stats and 0.0 <= float(stats["target_dec"]) <= 0.8
+    ctx = model.token_context("<deu>", "<asr>", 3)
+    model.eval()
+    with torch.no_grad():
+        _, _, asked = model.encode_gated(speech, lengths, ctx, budget=(0.0, 0.7))
+        _, _, default = model.encode_gated(speech, lengths, ctx)
+    assert torch.allclose(asked.budgets, torch.tensor([[0.0, 0.7]] * 3))
+    assert torch.allclose(default.budgets, torch.tensor([[0.0, 0.4]] * 3))  # the middle of the range
+
+
+def test_decoding_at_budgets_records_them_and_refuses_what_the_model_cannot_give(budgeted_dir, tmp_path):
+    from test_bench_export import DECODE, _speeches
+
+    from espnet_gated.decoding.inference import GatedSpeech2Text
+    from espnet_gated.method.layout import parse_mask
+    from espnet_gated.method.sparsity import BudgetRequestError
+
+    config, model_file = budgeted_dir
+    s2t = GatedSpeech2Text(str(config), str(model_file), sparsity=0.1, **DECODE)
+    speeches = _speeches([14000, 12000], seed=8)
+    low, high = s2t.decode_batch(speeches), s2t.decode_batch(speeches, sparsity=0.8)
+    assert (low.budget, high.budget) == ((0.0, 0.1), (0.0, 0.8))
+    # the budget reaches the predictor (an untrained one: which way its masks move is arbitrary)
+    assert [m[1].tolist() for m in low.masks] != [m[1].tolist() for m in high.masks]
+    assert s2t.decode(speeches[0], dec_sparsity="0.8").masks[0][1].tolist() == high.masks[0][1].tolist()
+    for bad, message in (
+        (dict(sparsity=0.9), r"sparsity 0.9 is outside the budget range this model was trained on, \[0, 0.8\]"),
+        (dict(sparsity="half"), r"sparsity: want a skip rate in \[0, 0.8\], got 'half'"),
+        (dict(enc_sparsity=0.3), "enc_sparsity: this model's encoder has no budget"),
+    ):
+        with pytest.raises(BudgetRequestError, match=message):
+            s2t.decode(speeches[0], **bad)
+    with pytest.raises(BudgetRequestError, match="outside the budget range"):
+        GatedSpeech2Text(str(config), str(model_file), sparsity=1.0, **DECODE)
+
+    # the command line: the budget in each gates line; a bad one is one line, status 2
+    from espnet_gated.bin import s2t_inference
+    from espnet_gated.cli import ToolExit
+
+    wav_scp = tmp_path / "wav.scp"
+    import soundfile
+
+    soundfile.write(tmp_path / "a.wav", speeches[0].numpy(), 16000)
+    wav_scp.write_text(f"u1 {tmp_path / 'a.wav'}\n")
+    args = ["--s2t_train_config", str(config), "--s2t_model_file", str(model_file), "--lang_sym", "deu"]
+    args += ["--task_sym", "asr", "--data_path_and_name_and_type", f"{wav_scp},speech,sound"]
+    args += ["--beam_size", "2", "--maxlenratio", "-3"]
+    s2t_inference.main([*args, "--output_dir", str(tmp_path / "out"), "--dec_sparsity", "0.6"])
+    line = (tmp_path / "out" / "1best_recog" / "gates").read_text().split(" ", 1)[1]
+    assert parse_mask(line)["budget"] == [0.0, 0.6] and line.rstrip().endswith("budget=0.00,0.60")
+    with pytest.raises(ToolExit, match=r"s2t_inference: error: sparsity 0.95 is outside the budget range") as e:
+        s2t_inference.main([*args, "--output_dir", str(tmp_path / "bad"), "--sparsity", "0.95"])
+    assert e.value.code == 2

@@ -32,10 +32,10 @@ BASE_NATS = 1.2  # per token: the recipe's loss (ctc + att) at the branch point 
 
 def toy_model(vocab, encoder_target, decoder_target, **sparsity_overrides):
     """A gated model with the shipped layout, gate_conf and sparsity_conf (targets replaced); with
-    a ``budget`` override its gate predictor takes budgets."""
+    a ``budget`` override the model's gate predictor takes budgets."""
     sparsity = {**SHIPPED["model_conf"]["sparsity_conf"], **sparsity_overrides}
     sparsity.update(encoder_target=encoder_target, decoder_target=decoder_target)
-    gate_conf = dict(SHIPPED["model_conf"]["gate_conf"], budget_input="budget" in sparsity)
+    gate_conf = dict(SHIPPED["model_conf"]["gate_conf"])
     enc = dict(num_blocks=SHIPPED["encoder_conf"]["num_blocks"], output_size=32, attention_heads=2)
     dec = dict(num_blocks=SHIPPED["decoder_conf"]["num_blocks"], attention_heads=2, linear_units=64)
     from conftest import DECODER_CONF, ENCODER_CONF
@@ -78,29 +78,20 @@ def train_toy(model, seed: int = 0, loss_scale: float = 1.0):
         slots = predictor.sample(logits)
         task_loss = loss_scale * (tokens * (BASE_NATS + (costs[which] * (1.0 - slots)).sum(1))).mean()
         state = GateState(
-            slots=slots, enc=None, dec=None, frames=torch.full((BATCH,), 20), context=context, logits=logits
+            slots=slots,
+            enc=None,
+            dec=None,
+            frames=torch.full((BATCH,), 20),
+            context=context,
+            logits=logits,
+            budgets=budgets,
         )
-        sparsity_loss = sparsity_terms(model, state, task_loss, budgets)
+        sparsity_loss = model.sparsity_terms(state, task_loss, decoder_steps=9.0)[0]
         optimizer.zero_grad()
         (task_loss + sparsity_loss).backward()
         optimizer.step()
         scheduler.step()
     return model.eval()
-
-
-def sparsity_terms(model, state, task_loss, budgets):
-    """The sparsity loss of a batch, as the model computes it; with budgets the model-level glue
-    (groups of a per-task controller, the budgets) is spelt out here."""
-    if budgets is None:
-        return model.sparsity_terms(state, task_loss, decoder_steps=9.0)[0]
-    controller = model.sparsity_controller
-    groups = None
-    if controller.tasks:
-        groups = controller.groups_of([model.token_list[int(t)][1:-1] for t in state.context[:, 1]])
-    updates = model.gate_predictor.gating_updates()
-    layout = model.gate_layout
-    kwargs = dict(record=True, groups=groups, budgets=budgets)
-    return controller.loss(layout, state.slots, state.logits, task_loss, updates, **kwargs)[0]
 
 
 def inference_sparsity(model, n: int = 3000, task=None, **asked):

@@ -43,6 +43,7 @@ from pathlib import Path
 import yaml
 
 from espnet_gated.cli import UsageError, entry_point, existing_dir, existing_file
+from espnet_gated.decoding.nbest_files import add_sparsity_options
 from espnet_gated.recipe.decode_jobs import check_inputs, merge_shards, parse_system, run_job, unfinished_shards
 from espnet_gated.recipe.launcher import local_jobs, run_local
 from espnet_gated.recipe.threads import choose_threads, thread_option
@@ -68,8 +69,9 @@ def main(cmd=None):
         action="append",
         default=[],
         help="another model decoded in the same jobs, interleaved set by set (repeatable): "
-        "out_dir=DIR[,s2t_model_file=F][,s2t_train_config=F][,gate_mode=predicted|all_open]",
+        "out_dir=DIR[,s2t_model_file=F][,s2t_train_config=F][,gate_mode=predicted|all_open][,sparsity=S]",
     )
+    add_sparsity_options(parser)
     parser.add_argument(
         "--num_threads",
         type=thread_option,
@@ -88,6 +90,7 @@ def main(cmd=None):
         options.update(yaml.safe_load(args.decode_config.read_text()) or {})
     config, model = str(args.s2t_train_config), str(args.s2t_model_file)
     options.update(s2t_train_config=config, s2t_model_file=model, ngpu=args.ngpu)
+    options.update({k: getattr(args, k) for k in ("sparsity", "enc_sparsity", "dec_sparsity") if getattr(args, k)})
     sets = args.sets.split()
     if args.job is not None and not 1 <= args.job <= args.nj:
         raise UsageError(f"--job {args.job} is not one of the jobs 1..{args.nj}")

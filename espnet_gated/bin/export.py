@@ -45,6 +45,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lang_sym", default=None, help="language of the mask (e.g. deu), context-only predictor")
     parser.add_argument("--task_sym", default=None, help="task of the mask (e.g. asr)")
     parser.add_argument("--mask", default=None, help='explicit mask, e.g. "enc=1111.1011 dec=111.101"')
+    parser.add_argument("--sparsity", default=None, help="a budgeted context-only predictor's budget for the mask")
     parser.add_argument("--out", required=True, help="output model directory")
     parser.add_argument("--log_level", default="INFO")
     return parser
@@ -56,7 +57,9 @@ def main(cmd=None):
     logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     from espnet_gated.sharing.export import export  # imports ESPnet (~10 s): after the options are checked
 
-    summary = export(args.s2t_train_config, args.s2t_model_file, args.out, args.mask, args.lang_sym, args.task_sym)
+    summary = export(
+        args.s2t_train_config, args.s2t_model_file, args.out, args.mask, args.lang_sym, args.task_sym, args.sparsity
+    )
     p = summary["params"]
     logging.info(
         f"exported {summary['mask']} to {args.out}: {p['exported']:,} parameters "

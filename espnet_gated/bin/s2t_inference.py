@@ -46,7 +46,7 @@ from espnet_gated.decoding.inference import (
     GATE_MODES,
     UNSEEN_CONTEXT,
 )
-from espnet_gated.decoding.nbest_files import build_speech2text, decode_to_dir
+from espnet_gated.decoding.nbest_files import add_sparsity_options, build_speech2text, decode_to_dir
 from espnet_gated.utils import atomic_write
 
 
@@ -98,6 +98,7 @@ def get_parser():
         help="a language or task the gate predictor never trained on: error (refuse, naming the trained "
         "ones) or all_open (keep every module for those utterances)",
     )
+    add_sparsity_options(parser)
     return parser
 
 

@@ -1,40 +1,23 @@
-"""Decoding with gates: ESPnet's ``Speech2Text`` and beam search, told the context.
+"""Decoding with gates: ESPnet's ``Speech2Text`` (its model building, beam search, scorers and results), told the
+context. What :class:`GatedSpeech2Text` changes:
 
-:class:`GatedSpeech2Text` is ESPnet's ``Speech2Text`` (model built by ``S2TTask`` from
-``config.yaml``, ESPnet's beam search and scorers, same results format) with these changes:
-
-* every utterance is encoded with its ``<lang><task>`` context, and its gate mask is passed to
-  its beam search (:mod:`espnet_gated.adapter`); :meth:`GatedSpeech2Text.decode` and
-  :meth:`GatedSpeech2Text.decode_batch` return a :class:`Decoding`: the n-best lists with each
-  utterance's mask, identified language and the split of the time; ``__call__`` returns the
-  n-best list as ESPnet's does;
-* ``speech_length: null`` in the training config disables the padding to a fixed length;
-* exported models (``espnet_gated.bin.export``: ESPnet's plain S2T model whose encoder
-  and decoder carry a static mask, no gate predictor) decode with that mask;
-* CTC prefix scoring (``ctc_weight > 0``) leaves out the ``<lang><task><notimestamps>``
-  prompt on both ESPnet releases (:class:`espnet_gated.adapter.PromptCTCScorer`);
-* the weights file must match the model the config builds (ESPnet loads with
-  ``strict=False`` and would silently keep random weights): unexpected or missing keys
-  raise, except a missing gate predictor (a dense checkpoint: all gates open, warned);
-* :meth:`GatedSpeech2Text.decode_batch` decodes several utterances at once, sorted by
-  length, padded, encoder and beam search batched (:mod:`espnet_gated.decoding.search`),
-  each utterance with the encoder output, gates and hypotheses it gets alone;
-* :meth:`GatedSpeech2Text.from_pretrained` loads a model directory, a packed model (.zip)
-  or a Hugging Face hub repository and returns the gated decoder (ESPnet's returns a plain
-  ``Speech2Text``);
-* ``lang_sym="none"`` identifies the language first (:mod:`espnet_gated.decoding.language_id`),
-  then decodes with that language (and so with its gate mask);
-* ``dtype: bfloat16`` or ``float16`` decodes under ``torch.autocast`` (weights stay float32;
-  matrix products in half precision); the frontend, the input layer, the gate predictor, the
-  CTC and decoder log-probabilities and the beam scores stay float32, so the gates are those
-  of float32 decoding. ``float32``/``float64`` cast the model as ESPnet does.
+* each utterance is encoded with its ``<lang><task>`` context, and its gate mask goes to its beam search as a value
+  (:mod:`espnet_gated.adapter`); ``decode``/``decode_batch`` return a :class:`~.results.Decoding` (n-best lists,
+  masks, identified languages, budget, timing), ``__call__`` ESPnet's n-best list;
+* ``decode_batch``: several utterances at once, sorted by length, encoder and search batched
+  (:mod:`espnet_gated.decoding.search`), each with what it gets alone;
+* ``speech_length: null`` (no padding to a fixed length); exported models (a static mask); CTC scoring without
+  the prompt on both ESPnet releases; the weights file checked against the model (``plugin.weights``);
+  ``from_pretrained`` of a directory, a pack or a hub name; ``lang_sym="none"``
+  (:mod:`espnet_gated.decoding.language_id`); a sparsity budget for a budgeted model;
+* ``dtype: bfloat16|float16`` decodes under autocast over float32 weights; the frontend, the input layer, the gate
+  predictor, CTC, the log-probabilities and the beam scores stay float32 (the gates of float32 decoding).
 """
 
 import logging
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -45,10 +28,12 @@ from espnet_gated.adapter import GatedDecoderScorer, bound_search, espnet_encode
 from espnet_gated.compat import SEARCH_BATCHES_UTTERANCES, pad_list
 from espnet_gated.decoding.features import UtteranceWiseFrontend
 from espnet_gated.decoding.language_id import candidate_languages, rank_languages, wants_identification
+from espnet_gated.decoding.results import Decoding, Mask, nbest_results
 from espnet_gated.decoding.search import MultiUtteranceBeamSearch, outruns_ctc
 from espnet_gated.method.layout import DECODER_MODULES, ENCODER_MODULES
 from espnet_gated.method.model import GatedESPnetS2TModel, GateState
 from espnet_gated.method.pruning import is_exported, refuse_gates
+from espnet_gated.method.sparsity import BudgetRequestError
 from espnet_gated.plugin.registry import register
 from espnet_gated.plugin.weights import WeightsError, check_weights
 
@@ -61,6 +46,8 @@ GATE_MODES = ("predicted", "all_open")
 #: embedding is random, and so would its gates be), refuse to decode, or keep every module
 UNSEEN_CONTEXT = ("error", "all_open")
 
+#: GatedSpeech2Text's options beyond ESPnet's Speech2Text's
+GATED_OPTIONS = ("gate_mode", "unseen_context", "sparsity", "enc_sparsity", "dec_sparsity")
 #: decoding dtypes: the first two cast the model (ESPnet's ``dtype``), the others decode under autocast
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 HALF_DTYPES = ("bfloat16", "float16")
@@ -71,29 +58,23 @@ SEARCHES = ("ours", "espnet")
 #: (padding 10%; see ``GatedSpeech2Text._decode_padded``)
 CPU_ENCODER_MAX_PADDING = 0.1
 
-Mask = Tuple[torch.Tensor, torch.Tensor]
-
-
-@dataclass
-class Decoding:
-    """What decoding some utterances gave, in the order they were given."""
-
-    nbests: List[list]  # per utterance, ESPnet's n-best list of (text, token, token_int, text_nospecial, hyp)
-    masks: List[Mask]  # per utterance, its (enc, dec) binary gate mask
-    langs: List[Optional[str]]  # per utterance, the identified language (lang_sym "none"), else None
-    #: seconds: encoding (features, gate predictor, encoder), beam search, the gate predictor's share of
-    #: encoding, the CTC prefix scorer's share of the batched beam search
-    timing: Dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIMES, 0.0))
-    #: per decoder call of a batched search: (prefix length, utterances, rows per utterance)
-    search_log: List[Tuple[int, List[int], int]] = field(default_factory=list)
-
-
-TIMES = ("encoder_s", "decoder_s", "gates_s", "ctc_s")
-
 
 class GatedSpeech2Text(Speech2Text):
+    """ESPnet's ``Speech2Text`` for gated models (module docstring); beyond its options: ``gate_mode``,
+    ``unseen_context``, ``dtype`` (half precision under autocast), and for a model trained with a range of
+    sparsity budgets (``sparsity_conf.budget``) the skip rate to decode at: ``sparsity`` (every budgeted side),
+    ``enc_sparsity``, ``dec_sparsity`` (one side); each call may ask for another."""
+
     def __init__(
-        self, *args, gate_mode: str = "predicted", unseen_context: str = "error", dtype: str = "float32", **kwargs
+        self,
+        *args,
+        gate_mode: str = "predicted",
+        unseen_context: str = "error",
+        dtype: str = "float32",
+        sparsity=None,
+        enc_sparsity=None,
+        dec_sparsity=None,
+        **kwargs,
     ):
         if gate_mode not in GATE_MODES:
             raise ValueError(f"gate_mode must be one of {GATE_MODES}, got '{gate_mode}'")
@@ -136,6 +117,9 @@ class GatedSpeech2Text(Speech2Text):
             except WeightsError as e:
                 raise ValueError(f"{e} (an exported model must be decoded with its own config.yaml)") from None
         self.natural_length = self.preprocessor_conf.get("speech_length") is None
+        #: the sparsity asked for when a call asks for none
+        self.sparsity = {"sparsity": sparsity, "enc_sparsity": enc_sparsity, "dec_sparsity": dec_sparsity}
+        self.budget(**self.sparsity)  # a bad request fails here, before any audio is read
         #: the (enc, dec) mask that keeps every module (None for an exported model)
         self.every_module: Optional[Mask] = None
         if not self.exported:
@@ -212,8 +196,26 @@ class GatedSpeech2Text(Speech2Text):
         logging.warning(f"{' '.join(unseen)}: never seen by the gate predictor in training; every module is kept")
         return True
 
+    def budget(self, sparsity=None, enc_sparsity=None, dec_sparsity=None) -> Optional[Tuple[float, float]]:
+        """The (encoder, decoder) sparsity budget to decode at: what is asked (else the constructor's ``sparsity``
+        options), checked against the range the model was trained on; None for a model without a budget asked
+        for none (ValueError, one line, for anything else)."""
+        asked = {"sparsity": sparsity, "enc_sparsity": enc_sparsity, "dec_sparsity": dec_sparsity}
+        if all(v is None for v in asked.values()):
+            asked = self.sparsity
+        if self.exported:
+            if any(v is not None for v in asked.values()):
+                raise BudgetRequestError("an exported model has a fixed mask: it decodes at its own sparsity only")
+            return None
+        return self.s2t_model.sparsity_controller.decode_budgets(**asked)
+
     def _encode(
-        self, prepared: Sequence[torch.Tensor], langs: Sequence[str], tasks: Sequence[str], masks: Optional[Mask]
+        self,
+        prepared: Sequence[torch.Tensor],
+        langs: Sequence[str],
+        tasks: Sequence[str],
+        masks: Optional[Mask],
+        budget: Optional[Tuple[float, float]] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, Optional[GateState]]:
         """Encode prepared utterances as one padded batch, each with the features computed alone
         (:class:`UtteranceWiseFrontend`); returns (encoder output, lengths, gates; None for an
@@ -230,7 +232,7 @@ class GatedSpeech2Text(Speech2Text):
                 enc, enc_lens, gates = model.encode_gated(speech, lengths, None, *masks, frontend=frontend)
             else:
                 context = torch.cat([model.token_context(lang, task) for lang, task in zip(langs, tasks, strict=True)])
-                enc, enc_lens, gates = model.encode_gated(speech, lengths, context, frontend=frontend)
+                enc, enc_lens, gates = model.encode_gated(speech, lengths, context, frontend=frontend, budget=budget)
         return (enc[0] if isinstance(enc, tuple) else enc), enc_lens, gates
 
     def _masks(self, gates: Optional[GateState], n: int) -> List[Mask]:
@@ -251,7 +253,8 @@ class GatedSpeech2Text(Speech2Text):
         (T, D) and its (enc, dec) gate mask, each the one it gets alone (the encoder masks its
         padding, see ``espnet_gated.method.encoder``). ``masks``: (enc, dec) instead of the predicted ones."""
         langs, tasks = self._symbols(lang_sym, task_sym, len(speeches))
-        enc, enc_lens, gates = self._encode([self._prepare(s) for s in speeches], langs, tasks, masks)
+        prepared = [self._prepare(s) for s in speeches]
+        enc, enc_lens, gates = self._encode(prepared, langs, tasks, masks, self.budget())
         encs = [enc[j, :n] for j, n in enumerate(enc_lens.tolist())]  # one sync: the encoder has run
         return encs, self._masks(gates, len(speeches))
 
@@ -272,7 +275,7 @@ class GatedSpeech2Text(Speech2Text):
         for speech in speeches:
             prepared = [self._prepare(speech)] * rows
             masks = self.every_module if self.gate_mode == "all_open" else None
-            enc, enc_lens, gates = self._encode(prepared, candidates[:rows], [task_sym] * rows, masks)
+            enc, enc_lens, gates = self._encode(prepared, candidates[:rows], [task_sym] * rows, masks, self.budget())
             out.append(rank_languages(model, enc, enc_lens, None if gates is None else gates.dec, candidates))
         return out
 
@@ -315,19 +318,8 @@ class GatedSpeech2Text(Speech2Text):
 
     def _results(self, nbest_hyps) -> list:
         """ESPnet's ``_decode_single_sample`` output for an n-best list."""
-        results = []
-        for hyp in nbest_hyps[: self.nbest]:
-            token_int = hyp.yseq[:-1].tolist()
-            token_int = token_int[token_int.index(self.s2t_model.sos) + 1 :]
-            token_int = [t for t in token_int if t != self.s2t_model.blank_id]
-            token = self.converter.ids2tokens(token_int)
-            token_nospecial = [x for x in token if not (x[0] == "<" and x[-1] == ">")]
-            text = text_nospecial = None
-            if self.tokenizer is not None:
-                text = self.tokenizer.tokens2text(token)
-                text_nospecial = self.tokenizer.tokens2text(token_nospecial)
-            results.append((text, token, token_int, text_nospecial, hyp))
-        return results
+        model = self.s2t_model
+        return nbest_results(nbest_hyps[: self.nbest], model.sos, model.blank_id, self.converter, self.tokenizer)
 
     def _masks_for(self, masks: Optional[Mask], lang_sym: str, task_sym: str) -> Optional[Mask]:
         """The masks an utterance decodes with instead of the predicted ones: those given, else every
@@ -338,19 +330,28 @@ class GatedSpeech2Text(Speech2Text):
 
     @torch.no_grad()
     def decode(
-        self, speech, text_prev=None, lang_sym=None, task_sym=None, predict_time=None, masks: Optional[Mask] = None
+        self,
+        speech,
+        text_prev=None,
+        lang_sym=None,
+        task_sym=None,
+        predict_time=None,
+        masks: Optional[Mask] = None,
+        **sparsity,
     ) -> Decoding:
         """Decode one utterance with ESPnet's beam search (any of its scorers: LM, n-gram, ``text_prev``),
         the decoder running the utterance's gate mask. ``masks``: (enc, dec) instead of the predicted ones
-        (binary, (n_layers, 4) and (n_layers, 3), module order as in ``layout.py``)."""
+        (binary, (n_layers, 4) and (n_layers, 3), module order as in ``layout.py``); ``sparsity``,
+        ``enc_sparsity``, ``dec_sparsity``: the budget to decode at (see :meth:`budget`)."""
         lang_sym = lang_sym if lang_sym is not None else self.lang_sym
         task_sym = task_sym if task_sym is not None else self.task_sym
+        budget = self.budget(**sparsity)
         start = time.perf_counter()
         (lang_sym,), langs = self._identified([speech], [lang_sym], [task_sym])
         primer = self._primer(lang_sym, task_sym, predict_time, text_prev)
         forced = self._masks_for(masks, lang_sym, task_sym)
-        enc, _, gates = self._encode([self._prepare(speech)], [lang_sym], [task_sym], forced)
-        decoding = Decoding(nbests=[], masks=self._masks(gates, 1), langs=langs)
+        enc, _, gates = self._encode([self._prepare(speech)], [lang_sym], [task_sym], forced, budget)
+        decoding = Decoding(nbests=[], masks=self._masks(gates, 1), langs=langs, budget=budget)
         decode_start = time.perf_counter()
         dec_masks = None if gates is None else gates.dec
         if "ctc" in self.beam_search.part_scorers and outruns_ctc(self.maxlenratio, enc.size(1)):
@@ -393,6 +394,7 @@ class GatedSpeech2Text(Speech2Text):
         batch_size: Optional[int] = None,
         masks: Optional[Mask] = None,
         search: str = "ours",
+        **sparsity,
     ) -> Decoding:
         """Decode several utterances together; each gets what :meth:`decode` gives it alone.
 
@@ -402,9 +404,11 @@ class GatedSpeech2Text(Speech2Text):
         ``_extract_feats``, the encoder's masks and padding handling); the beam searches of
         its utterances run together, each utterance with its own gate mask.
         ``lang_sym``/``task_sym``: one symbol for all, or one per utterance; ``masks``: see :meth:`decode`;
-        ``search``: one of :data:`SEARCHES`; ours falls back to ESPnet's for scorers it does not batch.
+        ``search``: one of :data:`SEARCHES`; ours falls back to ESPnet's for scorers it does not batch;
+        ``sparsity``, ``enc_sparsity``, ``dec_sparsity``: the budget to decode at (see :meth:`budget`).
         """
         n = len(speeches)
+        budget = self.budget(**sparsity)
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"decode_batch: batch_size must be >= 1, got {batch_size}")
         if search not in SEARCHES:
@@ -420,7 +424,7 @@ class GatedSpeech2Text(Speech2Text):
         # longest first; utterances with forced masks after the others (encoded apart)
         order = sorted(range(n), key=lambda i: (forced[i] is not None, -prepared[i].numel()))
         size = batch_size or max(n, 1)
-        decoding = Decoding(nbests=[None] * n, masks=[None] * n, langs=identified)
+        decoding = Decoding(nbests=[None] * n, masks=[None] * n, langs=identified, budget=budget)
         for first in range(0, n, size):
             idx = order[first : first + size]
             self._decode_padded(decoding, idx, prepared, primers, langs, tasks, forced, search)
@@ -440,7 +444,11 @@ class GatedSpeech2Text(Speech2Text):
         for first, last in self._encoder_batches([prepared[i].numel() for i in idx], [forced[i] for i in idx]):
             group = idx[first:last]
             enc, enc_lens, gates = self._encode(
-                [prepared[i] for i in group], [langs[i] for i in group], [tasks[i] for i in group], forced[group[0]]
+                [prepared[i] for i in group],
+                [langs[i] for i in group],
+                [tasks[i] for i in group],
+                forced[group[0]],
+                decoding.budget,
             )
             encs += [enc[j, :n] for j, n in enumerate(enc_lens.tolist())]
             for i, mask in zip(group, self._masks(gates, len(group)), strict=True):

@@ -15,12 +15,10 @@ from espnet2.fileio.datadir_writer import DatadirWriter
 from espnet_gated.cli import UsageError
 from espnet_gated.compat import Hypothesis, TooShortUttError
 from espnet_gated.data.symbols import token_kind
-from espnet_gated.decoding.inference import (
-    HALF_DTYPES,
-    GatedSpeech2Text,
-    wants_identification,
-)
+from espnet_gated.decoding.inference import GATED_OPTIONS, HALF_DTYPES, GatedSpeech2Text
+from espnet_gated.decoding.language_id import wants_identification
 from espnet_gated.method.layout import format_mask
+from espnet_gated.method.sparsity import BudgetRequestError
 from espnet_gated.plugin.tasks import GatedS2TTask, check_model_file, read_token_list
 from espnet_gated.sharing.archive import is_archive
 from espnet_gated.sharing.locate import PretrainedError, locate, recorded_files_missing, resolved_config_file
@@ -29,7 +27,7 @@ from espnet_gated.utils import Progress
 #: batched decoding reads this many batches of utterances, sorts them by length (less padding) and decodes them
 SORT_WINDOW_BATCHES = 8
 #: Speech2Text's constructor arguments, taken from the parsed options by name
-SPEECH2TEXT_ARGS = set(inspect.signature(Speech2Text.__init__).parameters) - {"self"} | {"gate_mode", "unseen_context"}
+SPEECH2TEXT_ARGS = set(inspect.signature(Speech2Text.__init__).parameters) - {"self"} | set(GATED_OPTIONS)
 
 
 def _count_keys(path: str) -> int:
@@ -53,10 +51,31 @@ def check_context_symbols(train_config: str, lang_sym: str, task_sym: str) -> No
             )
 
 
+def add_sparsity_options(parser) -> None:
+    """``--sparsity``, ``--enc_sparsity``, ``--dec_sparsity``: the budget a budgeted model decodes at."""
+    for name, what in (
+        ("sparsity", "every budgeted side"),
+        ("enc_sparsity", "the encoder"),
+        ("dec_sparsity", "the decoder"),
+    ):
+        parser.add_argument(
+            f"--{name}",
+            default=None,
+            help=f"skip rate asked of {what} of a model trained with sparsity_conf.budget (within its trained range)",
+        )
+
+
 def build_speech2text(options: dict, lang_sym: str, task_sym: str) -> GatedSpeech2Text:
     """GatedSpeech2Text from ESPnet-style decoding options (unknown keys are ignored): the model
     of ``model_tag`` (or of a packed ``s2t_model_file``), else of ``s2t_train_config`` and
-    ``s2t_model_file``."""
+    ``s2t_model_file``. A sparsity the model cannot give is a usage error (a bad option)."""
+    try:
+        return _build_speech2text(options, lang_sym, task_sym)
+    except BudgetRequestError as e:
+        raise UsageError(str(e)) from None
+
+
+def _build_speech2text(options: dict, lang_sym: str, task_sym: str) -> GatedSpeech2Text:
     kwargs = {k: v for k, v in options.items() if k in SPEECH2TEXT_ARGS}
     # '<' and '>' are awkward on a command line: accept deu as well as <deu>
     kwargs.update(
@@ -130,20 +149,22 @@ def decode_to_dir(
                 return [d for p in pending for d in decode([p])]
             logging.warning(f"Utterance {pending[0][0]} {e}")
             hyp = Hypothesis(score=0.0, scores={}, states={}, yseq=[])
-            return [(pending[0][0], [[" ", ["<space>"], [2], " ", hyp]] * nbest, None, None)]
+            return [(pending[0][0], [[" ", ["<space>"], [2], " ", hyp]] * nbest, None, None, None)]
         timing["wall_s"] += time.perf_counter() - start
         timing["encoder_s"] += decoding.timing["encoder_s"]
         timing["decoder_s"] += decoding.timing["decoder_s"]
         keys = [key for key, _ in pending]
-        return list(zip(keys, decoding.nbests, decoding.masks, decoding.langs, strict=True))
+        return [
+            (*row, decoding.budget) for row in zip(keys, decoding.nbests, decoding.masks, decoding.langs, strict=True)
+        ]
 
     with DatadirWriter(output_dir) as writer:
 
         def write(decoded):
-            for key, results, mask, lang in decoded:
+            for key, results, mask, lang, budget in decoded:
                 timing["n_utts"] += 1
                 if mask is not None:
-                    writer["1best_recog"]["gates"][key] = format_mask(*mask)
+                    writer["1best_recog"]["gates"][key] = format_mask(*mask, budget=budget)
                 if lang is not None:  # identified (--lang_sym none)
                     writer["1best_recog"]["lang"][key] = lang.strip("<>")
                 for n, (text, token, token_int, text_nospecial, hyp) in enumerate(results[:nbest], 1):

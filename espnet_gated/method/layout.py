@@ -122,9 +122,11 @@ def format_side(mask: torch.Tensor) -> str:
     return ".".join("".join("1" if b > 0.5 else "0" for b in row) for row in torch.as_tensor(mask).tolist())
 
 
-def format_mask(enc: torch.Tensor, dec: torch.Tensor) -> str:
-    """One utterance's binary dense masks as ``enc=1111.1011 dec=111.101`` (ungated modules show as 1)."""
-    return f"enc={format_side(enc)} dec={format_side(dec)}"
+def format_mask(enc: torch.Tensor, dec: torch.Tensor, budget: Optional[Sequence[float]] = None) -> str:
+    """One utterance's binary dense masks as ``enc=1111.1011 dec=111.101`` (ungated modules show as 1), and the
+    (encoder, decoder) sparsity budget a budgeted model decoded it at: ``budget=0.00,0.50``."""
+    text = f"enc={format_side(enc)} dec={format_side(dec)}"
+    return text if budget is None else f"{text} budget={budget[0]:.2f},{budget[1]:.2f}"
 
 
 def parse_side(
@@ -152,14 +154,23 @@ def parse_side(
     return t
 
 
-def parse_mask(text: str) -> Dict[str, List[List[int]]]:
-    """Inverse of :func:`format_mask`: ``{"enc": rows, "dec": rows}``; ValueError naming what is malformed."""
-    out: Dict[str, List[List[int]]] = {}
+def parse_mask(text: str) -> Dict[str, List]:
+    """Inverse of :func:`format_mask`: ``{"enc": rows, "dec": rows}``, and ``"budget": [enc, dec]`` where the
+    line has one; ValueError naming what is malformed."""
+    out: Dict[str, List] = {}
     for field in text.split():
-        side, _, bits = field.partition("=")
-        if side not in MODULES or not bits:
+        key, _, value = field.partition("=")
+        if key == "budget":
+            try:
+                out["budget"] = [float(v) for v in value.split(",")]
+            except ValueError:
+                out["budget"] = []
+            if len(out["budget"]) != 2:
+                raise ValueError(f"malformed budget '{value}' in gate mask: want <encoder>,<decoder> skip rates")
+            continue
+        if key not in MODULES or not value:
             raise ValueError(f"malformed gate mask field '{field}' (want enc=... dec=...)")
-        out[side] = parse_side(side, bits).int().tolist()
-    if set(out) != {"enc", "dec"}:
+        out[key] = parse_side(key, value).int().tolist()
+    if not {"enc", "dec"} <= set(out):
         raise ValueError(f"gate mask '{text}' needs both enc= and dec= fields")
     return out

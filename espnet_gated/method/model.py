@@ -42,7 +42,7 @@ def _options(cls, skip=()) -> List[str]:
 def check_gate_conf(gate_conf: Optional[Dict]) -> Dict:
     """A copy of ``model_conf.gate_conf``; ValueError for unknown keys or ill-typed values."""
     conf = dict(gate_conf or {})
-    known = list(LAYOUT_KEYS) + _options(GatePredictor, skip=("n_gates", "audio_dim", "token_list"))
+    known = list(LAYOUT_KEYS) + _options(GatePredictor, skip=("n_gates", "audio_dim", "token_list", "budget_input"))
     unknown = sorted(set(conf) - set(known))
     if unknown:
         raise ValueError(f"model_conf.gate_conf: unknown key(s) {unknown}; known: {known}")
@@ -80,6 +80,7 @@ class GateState:
     context: Optional[torch.Tensor] = None  # (B, 2) the <lang><task> ids the gates were predicted for
     logits: Optional[torch.Tensor] = None  # (B, n_slots, 2) float32 (skip, keep) logits the gates came from
     predictor_s: float = 0.0  # host seconds the gate predictor took (its share of decoding time)
+    budgets: Optional[torch.Tensor] = None  # (B, 2) (enc, dec) sparsity budgets given to a budgeted predictor
 
     def masks(self) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         """Per utterance (enc, dec) binary dense masks, int, on the CPU."""
@@ -133,13 +134,14 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
         )
         if len(self.gate_layout) == 0:
             raise ValueError("gate_conf gates no module: enable gate_encoder or gate_decoder")
+        self.sparsity_controller = SparsityController(**sparsity_conf)
         self.gate_predictor = GatePredictor(
             n_gates=len(self.gate_layout),
             audio_dim=self.encoder.output_size(),
             token_list=self.token_list,
+            budget_input=self.sparsity_controller.budgeted,
             **gate_conf,
         )
-        self.sparsity_controller = SparsityController(**sparsity_conf)
         self.distill_conf = check_distill_conf(distill_conf)
         self._teacher: Optional[Teacher] = None  # loaded on the first training forward (see distill.py)
 
@@ -194,19 +196,32 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
         context: Optional[torch.Tensor],
         enc_mask: Optional[torch.Tensor] = None,
         dec_mask: Optional[torch.Tensor] = None,
+        budget: Optional[Tuple[float, float]] = None,
     ) -> GateState:
         """The gates of a batch from the encoder's embedded input ``x`` (B, T, D) and the masks of each
         utterance's own frames (B, 1, T), see gates.py. ``enc_mask`` (n_enc_layers, 4) or (B, ...) and
         ``dec_mask`` (n_dec_layers, 3) or (B, ...) replace the predicted gates of their side (binary,
         module order as in ``layout.py``): for analysis, benchmarks and decoding with every module open.
+        A budgeted model (``sparsity_conf.budget``) takes ``budget``, the (encoder, decoder) skip rates asked
+        for (``SparsityController.decode_budgets``); without it, training draws each utterance's and
+        validation and decoding take the default.
         """
         start = time.perf_counter()
-        predictor = self.gate_predictor
-        slots = logits = None
+        predictor, controller = self.gate_predictor, self.sparsity_controller
+        slots = logits = budgets = None
         warmup = predictor.warming_up()
         if enc_mask is None or dec_mask is None:
             pooled = masked_time_mean(x, masks) if predictor.use_audio else None
-            logits = predictor(pooled, context)
+            if budget is not None and not controller.budgeted:
+                raise ValueError("this model was trained without a sparsity budget: it decodes at its own sparsity")
+            if controller.budgeted:
+                if budget is not None:
+                    budgets = controller.budget_tensor(budget, x.size(0), x.device)
+                elif self.training:
+                    budgets = controller.draw_budgets(x.size(0), x.device)
+                else:
+                    budgets = controller.default_budgets(x.size(0), x.device)
+            logits = predictor(pooled, context, budget=budgets)
             slots = predictor.sample(logits)
         b = x.size(0)
         enc = self._expand(enc_mask, b, x) if enc_mask is not None else self.gate_layout.to_dense(slots, "enc")
@@ -220,6 +235,7 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
             context=context,
             logits=logits,
             predictor_s=time.perf_counter() - start,
+            budgets=budgets,
         )
 
     # ------------------------------------------------------------------ model API
@@ -231,12 +247,14 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
         enc_mask: Optional[torch.Tensor] = None,
         dec_mask: Optional[torch.Tensor] = None,
         frontend: Optional[torch.nn.Module] = None,
+        budget: Optional[Tuple[float, float]] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, GateState]:
         """ESPnet's ``encode`` (frontend, normalisation, encoder) with the gates predicted for the batch;
         returns (encoder output, lengths, gates).
 
         context: (B, 2) ids of the language and task tokens (``token_context``); ``enc_mask``/``dec_mask``:
-        see :meth:`predict_gates`; ``frontend``: replaces the model's for this call.
+        see :meth:`predict_gates`; ``frontend``: replaces the model's for this call; ``budget``: the (encoder,
+        decoder) sparsity asked of a budgeted model.
         """
         if context is None and self.gate_predictor.use_context and (enc_mask is None or dec_mask is None):
             raise ValueError(
@@ -244,7 +262,7 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
                 "encode_gated(speech, lengths, context=model.token_context(lang_sym, task_sym)) "
                 "or decode with espnet_gated.bin.s2t_inference"
             )
-        predict = partial(self.predict_gates, context=context, enc_mask=enc_mask, dec_mask=dec_mask)
+        predict = partial(self.predict_gates, context=context, enc_mask=enc_mask, dec_mask=dec_mask, budget=budget)
         return espnet_encode(self, speech, speech_lengths, predict, frontend)
 
     def encode(
@@ -333,4 +351,5 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
             slot_costs=costs,
             record=self.training and not gates.warmup,
             groups=None if groups is None else groups.to(gates.slots.device),
+            budgets=gates.budgets,
         )

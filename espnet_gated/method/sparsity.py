@@ -102,6 +102,11 @@ def _skip_rate(keep: torch.Tensor, idx, weights: torch.Tensor) -> torch.Tensor:
     return 1.0 - (keep[:, idx].mean(0) * weights).sum()
 
 
+class BudgetRequestError(ValueError):
+    """A sparsity asked of a model at decode time that it cannot give (malformed, outside its trained range, a
+    side without a budget, a model trained for fixed targets)."""
+
+
 class SparsityController(torch.nn.Module):
     """Sparsity loss plus, for ``lagrangian``, the multipliers and their ascent.
 
@@ -262,7 +267,7 @@ class SparsityController(torch.nn.Module):
             if not asked:
                 return None
             fixed = ", ".join(f"{SIDE_NAMES[s]} {self.targets[s]}" for s in SIDES if self.targets[s] is not None)
-            raise ValueError(
+            raise BudgetRequestError(
                 f"{next(iter(asked))}: this model was trained for fixed sparsity targets ({fixed or 'none'}), "
                 "not a budget range: it decodes at its own sparsity only"
             )
@@ -273,14 +278,16 @@ class SparsityController(torch.nn.Module):
             except (TypeError, ValueError):
                 number = math.nan
             if isinstance(value, bool) or math.isnan(number):
-                raise ValueError(f"{name}: want a skip rate in {self.budget.range_text()}, got {value!r}")
+                raise BudgetRequestError(f"{name}: want a skip rate in {self.budget.range_text()}, got {value!r}")
             if not self.budget.low - 1e-9 <= number <= self.budget.high + 1e-9:
                 trained = self.budget.range_text()
-                raise ValueError(f"{name} {number:g} is outside the budget range this model was trained on, {trained}")
+                raise BudgetRequestError(
+                    f"{name} {number:g} is outside the budget range this model was trained on, {trained}"
+                )
             values[name] = min(max(number, self.budget.low), self.budget.high)
         for side in SIDES:
             if f"{side}_sparsity" in values and not self.budgeted_side(side):
-                raise ValueError(
+                raise BudgetRequestError(
                     f"{side}_sparsity: this model's {SIDE_NAMES[side]} has no budget "
                     f"(budgeted: {', '.join(SIDE_NAMES[s] for s in self.budget.sides)})"
                 )

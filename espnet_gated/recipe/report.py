@@ -224,7 +224,13 @@ def summarize(
         "per_set": {s.ref.name: _set_summary(s, per_set_macs.get(s.ref.name)) for s in sets},
     }
     if cost is not None and masks:
-        summary["targets"] = {side: cost.targets[side] for side in ("enc", "dec")}
+        budgets = {tuple(m["budget"]) for m in masks if "budget" in m}
+        if len(budgets) > 1:
+            raise ValueError(f"the gates of one decode hold several sparsity budgets: {sorted(budgets)}")
+        budget = next(iter(budgets), None)
+        if budget is not None:
+            summary["budget"] = list(budget)
+        summary["targets"] = cost.targets_at(budget)
         summary["gated_sparsity"] = {side: cost.gated_sparsity(masks, side) for side in ("enc", "dec")}
         by_task: Dict[str, List] = {}
         for s in sets:

@@ -154,6 +154,19 @@ class ComputeCost:
         controller = getattr(model, "sparsity_controller", None)
         #: per side, the sparsity target of the training config (None: no target)
         self.targets = dict(controller.targets) if controller is not None else dict.fromkeys(SIDES)
+        budget = getattr(controller, "budget", None)
+        #: a budgeted model: the sides whose sparsity is asked for at decode time, the tasks held to it apart
+        self.budget_sides, self.budget_tasks = (budget.sides, budget.tasks) if budget is not None else ((), ())
+
+    def targets_at(self, budget: Optional[Sequence[float]]) -> Dict[str, object]:
+        """Per side, the sparsity the model should have given at inference: the training config's target, or
+        for a budgeted side the (encoder, decoder) ``budget`` it was decoded at (per task with per-task knots)."""
+        targets = dict(self.targets)
+        for i, side in enumerate(SIDES):
+            if budget is not None and side in self.budget_sides:
+                value = float(budget[i])
+                targets[side] = {task: value for task in self.budget_tasks} if self.budget_tasks else value
+        return targets
 
     def gated_sparsity(self, masks: Sequence[Mask], side: str) -> Optional[float]:
         """Skip rate of ``side``'s gated modules over ``masks``: what the sparsity target sets."""

@@ -17,8 +17,8 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from espnet_gated.configs import GATED_MODEL_KEYS, load_yaml
-from espnet_gated.method.layout import parse_mask
-from espnet_gated.method.pruning import parse_side_mask, prune_decoder, prune_encoder, side_mask_str
+from espnet_gated.method.layout import format_mask, format_side, parse_mask, parse_side
+from espnet_gated.method.pruning import prune_decoder, prune_encoder
 from espnet_gated.plugin.weights import check_weights
 from espnet_gated.sharing.model_dir import build_from_config, copy_model_files, n_params, save_model_dir
 from espnet_gated.utils import PathLike, atomic_write
@@ -29,13 +29,16 @@ def exported_config(config: Dict, enc_mask: torch.Tensor, dec_mask: torch.Tensor
     out = copy.deepcopy(config)
     out["model"] = "espnet"
     out["model_conf"] = {k: v for k, v in (out.get("model_conf") or {}).items() if k not in GATED_MODEL_KEYS}
-    out["encoder_conf"] = {**(out.get("encoder_conf") or {}), "static_mask": side_mask_str(enc_mask)}
-    out["decoder_conf"] = {**(out.get("decoder_conf") or {}), "static_mask": side_mask_str(dec_mask)}
+    out["encoder_conf"] = {**(out.get("encoder_conf") or {}), "static_mask": format_side(enc_mask)}
+    out["decoder_conf"] = {**(out.get("decoder_conf") or {}), "static_mask": format_side(dec_mask)}
     return out
 
 
-def predicted_mask(model, lang_sym: str, task_sym: str, where: str = "") -> Tuple[torch.Tensor, torch.Tensor]:
-    """The mask a context-only gate predictor gives a language-task pair."""
+def predicted_mask(
+    model, lang_sym: str, task_sym: str, where: str = "", sparsity=None
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The mask a context-only gate predictor gives a language-task pair (a budgeted one at ``sparsity``, else at
+    its default budget)."""
     predictor = model.gate_predictor
     if predictor.use_audio:
         raise ValueError(
@@ -45,7 +48,10 @@ def predicted_mask(model, lang_sym: str, task_sym: str, where: str = "") -> Tupl
     model.eval()
     with torch.no_grad():
         context = model.token_context(f"<{lang_sym.strip('<>')}>", f"<{task_sym.strip('<>')}>")
-        slots = predictor.sample(predictor(None, context))
+        controller = model.sparsity_controller
+        budget = controller.decode_budgets(sparsity)
+        budgets = None if budget is None else controller.budget_tensor(budget, 1)
+        slots = predictor.sample(predictor(None, context, budget=budgets))
     layout = model.gate_layout
     return layout.to_dense(slots, "enc")[0].cpu(), layout.to_dense(slots, "dec")[0].cpu()
 
@@ -57,8 +63,10 @@ def export(
     mask: Optional[str] = None,
     lang_sym: Optional[str] = None,
     task_sym: Optional[str] = None,
+    sparsity=None,
 ) -> Dict:
-    """Write the exported model directory; returns the summary written to ``export.json``."""
+    """Write the exported model directory; returns the summary written to ``export.json``. ``sparsity``: the
+    budget of a budgeted context-only predictor's mask."""
     config = load_yaml(config_file)
     if config.get("model") != "gated_espnet":
         raise ValueError(f"{config_file}: model is '{config.get('model')}', export needs a gated model (gated_espnet)")
@@ -74,10 +82,10 @@ def export(
             raise ValueError("give either --mask or --lang_sym/--task_sym, not both")
         parsed = parse_mask(mask)
         layout = model.gate_layout
-        enc_mask = parse_side_mask("enc", parsed["enc"], layout.n_layers["enc"])
-        dec_mask = parse_side_mask("dec", parsed["dec"], layout.n_layers["dec"])
+        enc_mask = parse_side("enc", parsed["enc"], layout.n_layers["enc"])
+        dec_mask = parse_side("dec", parsed["dec"], layout.n_layers["dec"])
     elif lang_sym and task_sym:
-        enc_mask, dec_mask = predicted_mask(model, lang_sym, task_sym, where=f"{config_file}: ")
+        enc_mask, dec_mask = predicted_mask(model, lang_sym, task_sym, f"{config_file}: ", sparsity)
     else:
         raise ValueError("export needs --mask, or --lang_sym and --task_sym (context-only gate predictor)")
     prune_encoder(model.encoder, enc_mask)
@@ -98,7 +106,8 @@ def export(
         "source_model": None if model_file is None else str(model_file),
         "lang_sym": lang_sym,
         "task_sym": task_sym,
-        "mask": f"enc={side_mask_str(enc_mask)} dec={side_mask_str(dec_mask)}",
+        "sparsity": sparsity,
+        "mask": format_mask(enc_mask, dec_mask),
         "closed": {"enc": int((enc_mask < 0.5).sum()), "dec": int((dec_mask < 0.5).sum())},
         "params": {"gated": n_params(gated_state), "exported": n_params(state)},
         "bytes": {"exported_model_file": model_path.stat().st_size},
