@@ -179,15 +179,23 @@ def test_reduced_recipe_end_to_end_then_skips_finished_stages(tmp_path):
     assert proc.stderr.count("already done") == 8
     assert {p: p.stat().st_mtime for p in recipe.rglob(".stage*.done")} == marker_times
 
-    # stage 17 at one target of one side: a fine-tuning from the pretrained model, decoded with the reference
+    # stage 17 at one target of one side: a fine-tuning from the pretrained model, decoded with the reference;
+    # and the side's budget-conditioned model (one fine-tuning), decoded at two budgets
     proc = run_recipe(
         recipe, "--nbpe", "120", "--nj", "2", "--stage", "17", "--stop_stage", "17", "--sweep_targets", "0.5",
-        "--sweep_sides", "dec",
+        "--sweep_sides", "dec", "--budget_points", "0.25 0.75",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweep_dir = recipe / "exp" / "s2t_train_sweep"
     runs = json.loads((sweep_dir / "sweep.json").read_text())["runs"]
-    assert [r["run"] for r in runs] == ["reference", "dec0.5"]
+    assert [r["run"] for r in runs] == ["reference", "dec0.5", "dec_budget@0.25", "dec_budget@0.75"]
     assert (sweep_dir / "sweep.png").stat().st_size > 0 and "dec0.5" in (sweep_dir / "sweep.md").read_text()
     fine_tuned = torch.load(sweep_dir / "dec0.5" / "valid.acc.ave.pth", map_location="cpu")
     assert int(fine_tuned["gate_predictor.train_steps"]) in (6, 12)  # its own fine-tuning from the pretrained model
+    budgeted = torch.load(sweep_dir / "dec_budget" / "valid.acc.ave.pth", map_location="cpu")
+    assert budgeted["sparsity_controller.lambdas"].dim() == 4  # (sides, tasks, knots, 2): one model, many budgets
+    for point in ("0.25", "0.75"):
+        gates = sweep_dir / "dec_budget" / f"at{point}" / "decode" / "test_deu_asr" / "1best_recog" / "gates"
+        assert all(line.endswith(f"budget=0.00,{float(point):.2f}") for line in gates.read_text().splitlines())
+        summary = json.loads((sweep_dir / "dec_budget" / f"at{point}" / "results" / "summary.json").read_text())
+        assert summary["budget"] == [0.0, float(point)] and summary["targets"]["dec"] == float(point)

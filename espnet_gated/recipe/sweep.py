@@ -55,7 +55,8 @@ def _quality_columns(runs: Sequence[Mapping]) -> List[Tuple[str, str, str]]:
 
 
 def plot_sweep(runs: Sequence[Mapping], path: PathLike) -> None:
-    """Task-average quality against relative decode time and relative FLOPs, one series per task and metric."""
+    """Task-average quality against relative decode time and relative FLOPs, one series per task and metric: the
+    fixed-target runs as points, each budget model's decodes (runs named ``<model>@<budget>``) as a curve."""
     fig = Figure(figsize=(11, 4.5))
     axes = fig.subplots(1, 2)
     curves = dict.fromkeys(k for r in runs for k in r["averages"] if k.rsplit("/", 1)[1] in QUALITY_METRICS)
@@ -73,15 +74,22 @@ def plot_sweep(runs: Sequence[Mapping], path: PathLike) -> None:
             if not points:
                 continue
             arrow = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
-            # points, not a curve: the runs differ in side as well as target
-            ax.plot([p[0] for p in points], [p[1] for p in points], "o", label=f"{task} {metric.upper()} ({arrow})")
-            for x, y, name in points:
+            fixed = [p for p in points if "@" not in p[2]]
+            # points, not a curve: the fixed-target runs differ in side as well as target
+            (marker,) = ax.plot(
+                [p[0] for p in fixed], [p[1] for p in fixed], "o", label=f"{task} {metric.upper()} ({arrow})"
+            )
+            for x, y, name in fixed:
                 ax.annotate(name, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+            for model in dict.fromkeys(p[2].split("@")[0] for p in points if "@" in p[2]):
+                curve_points = sorted((p for p in points if p[2].split("@")[0] == model), key=lambda p: p[0])
+                ax.plot([p[0] for p in curve_points], [p[1] for p in curve_points], "-", color=marker.get_color(),
+                        alpha=0.7, label=f"{task} {metric.upper()}: {model} (one model, the budget asked)")  # fmt: skip
         ax.set_xlabel(x_label)
         ax.set_ylabel("score (%)")
         ax.grid(alpha=0.3)
         if ax.lines:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=7)
     fig.tight_layout()
     with atomic_output(path, "wb") as f:
         fig.savefig(f, format="png", dpi=100)
@@ -114,7 +122,10 @@ def make_sweep(runs: Sequence[Tuple[str, PathLike]], out: PathLike) -> List[Dict
         "# Sparsity sweep\n\n"
         "Measured sparsity = fraction of modules skipped at inference. Scores in % (avg = mean over the task's "
         f"sets). rel. FLOPs: executed MACs against the dense model; rel. decode time: against run "
-        f"`{points[0]['run']}`.\n\n" + markdown_table(header, rows) + "\n![quality vs speed](sweep.png)\n"
+        f"`{points[0]['run']}`. `<side>_budget@<b>`: the side's budget-conditioned model (one training) decoded at "
+        "budget b; the other runs are one training per target.\n\n"
+        + markdown_table(header, rows)
+        + "\n![quality vs speed](sweep.png)\n"
     )
     out = Path(out)
     plot_sweep(points, out / "sweep.png")

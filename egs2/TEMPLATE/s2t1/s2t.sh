@@ -51,6 +51,9 @@ hf_repo=""              # stage 14/16: Hugging Face hub repository to upload the
 sweep_targets="0.25 0.5 0.75"   # stage 17: sparsity targets
 sweep_sides="enc dec both"      # stage 17: the sides each target applies to (enc, dec, both)
 sweep_config=conf/sweep.yaml    # stage 17: overrides of train_config for every sweep run
+sweep_budget="0 0.8"            # stage 17: per side also one budget-conditioned model over this range of skip rates
+                                # ("": none), decoded at every --budget_points
+budget_points="0 0.1 0.2 0.25 0.3 0.4 0.5 0.6 0.7 0.75 0.8"  # stage 17: the budgets the budget model decodes at
 
 help_message=$(cat <<EOF
 Usage: $0 [--option value] ...
@@ -362,6 +365,23 @@ use_seed() {  # use_seed SEED: the runs of one seed ("": the config's seed), its
     model_id="$(cat "${expdir}/.stage11.done" 2>/dev/null || true) $( { stat -c %Y "${expdir}/${inference_model}" "${ref_model}" 2>/dev/null || true; } | tr '\n' ' ')"
     decode_opts="model=${model_id} decode=$(digest "${decode_config}") sets=$(scored_test_sets | tr '\n' ' ')"
 }
+distills() {  # whether train_config distils from the dense starting model (model_conf.distill_conf)
+    "${python}" -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])) or {}; sys.exit('distill_conf' not in (c.get('model_conf') or {}))" "${train_config}"
+}
+make_gated_config() {  # make_gated_config OUT [options of espnet_gated.bin.make_config...]: train_config with the
+    # options; with model_conf.distill_conf the dense starting model is the teacher (espnet_gated/method/distill.py)
+    local out=$1 teacher_opts=()
+    shift
+    if distills; then
+        [ -n "${start}" ] || die "model_conf.distill_conf of ${train_config} needs a dense starting model (--pretrain_config or --init_from)"
+        local teacher=${start%%:*}
+        teacher_opts=(--set "model_conf.distill_conf.teacher_config=$(dirname "${teacher}")/config.yaml"
+            --set "model_conf.distill_conf.teacher_model=${teacher}")
+        log "${out}: the gated model learns from ${teacher} too (model_conf.distill_conf)"
+    fi
+    "${python}" -m espnet_gated.bin.make_config "${train_config}" "$@" "${teacher_opts[@]}" --out "${out}" ||
+        die "cannot make ${out} from ${train_config}"
+}
 mkdir -p exp
 [ -z "${pretrain_config}" ] || [ -f "${pretrain_config}" ] || die "pretraining config ${pretrain_config} not found"
 config_seed=$("${python}" -c "import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get('seed', 0))" "${train_config}")
@@ -381,15 +401,9 @@ for seed in "${seed_list[@]}"; do
             train_model "${pretrain_dir}" "${pretrain_dir}.yaml" "${seed_opts[@]}" ${init_param:+--init_param "${init_param}"}
         fi
         gated_config=${train_config}
-        if "${python}" -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])) or {}; sys.exit('distill_conf' not in (c.get('model_conf') or {}))" "${train_config}"; then
-            # distillation from the dense model the fine-tuning starts from (espnet_gated/method/distill.py)
-            [ -n "${start}" ] || die "model_conf.distill_conf of ${train_config} needs a dense starting model (--pretrain_config or --init_from)"
-            teacher=${start%%:*}
+        if distills; then
             gated_config=${expdir}.yaml
-            "${python}" -m espnet_gated.bin.make_config "${train_config}" --out "${gated_config}" \
-                --set "model_conf.distill_conf.teacher_config=$(dirname "${teacher}")/config.yaml" \
-                --set "model_conf.distill_conf.teacher_model=${teacher}" || die "cannot make the gated config from ${train_config}"
-            log "the gated model learns from ${teacher} too (model_conf.distill_conf)"
+            make_gated_config "${gated_config}"
         fi
         train_model "${expdir}" "${gated_config}" "${seed_opts[@]}" ${start:+--init_param "${start}"}
         if [ -n "${ref_dir}" ]; then
@@ -504,6 +518,7 @@ opts=${scored_opts}
 # reference are then decoded together, interleaved set by set, so their decode times compare side by side.
 sweep_dir=exp/${tag}_sweep
 opts="${opts} targets=${sweep_targets} sides=${sweep_sides} sweep=$(digest "${sweep_config}")"
+opts="${opts} budget=${sweep_budget} points=${budget_points}"
 if run_stage 17 "${sweep_dir}" "${opts}"; then
     [ -f "${sweep_config}" ] || die "sweep config ${sweep_config} not found"
     if [ -n "${start}" ]; then
@@ -511,7 +526,14 @@ if run_stage 17 "${sweep_dir}" "${opts}"; then
     else
         sweep_start="${expdir}/${inference_model}:::gate_predictor.train_steps,sparsity_controller"
     fi
+    sweep_train() {  # sweep_train RUN_DIR: fine-tune RUN_DIR.yaml from the sweep's start (once)
+        if [ ! -f "$1/.sweep.done" ]; then
+            train_model "$1" "$1.yaml" --init_param "${sweep_start}"
+            touch "$1/.sweep.done"
+        fi
+    }
     runs=() systems=()
+    declare -A budget_opts=()
     for side in ${sweep_sides}; do
         case "${side}" in enc|dec|both) ;; *) die "--sweep_sides: ${side} is not enc, dec or both" ;; esac
         for target in ${sweep_targets}; do
@@ -520,29 +542,44 @@ if run_stage 17 "${sweep_dir}" "${opts}"; then
             enc_target=null; dec_target=null
             [ "${side}" = dec ] || enc_target=${target}
             [ "${side}" = enc ] || dec_target=${target}
-            "${python}" -m espnet_gated.bin.make_config "${train_config}" --merge "${sweep_config}" \
+            make_gated_config "${run_dir}.yaml" --merge "${sweep_config}" \
                 --set "model_conf.sparsity_conf.encoder_target=${enc_target}" \
-                --set "model_conf.sparsity_conf.decoder_target=${dec_target}" --out "${run_dir}.yaml"
-            if [ ! -f "${run_dir}/.sweep.done" ]; then
-                train_model "${run_dir}" "${run_dir}.yaml" --init_param "${sweep_start}"
-                touch "${run_dir}/.sweep.done"
-            fi
-            runs+=("${name}=${run_dir}")
+                --set "model_conf.sparsity_conf.decoder_target=${dec_target}"
+            sweep_train "${run_dir}"
+            runs+=("${name}=${run_dir}=${run_dir}")  # name=model dir=decode and results dir
         done
+        if [ -n "${sweep_budget}" ]; then
+            # one budget-conditioned model of the side, decoded at every budget point
+            read -r low high <<< "${sweep_budget}"
+            run_dir=${sweep_dir}/${side}_budget
+            budget_sides=$(case "${side}" in enc) echo "[enc]" ;; dec) echo "[dec]" ;; both) echo "[enc, dec]" ;; esac)
+            make_gated_config "${run_dir}.yaml" --merge "${sweep_config}" \
+                --set "model_conf.sparsity_conf.encoder_target=null" --set "model_conf.sparsity_conf.decoder_target=null" \
+                --set "model_conf.sparsity_conf.budget={sample: [${low}, ${high}], sides: ${budget_sides}}"
+            sweep_train "${run_dir}"
+            option=$(case "${side}" in enc) echo enc_sparsity ;; dec) echo dec_sparsity ;; both) echo sparsity ;; esac)
+            for point in ${budget_points}; do
+                runs+=("${side}_budget@${point}=${run_dir}=${run_dir}/at${point}" )
+                budget_opts["${run_dir}/at${point}"]="${option}=${point}"
+            done
+        fi
     done
     # one decode for all: the first run is the main system, the others and the reference join it
-    first=${runs[0]#*=}
+    IFS="=" read -r _ first first_out <<< "${runs[0]}"
+    [ -z "${budget_opts[${first_out}]:-}" ] || die "the sweep's first run must be a fixed-target one (--sweep_targets)"
     systems=(--system "$(reference_system "${sweep_dir}/reference/decode")")
     for run in "${runs[@]:1}"; do
-        systems+=(--system "out_dir=${run#*=}/decode,s2t_model_file=${run#*=}/${inference_model},s2t_train_config=${run#*=}/config.yaml")
+        IFS="=" read -r _ model out <<< "${run}"
+        systems+=(--system "out_dir=${out}/decode,s2t_model_file=${model}/${inference_model},s2t_train_config=${model}/config.yaml${budget_opts[${out}]:+,${budget_opts[${out}]}}")
     done
-    decode_sets "${first}" "${first}/decode" "${decode_config}" "${systems[@]}"
+    decode_sets "${first}" "${first_out}/decode" "${decode_config}" "${systems[@]}"
     score_sets "${expdir}" "${sweep_dir}/reference/decode" "${sweep_dir}/reference/results" "${decode_config}"
     reports=("reference=${sweep_dir}/reference/results")
     for run in "${runs[@]}"; do
-        score_sets "${run#*=}" "${run#*=}/decode" "${run#*=}/results" "${decode_config}" \
+        IFS="=" read -r name model out <<< "${run}"
+        score_sets "${model}" "${out}/decode" "${out}/results" "${decode_config}" \
             --reference "${sweep_dir}/reference/results" --reference_label "${ref_label}"
-        reports+=("${run%%=*}=${run#*=}/results")
+        reports+=("${name}=${out}/results")
     done
     "${python}" -m espnet_gated.bin.sweep_report --runs "${reports[@]}" --out "${sweep_dir}"
     log "sweep: ${sweep_dir}/sweep.md"
