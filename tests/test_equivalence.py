@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import build, context_ids, speech_batch
-from test_model import _att_inputs
+from test_model import _att_inputs, espnet_search
 from test_pretrained import DECODE, converted, dense_speech2text, owsm  # noqa: F401 (fixtures)
 
 from espnet_gated.adapter import GatedDecoderScorer, use_prompt_ctc
-from espnet_gated.compat import STOCK_ZEROES_PADDING, BatchBeamSearch, subsequent_mask
+from espnet_gated.compat import STOCK_ZEROES_PADDING, subsequent_mask
 from espnet_gated.corpus.synth import Speaker, synthesize
 from espnet_gated.decoding.features import UtteranceWiseFrontend
 from espnet_gated.decoding.inference import GatedSpeech2Text
@@ -126,22 +126,6 @@ def test_decoder_forward_and_batch_score_with_xs_mask(pair):
                 assert torch.allclose(logp_g, stock, atol=ATOL), t
 
 
-def _search(model, decoder, beam=3, **kwargs):
-    tl = model.token_list
-    search = BatchBeamSearch(
-        scorers={"decoder": decoder},
-        weights={"decoder": 1.0},
-        beam_size=beam,
-        vocab_size=len(tl),
-        sos=model.sos,
-        eos=model.eos,
-        token_list=tl,
-        pre_beam_score_key="full",
-    )
-    search.set_hyp_primer([model.sos, tl.index("<deu>"), tl.index("<asr>"), tl.index("<notimestamps>")])
-    return search
-
-
 def _same_hyps(got, want):
     assert [h.yseq.tolist() for h in got] == [h.yseq.tolist() for h in want]
     assert torch.allclose(torch.tensor([float(h.score) for h in got]), torch.tensor([float(h.score) for h in want]))
@@ -154,8 +138,8 @@ def test_espnets_beam_search_with_the_gated_decoder(pair):
     speech, lengths = speech_batch([15000], seed=6)
     with torch.no_grad():
         enc, _ = dense.encode(speech, lengths)
-        want = _search(dense, dense.decoder)(enc[0], maxlenratio=-6)
-        got = _search(gated, GatedDecoderScorer(gated.decoder, enc[0], masks=torch.ones(1, 3, 3)))(
+        want = espnet_search(dense)(enc[0], maxlenratio=-6)
+        got = espnet_search(gated, GatedDecoderScorer(gated.decoder, enc[0], masks=torch.ones(1, 3, 3)))(
             enc[0], maxlenratio=-6
         )
     _same_hyps(got, want)
@@ -170,12 +154,12 @@ def test_espnets_utterance_batched_search_runs_each_utterances_mask(pair):
     masks[1, 0, 1] = masks[1, 2, 2] = masks[2, 1, 0] = 0  # utterances 1 and 2 close some modules
     with torch.no_grad():
         enc, enc_lens, _ = gated.encode_gated(speech, lengths, None, *_all_open(gated))
-        batched = _search(gated, GatedDecoderScorer(gated.decoder, enc, enc_lens, masks=masks))(
+        batched = espnet_search(gated, GatedDecoderScorer(gated.decoder, enc, enc_lens, masks=masks))(
             enc, maxlenratio=-5, x_lengths=enc_lens
         )
         for i, n in enumerate(enc_lens.tolist()):
             alone = GatedDecoderScorer(gated.decoder, enc[i, :n], masks=masks[i : i + 1])
-            _same_hyps(batched[i], _search(gated, alone)(enc[i, :n], maxlenratio=-5))
+            _same_hyps(batched[i], espnet_search(gated, alone)(enc[i, :n], maxlenratio=-5))
 
 
 def _espeak(text: str, voice: str) -> np.ndarray:

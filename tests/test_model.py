@@ -298,7 +298,9 @@ def test_training_moves_sparsity_toward_target(vocab):
     assert (model.sparsity_controller.lambdas[:, 0] > 0).all()  # the multipliers rose while the gates were dense
 
 
-def _beam_search(model, enc, beam=4, decoder=None):
+def espnet_search(model, decoder=None, beam=4):
+    """ESPnet's batch beam search with the decoder scorer ``decoder`` (the model's own by default), from the
+    prompt <sos><deu><asr><notimestamps>."""
     tl = model.token_list
     search = BatchBeamSearch(
         scorers={"decoder": decoder or model.decoder},
@@ -311,7 +313,7 @@ def _beam_search(model, enc, beam=4, decoder=None):
         pre_beam_score_key="full",
     )
     search.set_hyp_primer([model.sos, tl.index("<deu>"), tl.index("<asr>"), tl.index("<notimestamps>")])
-    return search(enc, maxlenratio=-6)
+    return search
 
 
 def test_cached_cross_attention_gives_espnets_hypotheses(dense_and_gated):
@@ -324,10 +326,9 @@ def test_cached_cross_attention_gives_espnets_hypotheses(dense_and_gated):
     try:
         with torch.no_grad():
             enc, _ = dense.encode(speech, lengths)
-            expected = _beam_search(dense, enc[0])
-            got = _beam_search(
-                gated, enc[0], decoder=GatedDecoderScorer(gated.decoder, enc[0], masks=torch.ones(1, 3, 3))
-            )
+            expected = espnet_search(dense)(enc[0], maxlenratio=-6)
+            scorer = GatedDecoderScorer(gated.decoder, enc[0], masks=torch.ones(1, 3, 3))
+            got = espnet_search(gated, scorer)(enc[0], maxlenratio=-6)
     finally:
         hook.remove()
     assert [h.yseq.tolist() for h in got] == [h.yseq.tolist() for h in expected]
