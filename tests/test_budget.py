@@ -265,3 +265,27 @@ def test_decoding_at_budgets_records_them_and_refuses_what_the_model_cannot_give
     with pytest.raises(ToolExit, match=r"s2t_inference: error: sparsity 0.95 is outside the budget range") as e:
         s2t_inference.main([*args, "--output_dir", str(tmp_path / "bad"), "--sparsity", "0.95"])
     assert e.value.code == 2
+
+
+def test_bench_times_a_budgeted_model_at_each_asked_budget(budgeted_dir, tmp_path):
+    import json
+
+    from espnet_gated.bin import bench
+    from espnet_gated.cli import ToolExit
+
+    config, model_file = budgeted_dir
+    args = ["--s2t_train_config", str(config), "--s2t_model_file", str(model_file), "--lang_sym", "deu"]
+    args += [*"--task_sym asr --n_utts 2 --utt_sec 1.2 --beam 2 --ctc_weight 0 --decode_len 3 --no_export".split()]
+    args += ["--sides", "dec", "--sparsities", "0.5", "--sparsity", "0.1 0.8", "--out", str(tmp_path / "bench")]
+    report = bench.main(args)
+    rows = {r["variant"]: r for r in report["runs"][0]["variants"]}
+    low, high = rows["learned@0.1"], rows["learned@0.8"]
+    # each budget reaches the predictor: the masks of the two requests differ (an untrained predictor)
+    assert [u["mask"] for u in low["utterances"]] != [u["mask"] for u in high["utterances"]]
+    assert [u["mask"] for u in rows["learned"]["utterances"]] != [u["mask"] for u in high["utterances"]]
+    shares = report["runs"][0]["targets"]["predictor_pct"]
+    assert set(shares) == {"learned", "learned@0.1", "learned@0.8"} and all(0 < v < 100 for v in shares.values())
+    assert "learned@0.8" in (tmp_path / "bench" / "bench.md").read_text()
+    with pytest.raises(ToolExit, match=r"bench: error: --sparsity 0.9: sparsity 0.9 is outside") as e:
+        bench.main([*args[:-4], "--sparsity", "0.9", "--out", str(tmp_path / "bad")])
+    assert e.value.code == 2

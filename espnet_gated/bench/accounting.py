@@ -123,7 +123,7 @@ def latency_targets(rows: List[Dict]) -> Dict:
             out[f"{side}_ri_open"] = statistics.fmean(v for v in vals_o if v is not None)
     pred = [r for r in rows if r["side"] == "pred"]
     if pred:
-        out["predictor_pct"] = 100 * pred[0]["gate_predictor_share"]
+        out["predictor_pct"] = {r["variant"]: 100 * r["gate_predictor_share"] for r in pred}
     return out
 
 

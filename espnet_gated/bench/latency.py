@@ -63,7 +63,7 @@ class LatencyRunner:
         if v.kind == "dense":
             results = s2t.decode_samples(speech, self.s2ts["gated"].prepared_length(speech))
         else:
-            decoding = s2t.decode(speech, masks=v.masks())
+            decoding = s2t.decode(speech, masks=v.masks(), **v.budget_request())
             results = decoding.nbests[0]
         sync(device)
         total = time.perf_counter() - start
@@ -88,7 +88,7 @@ class LatencyRunner:
         probe, s2t, n = self.probes[v.kind], self.s2ts[v.kind], len(speeches)
         sync(self.args.device)
         start = time.perf_counter()
-        decoding = s2t.decode_batch(list(speeches), masks=v.masks())
+        decoding = s2t.decode_batch(list(speeches), masks=v.masks(), **v.budget_request())
         sync(self.args.device)
         total = time.perf_counter() - start
         timing = decoding.timing

@@ -18,10 +18,12 @@ import torch
 
 from espnet_gated.bench.instrumentation import TimedSpeech2Text, suppress_eos
 from espnet_gated.bench.variants import side_masks
+from espnet_gated.cli import UsageError
 from espnet_gated.configs import dense_config, load_yaml
 from espnet_gated.data.tokenizer import HEAD_SYMBOLS, TAIL_SYMBOLS, TIME_SYMBOLS
 from espnet_gated.decoding.inference import GatedSpeech2Text
 from espnet_gated.method.layout import format_mask, parse_mask
+from espnet_gated.method.sparsity import BudgetRequestError
 from espnet_gated.plugin.tasks import preprocessor_defaults
 from espnet_gated.plugin.weights import GATING_STATE, check_weights, read_state_dict
 from espnet_gated.sharing.export import export
@@ -206,6 +208,11 @@ def build_decoders(args, files: Dict[str, ModelFiles], beam: int, ctc_weight: fl
     for kind in ("gated", "exported"):
         if kind in files:
             s2ts[kind] = GatedSpeech2Text(str(files[kind][0]), str(files[kind][1]), dtype=args.dtype, **kw)
+    for budget in args.sparsity:  # refused before any timing
+        try:
+            s2ts["gated"].budget(sparsity=budget)
+        except BudgetRequestError as e:
+            raise UsageError(f"--sparsity {budget:g}: {e}") from None
     if args.decode_len > 0:
         for s2t in s2ts.values():
             suppress_eos(s2t.s2t_model)

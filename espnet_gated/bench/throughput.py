@@ -55,7 +55,9 @@ def decode_set(args, s2ts: Dict, v: Variant, speeches: Sequence[np.ndarray]) -> 
             wall = time.perf_counter() - start
             timing = {"encoder_s": wall - dec_s, "decoder_s": dec_s, "ctc_s": s2t.ctc_s}
         else:
-            decoding = s2t.decode_batch(list(speeches), batch_size=v.batch, masks=v.masks(), search=v.search)
+            decoding = s2t.decode_batch(
+                list(speeches), batch_size=v.batch, masks=v.masks(), search=v.search, **v.budget_request()
+            )
             results = decoding.nbests
             sync(args.device)
             wall = time.perf_counter() - start
@@ -91,8 +93,9 @@ def run_throughput(args) -> Dict:
         if ctc_weight > 0 and args.decode_len > 0:
             check_ctc_length(s2ts["gated"], speeches, args.decode_len)
         variants = throughput_variants(args, *models.n_layers, models.trained)
-        for v in variants[: 1 + 3 * len(args.batch) : 3]:  # warm-up: dense and each batch size once, untimed
-            decode_set(args, s2ts, v, speeches[: max(v.batch, 1)])
+        for b in [None, *args.batch]:  # warm-up: dense and each batch size once, untimed
+            v = next(v for v in variants if b is None or v.batch == b and v.kind == "gated")
+            decode_set(args, s2ts, v, speeches[: v.batch])
         start, n_total = time.time(), args.repeats * len(variants)
         for rep in range(args.repeats):
             k = rep % len(variants)

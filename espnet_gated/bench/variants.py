@@ -7,6 +7,8 @@
   its time against ``dense`` is the overhead of the gated code itself;
 * ``predicted`` (random weights: the untrained predictor keeps every gate open, so this
   times the gate predictor) or ``learned`` (a trained model: its masks);
+* ``learned@<s>``: a budget-conditioned model (``sparsity_conf.budget``) asked for skip rate ``s``
+  (``--sparsity``): its predicted masks at that budget, the predictor's share of the time beside;
 * ``<side>@<s>``: forced masks closing a fraction ``s`` of the gated modules of the
   encoder, the decoder or both (:func:`spread_mask`);
 * ``exported``: ``espnet_gated.bin.export`` of one mask, closed modules' weights and the
@@ -36,6 +38,7 @@ class Variant:
     dec_mask: Optional[torch.Tensor] = None
     cache: bool = True
     predictor: bool = False
+    budget: Optional[float] = None  # the sparsity asked of a budget-conditioned predictor
     batch: int = 1  # throughput mode: utterances decoded together
     search: str = "ours"  # throughput mode: the multi-utterance search (ours or ESPnet's, see inference.SEARCHES)
     records: List[Dict] = field(default_factory=list)
@@ -43,6 +46,18 @@ class Variant:
     def masks(self) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
         """The (enc, dec) masks a gated variant decodes with instead of the predicted ones, or None."""
         return (self.enc_mask, self.dec_mask) if self.kind == "gated" and self.enc_mask is not None else None
+
+    def budget_request(self) -> Dict[str, float]:
+        """The ``sparsity=`` keyword of a decode call for this variant (none without a budget)."""
+        return {} if self.budget is None else {"sparsity": self.budget}
+
+
+def budget_variants(budgets: List[float], batch: int = 1) -> List[Variant]:
+    """``learned@<s>`` per budget of ``--sparsity``."""
+    return [
+        Variant(f"learned@{s:g}", "gated", side="pred", sparsity=s, predictor=True, budget=s, batch=batch)
+        for s in budgets
+    ]
 
 
 def spread_mask(n_layers: int, n_types: int, sparsity: float) -> torch.Tensor:
@@ -77,6 +92,7 @@ def latency_variants(args, n_enc: int, n_dec: int, trained: bool, export_masks) 
         Variant("all_open", "gated", enc_mask=ones_e, dec_mask=ones_d),
         Variant("all_open_nocache", "gated", enc_mask=ones_e, dec_mask=ones_d, cache=False),
         Variant("learned" if trained else "predicted", "gated", side="pred", predictor=True),
+        *budget_variants(args.sparsity),
     ]
     for side in args.sides:
         for s in args.sparsities:
@@ -108,6 +124,7 @@ def throughput_variants(args, n_enc: int, n_dec: int, trained: bool) -> List[Var
             Variant("all_open", "gated", enc_mask=ones_e, dec_mask=ones_d, batch=b),
             Variant(predicted, "gated", side="pred", predictor=True, batch=b),
             Variant("dec@0.5", "gated", side="dec", sparsity=0.5, enc_mask=ones_e, dec_mask=dec50, batch=b),
+            *budget_variants(args.sparsity, b),
         ]
         if b > 1:
             variants += [

@@ -22,6 +22,11 @@ Usage:
         --s2t_model_file exp/s2t/valid.acc.ave.pth --wav_scp dump/raw/test_deu_asr/wav.scp \
         --lang_sym deu --task_sym asr --decode_len 0 --out exp/s2t/bench
 
+    # a budget-conditioned model (stage 17's budget run) asked for three skip rates
+    python -m espnet_gated.bin.bench --s2t_train_config exp/s2t_train_sweep/dec_budget/config.yaml \
+        --s2t_model_file exp/s2t_train_sweep/dec_budget/valid.acc.ave.pth --wav_scp dump/raw/test_deu_asr/wav.scp \
+        --lang_sym deu --task_sym asr --decode_len 0 --sparsity "0.25 0.5 0.75" --sides dec --sparsities 0.5
+
     # gated variants decode 4 utterances at once (ESPnet's dense decoding stays one at a time)
     python -m espnet_gated.bin.bench --size base --batch 4 --n_utts 8 --out /tmp/bench_batch
 
@@ -85,6 +90,7 @@ def get_parser() -> argparse.ArgumentParser:
     add("--decode_len", type=int, help="fixed tokens (<eos> suppressed); 0: natural (default 30, trained 0)")
     add("--maxlenratio", type=float, default=0.0, help="with --decode_len 0")
     add("--sparsities", type=_floats, default=[0.25, 0.5, 0.75], help='e.g. "0.25 0.5 0.75"')
+    add("--sparsity", type=_floats, default=[], help='budgets asked of a budget-conditioned model, "0.25 0.5"')
     add("--sides", type=lambda s: s.split(), default=list(SIDES), help='e.g. "enc dec both"')
     add("--export_mask", default="auto", help='mask of the exported variant: "auto", "<side>@<s>" or "enc=... dec=..."')
     add("--no_export", action="store_true", help="skip the exported variant")
