@@ -268,7 +268,6 @@ def test_decoding_at_budgets_records_them_and_refuses_what_the_model_cannot_give
 
 
 def test_bench_times_a_budgeted_model_at_each_asked_budget(budgeted_dir, tmp_path):
-    import json
 
     from espnet_gated.bin import bench
     from espnet_gated.cli import ToolExit
