@@ -29,10 +29,11 @@ setup(
         "matplotlib",
         "PyYAML",
         "tensorboard",  # ESPnet's trainer writes TensorBoard logs by default
+        # ESPnet's error calculator (CER/WER in every validation) imports it; 202611 moved it to espnet's extras
+        "editdistance",
     ],
     extras_require={
-        # editdistance: ESPnet's error calculator (CER/WER in validation) imports it; 202611 moved it to an extra
-        "test": ["pytest", "hypothesis", "editdistance"],
+        "test": ["pytest", "hypothesis"],
         "hub": ["huggingface_hub"],  # --init_from espnet/owsm_v3.1_ebf (a hub name instead of a local dir)
     },
     entry_points={},

@@ -11,7 +11,7 @@ ESPnet's legacy (``espnet.*``) code and asks the questions below through this mo
   every gate open computes exactly what the stock layer computes (``STOCK_ZEROES_PADDING``).
 * **The decoding primer.** 202611's beam search counts the primer (``<sos><lang><task><notimestamps>``)
   in its end detection; 202511 does not (``SEARCH_KNOWS_PRIMER``, :func:`end_detect_position`). (202611
-  also scores CTC only after the primer; ``scorers.PromptCTCScorer`` does that on both releases.)
+  also scores CTC only after the primer; ``adapter.PromptCTCScorer`` does that on both releases.)
 * **Utterance-batched search.** 202611's ``BatchBeamSearch`` decodes a padded batch of utterances
   (``SEARCH_BATCHES_UTTERANCES``); on 202511 it decodes one at a time.
 * **Preprocessor options.** 202611's ``S2TPreprocessor`` has ``data_aug_*`` options that 202511 rejects

@@ -123,6 +123,8 @@ def test_export_errors_are_clear(gated_dir, tmp_path, vocab):
         export(config, model_file, tmp_path / "a", lang_sym="deu", task_sym="asr")
     with pytest.raises(ValueError, match="enc"):
         export(config, model_file, tmp_path / "b", mask="enc=1111 dec=111.111.111")
+    with pytest.raises(ValueError, match="--sparsity chooses a predicted mask"):
+        export(config, model_file, tmp_path / "b", mask=MASK, sparsity=0.5)
     summary = export(config, model_file, tmp_path / "c", mask=MASK)
     # the exported weights with the gated config: the loader names the file instead of using random weights
     with pytest.raises(ValueError, match="model.pth"):
@@ -384,9 +386,11 @@ def test_espnets_search_gives_the_hypotheses_of_ours(gated_dir, ctc_weight, maxl
     langs, tasks = ["<deu>", "<fra>", "<ita>", "<eng>"], ["<asr>", "<st_eng>", "<asr>", "<asr>"]
     ours = s2t.decode_batch(speeches, langs, tasks)
     espnet = s2t.decode_batch(speeches, langs, tasks, search="espnet")
+    tail_of_one = s2t.decode_batch(speeches, langs, tasks, search="espnet", batch_size=3)  # 3 + 1 utterances
     assert len({format_mask(*m) for m in ours.masks}) > 1
     assert [format_mask(*m) for m in espnet.masks] == [format_mask(*m) for m in ours.masks]
     _same(_hyps(espnet.nbests), _hyps(ours.nbests))
+    _same(_hyps(tail_of_one.nbests), _hyps(ours.nbests))
 
 
 def _language_model(root, vocab):

@@ -237,6 +237,9 @@ def test_decoding_at_budgets_records_them_and_refuses_what_the_model_cannot_give
     # the budget reaches the predictor (an untrained one: which way its masks move is arbitrary)
     assert [m[1].tolist() for m in low.masks] != [m[1].tolist() for m in high.masks]
     assert s2t.decode(speeches[0], dec_sparsity="0.8").masks[0][1].tolist() == high.masks[0][1].tolist()
+    assert s2t.decode_batch(speeches, sparsity=0.8, masks=s2t.every_module).budget is None  # no budget shaped them
+    ranked = [s2t.identify_language(speeches[:1], sparsity=b)[0] for b in (0.1, 0.8)]
+    assert ranked[0] != ranked[1]  # language identification predicts its gates at the budget asked
     for bad, message in (
         (dict(sparsity=0.9), r"sparsity 0.9 is outside the budget range this model was trained on, \[0, 0.8\]"),
         (dict(sparsity="half"), r"sparsity: want a skip rate in \[0, 0.8\], got 'half'"),
@@ -288,3 +291,14 @@ def test_bench_times_a_budgeted_model_at_each_asked_budget(budgeted_dir, tmp_pat
     with pytest.raises(ToolExit, match=r"bench: error: --sparsity 0.9: sparsity 0.9 is outside") as e:
         bench.main([*args[:-4], "--sparsity", "0.9", "--out", str(tmp_path / "bad")])
     assert e.value.code == 2
+
+
+def test_a_compared_system_asks_its_own_budget_not_the_main_systems():
+    """decode --dec_sparsity S --system out_dir=REF,...: the reference (trained without budgets, which would
+    refuse one) is decoded without S; a system that names its own budget gets it."""
+    from espnet_gated.recipe.decode_jobs import parse_system
+
+    main = {"out_dir": "gated", "s2t_model_file": "gated.pth", "dec_sparsity": 0.3, "sparsity": 0.2, "beam_size": 5}
+    reference = parse_system("out_dir=ref,s2t_model_file=ref.pth,gate_mode=all_open", main)
+    assert reference == {"out_dir": "ref", "s2t_model_file": "ref.pth", "gate_mode": "all_open", "beam_size": 5}
+    assert parse_system("out_dir=b,dec_sparsity=0.6", main)["dec_sparsity"] == "0.6"

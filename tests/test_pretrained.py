@@ -623,3 +623,17 @@ def test_a_gated_model_dir_can_be_extended_too(converted, tmp_path):
     for key, value in before.items():
         if not key.startswith(per_token):
             assert torch.equal(after[key], value), key
+
+
+def test_a_202511_checkpoint_whose_renamed_weights_do_not_fit_is_refused_in_one_line(converted, tmp_path):
+    """A weight of another shape under a name the installed ESPnet upgrades when loading (202611: torch's
+    many-line size mismatch): the one-line error names the file and the weight."""
+    gated = tmp_path / "gated_202511"
+    shutil.copytree(converted, gated)
+    with_old_embed_names(gated / "init.pth")
+    state = torch.load(gated / "init.pth", map_location="cpu")
+    state["encoder.embed.out.0.weight"] = state["encoder.embed.out.0.weight"][:, :-1]
+    torch.save(state, gated / "init.pth")
+    with pytest.raises(ValueError, match=r"init\.pth.* not fit .*embed\.out\.(0\.)?weight") as error:
+        GatedSpeech2Text.from_pretrained(str(gated), s2t_model_file=str(gated / "init.pth"), **DECODE)
+    assert "\n" not in str(error.value)

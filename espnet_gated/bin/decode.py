@@ -44,7 +44,14 @@ import yaml
 
 from espnet_gated.cli import UsageError, entry_point, existing_dir, existing_file
 from espnet_gated.decoding.nbest_files import add_sparsity_options
-from espnet_gated.recipe.decode_jobs import check_inputs, merge_shards, parse_system, run_job, unfinished_shards
+from espnet_gated.recipe.decode_jobs import (
+    BUDGET_REQUESTS,
+    check_inputs,
+    merge_shards,
+    parse_system,
+    run_job,
+    unfinished_shards,
+)
 from espnet_gated.recipe.launcher import local_jobs, run_local
 from espnet_gated.recipe.threads import choose_threads, thread_option
 
@@ -90,7 +97,7 @@ def main(cmd=None):
         options.update(yaml.safe_load(args.decode_config.read_text()) or {})
     config, model = str(args.s2t_train_config), str(args.s2t_model_file)
     options.update(s2t_train_config=config, s2t_model_file=model, ngpu=args.ngpu)
-    options.update({k: getattr(args, k) for k in ("sparsity", "enc_sparsity", "dec_sparsity") if getattr(args, k)})
+    options.update({k: getattr(args, k) for k in BUDGET_REQUESTS if getattr(args, k)})
     sets = args.sets.split()
     if args.job is not None and not 1 <= args.job <= args.nj:
         raise UsageError(f"--job {args.job} is not one of the jobs 1..{args.nj}")

@@ -10,8 +10,7 @@ the recipe's reference without pruning (``espnet_gated.configs``).
 Usage:
     python -m espnet_gated.bin.make_config conf/train.yaml --merge conf/sweep.yaml \
         --set model_conf.sparsity_conf.decoder_target=0.5 --out exp/sweep/dec0.5/train.yaml
-    python -m espnet_gated.bin.make_config conf/train.yaml --dense --merge conf/reference.yaml \
-        --out exp/s2t_train/reference.yaml
+    python -m espnet_gated.bin.make_config conf/train.yaml --dense --out exp/s2t_train/reference.yaml
 """
 
 import argparse

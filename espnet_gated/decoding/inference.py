@@ -35,7 +35,7 @@ from espnet_gated.method.model import GatedESPnetS2TModel, GateState
 from espnet_gated.method.pruning import is_exported, refuse_gates
 from espnet_gated.method.sparsity import BudgetRequestError
 from espnet_gated.plugin.registry import register
-from espnet_gated.plugin.weights import WeightsError, check_weights
+from espnet_gated.plugin.weights import WeightsError, check_weights, load_errors
 
 register()  # ESPnet's Speech2Text builds the model through S2TTask's class choices
 
@@ -99,8 +99,8 @@ class GatedSpeech2Text(Speech2Text):
                 raise
             raise ValueError(
                 f"{model_file}: the weights do not fit the model built from {config_file} "
-                f"(an exported model must be decoded with its own config.yaml): {str(e)[:500]}"
-            ) from e
+                f"(an exported model must be decoded with its own config.yaml): {load_errors(e)}"
+            ) from None
         self.gate_mode = gate_mode
         model = self.s2t_model
         self.exported = is_exported(model)
@@ -261,10 +261,13 @@ class GatedSpeech2Text(Speech2Text):
     # ------------------------------------------------------------------ language identification
     @torch.no_grad()
     def identify_language(
-        self, speeches: Sequence[Union[torch.Tensor, np.ndarray]], task_sym: Optional[str] = None
+        self, speeches: Sequence[Union[torch.Tensor, np.ndarray]], task_sym: Optional[str] = None, **sparsity
     ) -> List[List[Tuple[str, float]]]:
         """Per utterance, :func:`~espnet_gated.decoding.language_id.candidate_languages` with their
-        probabilities, best first (the gate rule: :mod:`espnet_gated.decoding.language_id`)."""
+        probabilities, best first, under the gates of the budget asked (:meth:`budget`; :mod:`.language_id`)."""
+        return self._ranked_languages(speeches, task_sym, self.budget(**sparsity))
+
+    def _ranked_languages(self, speeches, task_sym: Optional[str], budget) -> List[List[Tuple[str, float]]]:
         model = self.s2t_model
         task_sym = task_sym if task_sym is not None else self.task_sym
         candidates = candidate_languages(model)
@@ -275,16 +278,16 @@ class GatedSpeech2Text(Speech2Text):
         for speech in speeches:
             prepared = [self._prepare(speech)] * rows
             masks = self.every_module if self.gate_mode == "all_open" else None
-            enc, enc_lens, gates = self._encode(prepared, candidates[:rows], [task_sym] * rows, masks, self.budget())
+            enc, enc_lens, gates = self._encode(prepared, candidates[:rows], [task_sym] * rows, masks, budget)
             out.append(rank_languages(model, enc, enc_lens, None if gates is None else gates.dec, candidates))
         return out
 
-    def _identified(self, speeches, langs: List[str], tasks: List[str]) -> Tuple[List[str], List[Optional[str]]]:
-        """``langs`` with each ``none`` replaced by the identified language; (langs, identified or None)."""
+    def _identified(self, speeches, langs: List[str], tasks: List[str], budget) -> Tuple[List[str], list]:
+        """``langs``, each ``none`` replaced by the language identified at ``budget``; (langs, identified or None)."""
         asked = [i for i, lang in enumerate(langs) if wants_identification(lang)]
         found: List[Optional[str]] = [None] * len(langs)
         for i in asked:
-            found[i] = self.identify_language([speeches[i]], tasks[i])[0][0][0]
+            found[i] = self._ranked_languages([speeches[i]], tasks[i], budget)[0][0][0]
         return [found[i] or lang for i, lang in enumerate(langs)], found
 
     # ------------------------------------------------------------------ decoding
@@ -347,11 +350,11 @@ class GatedSpeech2Text(Speech2Text):
         task_sym = task_sym if task_sym is not None else self.task_sym
         budget = self.budget(**sparsity)
         start = time.perf_counter()
-        (lang_sym,), langs = self._identified([speech], [lang_sym], [task_sym])
+        (lang_sym,), langs = self._identified([speech], [lang_sym], [task_sym], budget)
         primer = self._primer(lang_sym, task_sym, predict_time, text_prev)
         forced = self._masks_for(masks, lang_sym, task_sym)
         enc, _, gates = self._encode([self._prepare(speech)], [lang_sym], [task_sym], forced, budget)
-        decoding = Decoding(nbests=[], masks=self._masks(gates, 1), langs=langs, budget=budget)
+        decoding = Decoding(nbests=[], masks=self._masks(gates, 1), langs=langs, budget=None if forced else budget)
         decode_start = time.perf_counter()
         dec_masks = None if gates is None else gates.dec
         if "ctc" in self.beam_search.part_scorers and outruns_ctc(self.maxlenratio, enc.size(1)):
@@ -378,7 +381,7 @@ class GatedSpeech2Text(Speech2Text):
         batch = {} if lengths is None else {"x_lengths": lengths}
         with self._autocast():
             nbests = search(x=enc, maxlenratio=self.maxlenratio, minlenratio=self.minlenratio, **batch)
-        return [nbests] if lengths is not None and enc.size(0) == 1 else nbests
+        return nbests
 
     def __call__(self, speech, text_prev=None, lang_sym=None, task_sym=None, predict_time=None):
         """ESPnet's ``Speech2Text.__call__``: the n-best list of one utterance (see :meth:`decode`)."""
@@ -417,14 +420,15 @@ class GatedSpeech2Text(Speech2Text):
             logging.info(f"decode_batch: ESPnet's search instead of ours: {reason}")
             search = "espnet"
         langs, tasks = self._symbols(lang_sym, task_sym, n)
-        langs, identified = self._identified(speeches, langs, tasks)
+        langs, identified = self._identified(speeches, langs, tasks, budget)
         primers = [self._primer(lang, task, predict_time) for lang, task in zip(langs, tasks, strict=True)]
         prepared = [self._prepare(s) for s in speeches]
         forced = [self._masks_for(masks, lang, task) for lang, task in zip(langs, tasks, strict=True)]
         # longest first; utterances with forced masks after the others (encoded apart)
         order = sorted(range(n), key=lambda i: (forced[i] is not None, -prepared[i].numel()))
         size = batch_size or max(n, 1)
-        decoding = Decoding(nbests=[None] * n, masks=[None] * n, langs=identified, budget=budget)
+        shaped = None if all(forced) else budget  # forced masks: no budget shaped them
+        decoding = Decoding(nbests=[None] * n, masks=[None] * n, langs=identified, budget=shaped)
         for first in range(0, n, size):
             idx = order[first : first + size]
             self._decode_padded(decoding, idx, prepared, primers, langs, tasks, forced, search)

@@ -21,11 +21,9 @@ class Decoding:
     timing: Dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIMES, 0.0))
     #: per decoder call of a batched search: (prefix length, utterances, rows per utterance)
     search_log: List[Tuple[int, List[int], int]] = field(default_factory=list)
-    #: the (encoder, decoder) sparsity a budgeted model decoded at (``sparsity=``), else None
+    #: the (encoder, decoder) sparsity a budgeted model's predicted masks were asked for (``sparsity=``), else
+    #: None (also where every mask was forced)
     budget: Optional[Tuple[float, float]] = None
-
-
-TIMES = ("encoder_s", "decoder_s", "gates_s", "ctc_s")
 
 
 def nbest_results(nbest_hyps, sos: int, blank_id: int, converter, tokenizer) -> list:

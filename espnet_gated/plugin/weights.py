@@ -52,6 +52,12 @@ def _names(keys: Sequence[str]) -> str:
     return ", ".join(keys[:MAX_NAMED]) + more
 
 
+def load_errors(error: RuntimeError) -> str:
+    """torch's ``load_state_dict`` error (a line per key) as one line: which keys did not fit, and how."""
+    lines = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+    return _names(lines) if lines else str(error)
+
+
 def load_checked(
     model: torch.nn.Module,
     state: Dict[str, torch.Tensor],
@@ -64,7 +70,11 @@ def load_checked(
     gated model keeps the gate predictor's initial state: every gate open); they are returned."""
     model_state = model.state_dict()
     reshaped = {k for k in set(state) & set(model_state) if state[k].shape != model_state[k].shape}
-    result = model.load_state_dict({k: v for k, v in state.items() if k not in reshaped}, strict=False)
+    model_name = f"the model built from {built_from}" if built_from else "the model"
+    try:
+        result = model.load_state_dict({k: v for k, v in state.items() if k not in reshaped}, strict=False)
+    except RuntimeError as e:  # a shape mismatch of a key that ESPnet's upgrade renamed
+        raise WeightsError(f"{source} does not fit {model_name}: {load_errors(e)}") from None
     fresh = [k for k in result.missing_keys if k.startswith(tuple(may_lack))]
     missing = [k for k in result.missing_keys if k not in reshaped and k not in fresh]
     problems = []
@@ -76,7 +86,6 @@ def load_checked(
         shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(model_state[k].shape)}" for k in reshaped]
         problems.append(f"shape mismatches (file vs model) ({len(shapes)}): {_names(shapes)}")
     if problems:
-        model_name = f"the model built from {built_from}" if built_from else "the model"
         raise WeightsError(f"{source} does not fit {model_name}: " + "; ".join(problems))
     return fresh
 

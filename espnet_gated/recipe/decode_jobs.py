@@ -18,7 +18,8 @@ DONE = ".done"
 
 
 #: what ``--system`` may set for another model decoded in the same jobs
-SYSTEM_KEYS = ("out_dir", "s2t_model_file", "s2t_train_config", "gate_mode", "sparsity", "enc_sparsity", "dec_sparsity")
+BUDGET_REQUESTS = ("sparsity", "enc_sparsity", "dec_sparsity")
+SYSTEM_KEYS = ("out_dir", "s2t_model_file", "s2t_train_config", "gate_mode", *BUDGET_REQUESTS)
 
 
 PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
@@ -95,14 +96,15 @@ def _log_job(out_dir: Path, job: int, nj: int) -> None:
 
 def parse_system(text: str, main: Dict) -> Dict:
     """``--system key=value,...`` -> that system's options: the main options with ``out_dir``
-    (required), ``s2t_model_file``, ``s2t_train_config``, ``gate_mode`` and the sparsity budget replaced."""
+    (required), ``s2t_model_file``, ``s2t_train_config`` and ``gate_mode`` replaced. A sparsity budget is the
+    system's own: the main system's is not inherited (a reference trained without budgets would refuse it)."""
     fields = dict(item.partition("=")[::2] for item in text.split(",") if item)
     unknown = sorted(set(fields) - set(SYSTEM_KEYS))
     if unknown or "out_dir" not in fields or any(not v for v in fields.values()):
         raise UsageError(
             f"--system {text}: want out_dir=DIR[,s2t_model_file=F][,s2t_train_config=F][,gate_mode=M][,sparsity=S]"
         )
-    return {**main, **fields}
+    return {**{k: v for k, v in main.items() if k not in BUDGET_REQUESTS}, **fields}
 
 
 def warm_up(speech2text, wav: str, lang: str, task: str) -> None:

@@ -80,6 +80,8 @@ def export(
     if mask is not None:
         if lang_sym or task_sym:
             raise ValueError("give either --mask or --lang_sym/--task_sym, not both")
+        if sparsity is not None:
+            raise ValueError("--sparsity chooses a predicted mask (--lang_sym/--task_sym); --mask is the mask itself")
         parsed = parse_mask(mask)
         layout = model.gate_layout
         enc_mask = parse_side("enc", parsed["enc"], layout.n_layers["enc"])
