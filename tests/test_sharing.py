@@ -446,3 +446,21 @@ def test_decode_job_and_merge(trained, tmp_path):
         decode_cli.main([*common, "--out_dir", str(out), "--job", "3"])
     reference = inference_cli(trained, TEST_SETS[3], tmp_path / "ref", *gated_args(trained))
     assert read_kaldi_map(out / TEST_SETS[3] / "1best_recog/token") == reference["token"]
+
+
+def test_recorded_paths_of_a_sweep_run_resolve_from_the_recipe_dir(tmp_path, monkeypatch):
+    """Stage 17's runs sit one level deeper (exp/<tag>_sweep/<run>/config.yaml): the config's recipe-relative
+    paths resolve from the recipe dir above, from wherever the tool runs; a path nowhere is named."""
+    from espnet_gated.sharing.locate import PretrainedError, resolve_recorded
+
+    recipe = tmp_path / "recipe"
+    bpe = recipe / "data/token_list/unigram1000/bpe.model"
+    bpe.parent.mkdir(parents=True)
+    bpe.write_bytes(b"spm")
+    run = recipe / "exp/s2t_train_sweep/dec_budget"
+    run.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    recorded = "data/token_list/unigram1000/bpe.model"
+    assert resolve_recorded(recorded, run, run / "config.yaml", "bpemodel") == bpe
+    with pytest.raises(PretrainedError, match=r"config\.yaml: bpemodel 'data/other\.model' not found"):
+        resolve_recorded("data/other.model", run, run / "config.yaml", "bpemodel")

@@ -152,7 +152,7 @@ def _one(
 
 def resolve_recorded(recorded: str, root: Path, config_file: Path, key: str) -> Path:
     """A path recorded in a config: relative to the model dir, else found in it by its longest
-    matching suffix, else relative to the recipe dir of an ``exp/<name>`` dir, else as recorded."""
+    matching suffix, else relative to the recipe dir of an ``exp/<name>[/<run>]`` dir, else as recorded."""
     rec = Path(recorded)
     if not rec.is_absolute() and (root / rec).is_file():
         return root / rec
@@ -174,10 +174,11 @@ def resolve_recorded(recorded: str, root: Path, config_file: Path, key: str) -> 
     if len(best) > 1:
         listing = ", ".join(str(c.relative_to(root)) for c in best[:MAX_NAMED])
         raise PretrainedError(f"{config_file}: {key} '{recorded}' matches several files under {root}: {listing}")
-    if not rec.is_absolute():  # an ESPnet exp/<name> dir: paths are relative to the recipe dir above it
-        for ancestor in list(root.parents)[:2]:
-            if (ancestor / rec).is_file():
-                return ancestor / rec
+    if not rec.is_absolute():  # ESPnet's paths are relative to the recipe dir: the one above exp/<name> or
+        # exp/<name>/<run> (stage 17's runs), else the current one
+        for base in [*list(root.parents)[:3], Path.cwd()]:
+            if (base / rec).is_file():
+                return base / rec
     elif rec.is_file():
         return rec
     raise PretrainedError(f"{config_file}: {key} '{recorded}' not found, neither under {root} nor as recorded")
