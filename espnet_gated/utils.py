@@ -2,6 +2,7 @@
 
 import logging
 import os
+import shutil
 import tempfile
 import time
 from contextlib import contextmanager
@@ -40,6 +41,19 @@ def atomic_output(path: PathLike, mode: str = "w") -> Iterator:
 def atomic_write(path: PathLike, text: str) -> None:
     with atomic_output(path) as f:
         f.write(text)
+
+
+def replace_dir(new: PathLike, target: PathLike) -> None:
+    """Put the finished directory ``new`` in the place of ``target`` (which may not exist): the old one is
+    moved aside before and removed after, so a crash never leaves a half-written ``target``."""
+    new, target = Path(new), Path(target)
+    if target.exists():
+        old = target.with_name(f".{target.name}.old{os.getpid()}")
+        os.replace(target, old)
+        os.replace(new, target)
+        shutil.rmtree(old)
+    else:
+        os.replace(new, target)
 
 
 def read_kaldi_map(path: PathLike) -> Dict[str, str]:

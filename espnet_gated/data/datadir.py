@@ -10,7 +10,6 @@ A data directory holds, sorted by utterance id and mutually consistent:
 * ``utt2spk``, ``spk2utt``, ``utt2lang``, ``utt2task``
 """
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from espnet_gated.data.symbols import CONTEXT, LANG, PREFIX, TASK
-from espnet_gated.utils import PathLike, read_kaldi_map, umask
+from espnet_gated.utils import PathLike, read_kaldi_map, replace_dir, umask
 
 KEYED_FILES = ("text", "text.prev", "text.ctc", "utt2spk", "utt2lang", "utt2task")
 
@@ -132,13 +131,7 @@ def write_data_dir(
             (tmp / name).write_text("".join(line + "\n" for line in content), encoding="utf-8")
         for name, text in (other_files or {}).items():
             (tmp / name).write_text(text, encoding="utf-8")
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old{os.getpid()}")
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

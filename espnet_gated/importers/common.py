@@ -14,7 +14,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from espnet_gated.data.datadir import Utterance, write_data_dir
 from espnet_gated.data.langs import normalize_code, to_iso3
 from espnet_gated.data.symbols import TASK
-from espnet_gated.utils import PathLike
+from espnet_gated.utils import PathLike, replace_dir
 
 
 class CorpusError(ValueError):
@@ -211,16 +211,6 @@ def require_audio(utterances: Iterable[Utterance]) -> None:
         raise CorpusError(f"{missing[0]}: audio file missing{more}")
 
 
-def _replace_dir(new: Path, target: Path) -> None:
-    if target.exists():
-        old = target.with_name(f".{target.name}.old{os.getpid()}")
-        os.replace(target, old)
-        os.replace(new, target)
-        shutil.rmtree(old)
-    else:
-        os.replace(new, target)
-
-
 def write_splits(
     out: PathLike, splits: Dict[str, List[Utterance]], corpus: str, corpus_splits: Iterable[str]
 ) -> Dict[str, int]:
@@ -236,7 +226,7 @@ def write_splits(
     try:
         counts = {name: write_data_dir(staging / name, utts) for name, utts in sorted(splits.items())}
         for name in counts:
-            _replace_dir(staging / name, out / name)
+            replace_dir(staging / name, out / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     for name in sorted(set(corpus_splits) - set(counts)):
