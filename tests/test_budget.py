@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import DECODER_CONF, ENCODER_CONF, build
 
+from espnet_gated.method.budget import Budget
 from espnet_gated.method.gates import GatePredictor
 from espnet_gated.method.layout import MODULES, GateLayout
 from espnet_gated.method.sparsity import SparsityController
@@ -41,6 +42,7 @@ LAYOUT = GateLayout(
         ({"sample": [0.5, 0.5], "knots": 3}, "sparsity_conf.budget.knots must be 1 for a single budget"),
         ({"sample": [0.0, 0.8], "pull": -1}, "sparsity_conf.budget.pull must be a number >= 0, got -1"),
         ({"sample": [0.0, 0.8], "default": 0.9}, "sparsity_conf.budget.default must be a skip rate within sample"),
+        ({"sample": [0.0, 0.8], "hold": "batch"}, "sparsity_conf.budget.hold must be one of ['utterance', 'mean']"),
     ],
 )
 def test_budget_config_errors_name_the_key(budget, message):
@@ -144,6 +146,30 @@ def test_ascent_moves_the_knots_near_each_utterance_s_budget():
     assert controller.lambdas[0, 0, :, 0].tolist() == pytest.approx([0.25] + [0] * 8)
 
 
+def test_inference_gates_are_held_to_each_utterance_s_budget():
+    """hold: utterance (the default): an utterance closes floor(b * n) to ceil(b * n) of a budgeted side's n
+    slots, the predictor's own choice where that lies in between, else its lowest keep-minus-skip margins;
+    a side without a budget keeps the predictor's gates, and hold: mean keeps all of them."""
+    dec = LAYOUT.slot_indices("dec")  # 2 layers x 3 modules
+    margins = torch.randn(3, len(LAYOUT), generator=torch.Generator().manual_seed(0))  # encoder: anything
+    margins[:, dec] = torch.tensor(
+        [
+            [3.0, 2.0, 1.0, -1.0, 0.5, 4.0],  # closes 1, asked 3: the three lowest margins
+            [-1.0, -2.0, -3.0, -4.0, -5.0, -6.0],  # closes 6, asked 3
+            [1.0, -1.0, 2.0, -0.5, 3.0, 4.0],  # closes 2, asked 1.5: its own choice
+        ]
+    )
+    logits = torch.stack([torch.zeros_like(margins), margins], dim=-1)  # (skip, keep)
+    keep = (margins > 0).float()
+    budgets = torch.tensor([[0.0, 0.5], [0.0, 0.5], [0.0, 0.25]])
+    held = Budget.parse({"sample": [0.0, 0.8], "sides": ["dec"]}).hold_gates(keep, logits, budgets, LAYOUT)
+    assert held[:, dec].tolist() == [[1, 1, 0, 0, 0, 1], [1, 1, 1, 0, 0, 0], [1, 0, 1, 0, 1, 1]]
+    enc = LAYOUT.slot_indices("enc")
+    assert torch.equal(held[:, enc], keep[:, enc])
+    free = Budget.parse({"sample": [0.0, 0.8], "sides": ["dec"], "hold": "mean"})
+    assert torch.equal(free.hold_gates(keep, logits, budgets, LAYOUT), keep)
+
+
 def test_loss_needs_budgets_exactly_when_configured_with_a_budget():
     layout = LAYOUT
     gates, logits = torch.ones(1, len(layout)), torch.zeros(1, len(layout), 2)
@@ -234,6 +260,9 @@ def test_decoding_at_budgets_records_them_and_refuses_what_the_model_cannot_give
     speeches = _speeches([14000, 12000], seed=8)
     low, high = s2t.decode_batch(speeches), s2t.decode_batch(speeches, sparsity=0.8)
     assert (low.budget, high.budget) == ((0.0, 0.1), (0.0, 0.8))
+    # held to the budget: of the 9 decoder slots each utterance closes 0-1 (0.1 * 9) and 7-8 (0.8 * 9)
+    assert {m[1].numel() for m in low.masks + high.masks} == {9}
+    assert all(9 - m[1].sum() in (0, 1) for m in low.masks) and all(9 - m[1].sum() in (7, 8) for m in high.masks)
     # the budget reaches the predictor (an untrained one: which way its masks move is arbitrary)
     assert [m[1].tolist() for m in low.masks] != [m[1].tolist() for m in high.masks]
     assert s2t.decode(speeches[0], dec_sparsity="0.8").masks[0][1].tolist() == high.masks[0][1].tolist()

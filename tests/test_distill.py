@@ -35,11 +35,22 @@ def test_token_kl_against_a_hand_computed_case():
 def test_bad_distill_conf_is_named():
     with pytest.raises(ValueError, match="unknown key"):
         check_distill_conf({"teacher_config": "a", "teacher_model": "b", "alpha": 1})
-    with pytest.raises(ValueError, match="teacher_model is required"):
+    with pytest.raises(ValueError, match="teacher_config and teacher_model go together"):
         check_distill_conf({"teacher_config": "a"})
     with pytest.raises(ValueError, match="temperature must be a number > 0"):
         check_distill_conf({"teacher_config": "a", "teacher_model": "b", "temperature": 0})
     assert check_distill_conf(None) is None
+    assert check_distill_conf({"weight": 0.5})["teacher_model"] is None  # builds; the recipe sets the teacher
+
+
+def test_training_without_a_teacher_says_who_sets_it(vocab):
+    student = build(vocab["token_list"], model_conf=dict(ctc_weight=0.3, distill_conf={"weight": 1.0}))
+    speech, lengths = speech_batch([16000, 12000], seed=1)
+    student.eval()
+    student(speech, lengths, **_att_inputs(student, 2, seed=2))  # decoding-time forward: no teacher needed
+    student.train()
+    with pytest.raises(ValueError, match=r"names no teacher: the recipe sets .* \(--distill_teacher\)"):
+        student(speech, lengths, **_att_inputs(student, 2, seed=2))
 
 
 def test_the_dense_start_teaches_the_gated_model(vocab, tmp_path):

@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from espnet_gated.bin.train_progress import Progress
-from espnet_gated.method.layout import DECODER_MODULES, ENCODER_MODULES
+from espnet_gated.method.layout import DECODER_MODULES, ENCODER_MODULES, parse_mask
 
 REPO = Path(__file__).resolve().parents[1]
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
@@ -153,6 +153,13 @@ def test_reduced_recipe_end_to_end_then_skips_finished_stages(tmp_path):
     assert "| **asr (mean of 2)** | asr | WER |" in report and "| **st_eng (mean of 1)** | st_eng | BLEU |" in report
     # the dense pretraining, then two fine-tunings of it with the same schedule: gated, and the reference
     exp = recipe / "exp"
+    # distillation (conf/train.yaml's distill_conf): the reference trains first and teaches the gated model
+    teacher = "exp/s2t_train_reference/valid.acc.ave.pth"
+    gated_config = yaml.safe_load((exp / "s2t_train" / "config.yaml").read_text())
+    assert gated_config["model_conf"]["distill_conf"]["teacher_model"] == teacher
+    assert proc.stderr.index("(exp/s2t_train_reference)") < proc.stderr.index(f"learns from {teacher}")
+    reported = torch.load(exp / "s2t_train" / "checkpoint.pth", map_location="cpu", weights_only=False)["reporter"]
+    assert all("loss_distill" in phases["train"] for phases in reported["stats"].values())
     pretrained = torch.load(exp / "s2t_train_pretrain" / "valid.acc.ave.pth", map_location="cpu")
     reference = torch.load(exp / "s2t_train_reference" / "valid.acc.ave.pth", map_location="cpu")
     gated = torch.load(exp / "s2t_train" / "valid.acc.ave.pth", map_location="cpu")
@@ -196,6 +203,10 @@ def test_reduced_recipe_end_to_end_then_skips_finished_stages(tmp_path):
     assert budgeted["sparsity_controller.lambdas"].dim() == 4  # (sides, tasks, knots, 2): one model, many budgets
     for point in ("0.25", "0.75"):
         gates = sweep_dir / "dec_budget" / f"at{point}" / "decode" / "test_deu_asr" / "1best_recog" / "gates"
-        assert all(line.endswith(f"budget=0.00,{float(point):.2f}") for line in gates.read_text().splitlines())
+        lines = gates.read_text().splitlines()
+        assert all(line.endswith(f"budget=0.00,{float(point):.2f}") for line in lines)
         summary = json.loads((sweep_dir / "dec_budget" / f"at{point}" / "results" / "summary.json").read_text())
         assert summary["budget"] == [0.0, float(point)] and summary["targets"]["dec"] == float(point)
+        # held to the budget: each utterance closes 3 (0.25) or 9 (0.75) of the 4 x 3 decoder modules
+        closed = {sum(1 - bit for row in parse_mask(line.split(" ", 1)[1])["dec"] for bit in row) for line in lines}
+        assert closed == {round(float(point) * n_dec * len(DECODER_MODULES))}, (point, closed)

@@ -40,9 +40,8 @@ import logging
 import sys
 from pathlib import Path
 
-import yaml
-
 from espnet_gated.cli import UsageError, entry_point, existing_dir, existing_file
+from espnet_gated.configs import load_yaml
 from espnet_gated.decoding.nbest_files import add_sparsity_options
 from espnet_gated.recipe.decode_jobs import (
     BUDGET_REQUESTS,
@@ -94,7 +93,7 @@ def main(cmd=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (decode) %(levelname)s: %(message)s")
     options = dict(beam_size=5, ctc_weight=0.0, st_ctc_weight=0.0, maxlenratio=0.0, minlenratio=0.0, nbest=1)
     if args.decode_config:
-        options.update(yaml.safe_load(args.decode_config.read_text()) or {})
+        options.update(load_yaml(args.decode_config))
     config, model = str(args.s2t_train_config), str(args.s2t_model_file)
     options.update(s2t_train_config=config, s2t_model_file=model, ngpu=args.ngpu)
     options.update({k: getattr(args, k) for k in BUDGET_REQUESTS if getattr(args, k)})

@@ -18,9 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from espnet_gated.cli import entry_point, existing_file
+from espnet_gated.configs import load_yaml
 
 # "3epoch:train:101-150batch: iter_time=0.01, ..., loss=12.3, ..., train_time=1.2"
 REPORT = re.compile(r"(\d+)epoch:train:(\d+)-(\d+)batch: (.*)")
@@ -93,7 +92,7 @@ def main(cmd=None):
     parser.add_argument("--config", type=existing_file, required=True, help="the training config (max_epoch, ...)")
     parser.add_argument("--log", type=Path, required=True, help="file that receives the full trainer output")
     args = parser.parse_args(cmd)
-    config = yaml.safe_load(args.config.read_text()) or {}
+    config = load_yaml(args.config)
     progress = Progress(int(config.get("max_epoch", 40)), int(config.get("num_iters_per_epoch") or 0))
     args.log.parent.mkdir(parents=True, exist_ok=True)
     with args.log.open("a", encoding="utf-8") as log:

@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 from typing import Dict, Optional
 
-import yaml
 from espnet2.bin.s2t_inference import Speech2Text
 from espnet2.fileio.datadir_writer import DatadirWriter
 
 from espnet_gated.cli import UsageError
 from espnet_gated.compat import Hypothesis, TooShortUttError
+from espnet_gated.configs import load_yaml
 from espnet_gated.data.symbols import token_kind
 from espnet_gated.decoding.inference import GATED_OPTIONS, HALF_DTYPES, GatedSpeech2Text
 from espnet_gated.decoding.language_id import wants_identification
@@ -39,8 +39,7 @@ def check_context_symbols(train_config: str, lang_sym: str, task_sym: str) -> No
     """UsageError unless the model's token list has ``lang_sym`` (or it asks for language
     identification) and ``task_sym`` (``<deu>``, ``<asr>``); the message lists the language and
     task tokens it has."""
-    with open(train_config, encoding="utf-8") as f:
-        tokens = read_token_list((yaml.safe_load(f) or {}).get("token_list") or [])
+    tokens = read_token_list(load_yaml(train_config).get("token_list") or [])
     tasks = [t for t in tokens if token_kind(t) == "task"]
     langs = [t for t in tokens if token_kind(t) == "lang"]
     for option, sym in (("--lang_sym", lang_sym), ("--task_sym", task_sym)):

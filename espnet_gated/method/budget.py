@@ -2,7 +2,8 @@
 
 The controller (``sparsity.py``) draws each training utterance's budget from the range, holds each to its value
 (multipliers interpolated between knots, a pull toward each utterance's budget) and gives the gate predictor the
-budget as an input (``gates.py``); decoding asks for one within the range.
+budget as an input (``gates.py``); decoding asks for one within the range, and each utterance's inference
+gates are held to it (:meth:`Budget.hold_gates`).
 """
 
 import math
@@ -12,10 +13,14 @@ from typing import Mapping, Tuple
 import torch
 
 from espnet_gated.data.symbols import CONTEXT_NAME
-from espnet_gated.method.layout import MODULES
+from espnet_gated.method.layout import MODULES, GateLayout
 
 SIDES = tuple(MODULES)  # ("enc", "dec")
-BUDGET_KEYS = ("sample", "sides", "tasks", "knots", "pull", "default")
+BUDGET_KEYS = ("sample", "sides", "tasks", "knots", "pull", "default", "hold")
+#: ``hold``: how inference meets a budget; ``utterance``: every utterance closes the number of modules nearest
+#: its budget (:meth:`Budget.hold_gates`); ``mean``: the predictor's own decisions, held to the budget only on
+#: average by training (free to spend it unevenly between contexts)
+HOLDS = ("utterance", "mean")
 #: default spacing of the budget knots (one multiplier pair per 0.1 of the range)
 KNOT_SPACING = 0.1
 #: default weight of each utterance's pull toward its own budget
@@ -30,8 +35,8 @@ def is_number(value) -> bool:
 class Budget:
     """``sparsity_conf.budget``, checked (:meth:`parse`): the range of budgets drawn in training,
     the sides they apply to, the tasks held to them separately, the multipliers' knots, the pull
-    toward each utterance's budget and the budget used where none is asked (validation, decoding
-    without one: the middle of the range unless ``default`` says otherwise)."""
+    toward each utterance's budget, the budget used where none is asked (validation, decoding
+    without one: the middle of the range unless ``default`` says otherwise) and how inference holds it."""
 
     low: float
     high: float
@@ -40,6 +45,7 @@ class Budget:
     knots: int
     pull: float
     default: float
+    hold: str = "utterance"
 
     @classmethod
     def parse(cls, conf) -> "Budget":
@@ -80,8 +86,11 @@ class Budget:
         default = conf.get("default", (low + high) / 2)
         if not (is_number(default) and low <= default <= high):
             raise ValueError(f"{where}.default must be a skip rate within sample [{low:g}, {high:g}], got {default!r}")
+        hold = conf.get("hold", HOLDS[0])
+        if hold not in HOLDS:
+            raise ValueError(f"{where}.hold must be one of {list(HOLDS)}, got {hold!r}")
         sides, tasks = tuple(s for s in SIDES if s in sides), tuple(sorted(set(tasks or ())))
-        return cls(low, high, sides, tasks, knots, float(pull), float(default))
+        return cls(low, high, sides, tasks, knots, float(pull), float(default), hold)
 
     def range_text(self) -> str:
         return f"[{self.low:g}, {self.high:g}]"
@@ -98,3 +107,29 @@ class Budget:
         weights.scatter_(1, left.unsqueeze(-1), (1.0 - right_share).unsqueeze(-1))
         weights.scatter_add_(1, (left + 1).unsqueeze(-1), right_share.unsqueeze(-1))
         return weights
+
+    def hold_gates(
+        self, keep: torch.Tensor, logits: torch.Tensor, budgets: torch.Tensor, layout: GateLayout
+    ) -> torch.Tensor:
+        """Inference keep gates (B, n_slots) held to each utterance's budget (``hold: utterance``): on a budgeted
+        side of n gated slots an utterance closes between floor(b * n) and ceil(b * n) of them, as the predictor
+        decided where that lies in between, else the ones it is least sure to keep (lowest keep-minus-skip logit:
+        the modules it would close first). Why: trained skip rates flatten out at the high end of the range (the
+        recipe's budget model gave 0.70 when asked for 0.75 or 0.8) and vary between utterances; held, the skip
+        rate is the one asked for, within one module. logits: (B, n_slots, 2); budgets: (B, 2); layout: the
+        model's ``GateLayout`` (which slots belong to which side)."""
+        if self.hold != "utterance":
+            return keep
+        held = keep.clone()
+        margin = logits[..., 1].float() - logits[..., 0].float()
+        for i, side in enumerate(SIDES):
+            idx = layout.slot_indices(side)
+            if side not in self.sides or not idx:
+                continue
+            wanted = budgets[:, i].float().to(keep.device) * len(idx)
+            closed = len(idx) - keep[:, idx].sum(1)
+            count = torch.minimum(torch.maximum(closed, (wanted + 1e-6).floor()), (wanted - 1e-6).ceil())
+            rank = margin[:, idx].argsort(dim=1).argsort(dim=1)  # 0: the slot it would close first
+            ranked = (rank >= count.unsqueeze(1)).to(keep.dtype)
+            held[:, idx] = torch.where((count == closed).unsqueeze(1), keep[:, idx], ranked)
+        return held

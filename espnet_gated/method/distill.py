@@ -1,17 +1,18 @@
 """Distillation from the dense model during the gated fine-tuning (``model_conf: distill_conf``).
 
 Structured pruning keeps quality by learning from the unpruned model: CoFi (Xia et al., ACL 2022) and
-Sheared-LLaMA distil the dense model's token distributions into the pruned one. Here the teacher is the
-dense model the gated fine-tuning starts from (stage 11's pretraining, or an OWSM model), frozen; the
+Sheared-LLaMA distil the dense model's token distributions into the pruned one. Here the teacher is a
+dense model, frozen: the recipe's stage 11 sets it (``--distill_teacher``: ``reference``, the reference
+fine-tuned first, by default; ``start``, the model the fine-tuning starts from); the
 gated decoder's attention loss becomes ``loss_att + weight * loss_distill`` (weighted ``1 - ctc_weight``
 in the loss, as ``loss_att`` is), where ``loss_distill`` is the token-level KL divergence from the
 teacher's to the student's output distribution at temperature ``temperature`` (times ``temperature**2``,
 Hinton et al.), on the positions the attention loss counts and normalised as it is
 (``length_normalized_loss``).
 
-The teacher is loaded on the first training forward (a model built for decoding never loads it) and is
-not part of the model's state: it is not saved, averaged or trained. A gated teacher runs with every
-module open.
+The teacher is loaded on the first training forward (a model built for decoding, or for ESPnet's
+statistics collection, never loads it, so a config without the teacher's files builds) and is not part
+of the model's state: it is not saved, averaged or trained. A gated teacher runs with every module open.
 """
 
 import math
@@ -20,7 +21,7 @@ from typing import Dict, Optional
 
 import torch
 
-#: distill_conf keys and their defaults (``teacher_config`` and ``teacher_model`` are required)
+#: distill_conf keys and their defaults (``teacher_config`` and ``teacher_model``: needed to train, set by the recipe)
 DISTILL_DEFAULTS = {"teacher_config": None, "teacher_model": None, "weight": 1.0, "temperature": 1.0}
 
 
@@ -32,9 +33,11 @@ def check_distill_conf(conf: Optional[Dict]) -> Optional[Dict]:
     if unknown:
         raise ValueError(f"model_conf.distill_conf: unknown key(s) {unknown}; known: {list(DISTILL_DEFAULTS)}")
     conf = {**DISTILL_DEFAULTS, **conf}
-    for key in ("teacher_config", "teacher_model"):
-        if not conf[key]:
-            raise ValueError(f"model_conf.distill_conf.{key} is required (the dense model's config.yaml and weights)")
+    if bool(conf["teacher_config"]) != bool(conf["teacher_model"]):
+        raise ValueError(
+            "model_conf.distill_conf: teacher_config and teacher_model go together (the dense model's config.yaml "
+            f"and weights), got {conf['teacher_config']!r} and {conf['teacher_model']!r}"
+        )
     weight, temperature = conf["weight"], conf["temperature"]
     if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
         raise ValueError(f"model_conf.distill_conf.weight must be a number >= 0, got {weight!r}")
@@ -50,6 +53,11 @@ class Teacher:
     def __init__(self, config_file, model_file, device: torch.device, dtype: torch.dtype):
         from espnet2.tasks.s2t import S2TTask  # a gated teacher's classes: registered by the training's task
 
+        if not config_file:
+            raise ValueError(
+                "model_conf.distill_conf names no teacher: the recipe sets teacher_config and teacher_model in stage "
+                "11 (--distill_teacher); training without the recipe needs them in the config"
+            )
         for path in (config_file, model_file):
             if not Path(path).is_file():
                 raise FileNotFoundError(f"model_conf.distill_conf: teacher file {path} not found")

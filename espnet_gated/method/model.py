@@ -223,6 +223,9 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
                     budgets = controller.default_budgets(x.size(0), x.device)
             logits = predictor(pooled, context, budget=budgets)
             slots = predictor.sample(logits)
+            if budgets is not None and not self.training and controller.weighting == "uniform":
+                # a module count per utterance; with flops weighting a budget is a compute share, left to the predictor
+                slots = controller.budget.hold_gates(slots, logits, budgets, self.gate_layout)
         b = x.size(0)
         enc = self._expand(enc_mask, b, x) if enc_mask is not None else self.gate_layout.to_dense(slots, "enc")
         dec = self._expand(dec_mask, b, x) if dec_mask is not None else self.gate_layout.to_dense(slots, "dec")

@@ -53,7 +53,10 @@ A budgeted side has no fixed target (its target is null); the other side may kee
 ``tasks: [asr, st_eng]`` each task has its own multipliers per knot and is held to the budget over
 its own utterances (as per-task targets are); without, one set serves all utterances. The ramp
 scales every budget by the same factor. Needs the ``lagrangian`` controller. Decoding asks for a
-budget per side (:meth:`SparsityController.decode_budgets` checks it against the trained range).
+budget per side (:meth:`SparsityController.decode_budgets` checks it against the trained range), and
+with ``hold: utterance`` (the default) each utterance's inference gates close the number of modules
+nearest its budget (``Budget.hold_gates``), so that the skip rate is the one asked for; training is
+unchanged by it.
 """
 
 import math

@@ -25,13 +25,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
-import yaml
 from espnet2.tasks.s2t import S2TTask
 from espnet2.train.preprocessor import S2TPreprocessor
 from espnet2.train.trainer import Trainer
 
 from espnet_gated.cli import UsageError
 from espnet_gated.compat import NEWER_PREPROCESSOR_OPTIONS
+from espnet_gated.configs import load_yaml
 from espnet_gated.data.datadir import check_context_tokens, read_entries
 from espnet_gated.data.tokenizer import unk_report
 from espnet_gated.method.model import GatedESPnetS2TModel
@@ -134,8 +134,7 @@ def check_model_file(config_file: Union[str, Path], model_file: Union[str, Path]
     ESPnet loads weights with ``strict=False`` but a vocabulary of another size fails
     deep inside ``load_state_dict``; this names both files and both sizes instead.
     """
-    with open(config_file, encoding="utf-8") as f:
-        config = yaml.safe_load(f) or {}
+    config = load_yaml(config_file)
     if config.get("token_list") is None:
         raise ValueError(f"{config_file}: no token_list (is it the config.yaml saved by training?)")
     n_tokens = len(read_token_list(config["token_list"]))

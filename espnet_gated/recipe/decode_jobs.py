@@ -8,9 +8,8 @@ import logging
 from pathlib import Path
 from typing import Dict, List
 
-import yaml
-
 from espnet_gated.cli import UsageError
+from espnet_gated.configs import load_yaml
 from espnet_gated.data.datadir import validate_data_dir
 from espnet_gated.utils import atomic_write, read_kaldi_map
 
@@ -41,7 +40,7 @@ def check_inputs(train_config: str, model_file: str, data_root: str, sets: List[
     from espnet_gated.plugin.tasks import check_model_file, read_token_list
 
     check_model_file(train_config, model_file)
-    tokens = set(read_token_list(yaml.safe_load(Path(train_config).read_text(encoding="utf-8"))["token_list"]))
+    tokens = set(read_token_list(load_yaml(train_config)["token_list"]))
     for name in sets:
         set_dir = Path(data_root) / name
         validate_data_dir(set_dir)

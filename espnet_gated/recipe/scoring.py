@@ -27,11 +27,11 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import jiwer
 import numpy as np
-import yaml
 from sacrebleu import significance
 from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.metrics.base import Score
 
+from espnet_gated.configs import load_yaml
 from espnet_gated.data.symbols import PREFIX
 from espnet_gated.utils import PathLike, read_kaldi_map
 
@@ -72,7 +72,7 @@ def target_lang(lang: str, task: str) -> str:
 
 def load_normalizers(path: PathLike) -> Dict[str, str]:
     """``languages: [{code: deu, normalizer: basic}, ...]`` of a corpus YAML -> {code: normalizer}."""
-    config = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    config = load_yaml(path)
     out = {}
     for entry in config.get("languages") or []:
         code, name = entry.get("code"), entry.get("normalizer")

@@ -11,14 +11,13 @@ with every module open, decoded the same way, so the ratio isolates what gating 
 
 import argparse
 import csv
-from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
-import yaml
 from matplotlib.figure import Figure
 
+from espnet_gated.configs import load_yaml
 from espnet_gated.method.flops import decode_macs, encoder_macs
 from espnet_gated.method.layout import MODULES, parse_mask
 from espnet_gated.utils import PathLike, atomic_output, read_kaldi_map
@@ -136,7 +135,7 @@ class ComputeCost:
         from espnet_gated.method.decoder import GatedTransformerDecoder  # imports ESPnet: only when FLOPs are wanted
         from espnet_gated.plugin.tasks import GatedS2TTask
 
-        config = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
+        config = load_yaml(config_path)
         with torch.device("meta"):
             model = GatedS2TTask.build_model(argparse.Namespace(**config))
         stft = getattr(model.frontend, "stft", None)

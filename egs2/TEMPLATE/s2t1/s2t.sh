@@ -40,6 +40,8 @@ pretrain_config=""      # stage 11: overrides of train_config to pretrain its ar
 train_reference=true    # stage 11: also fine-tune without gates (ESPnet's dense model, train_config's schedule, the
                         # same start): the reference without pruning; false: the starting model is the reference
 train_args=""           # stage 11: extra options for espnet_gated.bin.s2t_train
+distill_teacher=reference  # stage 11/17: with model_conf.distill_conf in train_config, the teacher: reference (the
+                        # fine-tuned reference, then trained first) or start (the dense model the fine-tunings start from)
 seeds=""                # stage 11-13: training seeds (ESPnet's --seed), e.g. "0 1 2": stages 11-13 once per seed, see "Seeds" above (default: one run, the config's seed)
 init_param=""           # stage 11: ESPnet --init_param (e.g. a dense OWSM model file)
 tag=""                  # experiment name (default: derived from the training config and --init_from)
@@ -365,16 +367,23 @@ use_seed() {  # use_seed SEED: the runs of one seed ("": the config's seed), its
     model_id="$(cat "${expdir}/.stage11.done" 2>/dev/null || true) $( { stat -c %Y "${expdir}/${inference_model}" "${ref_model}" 2>/dev/null || true; } | tr '\n' ' ')"
     decode_opts="model=${model_id} decode=$(digest "${decode_config}") sets=$(scored_test_sets | tr '\n' ' ')"
 }
-distills() {  # whether train_config distils from the dense starting model (model_conf.distill_conf)
+distills() {  # whether train_config distils from a dense teacher (model_conf.distill_conf; --distill_teacher)
     "${python}" -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])) or {}; sys.exit('distill_conf' not in (c.get('model_conf') or {}))" "${train_config}"
 }
 make_gated_config() {  # make_gated_config OUT [options of espnet_gated.bin.make_config...]: train_config with the
-    # options; with model_conf.distill_conf the dense starting model is the teacher (espnet_gated/method/distill.py)
-    local out=$1 teacher_opts=()
+    # options; with model_conf.distill_conf the teacher is --distill_teacher (espnet_gated/method/distill.py)
+    local out=$1 teacher_opts=() teacher
     shift
     if distills; then
-        [ -n "${start}" ] || die "model_conf.distill_conf of ${train_config} needs a dense starting model (--pretrain_config or --init_from)"
-        local teacher=${start%%:*}
+        case "${distill_teacher}" in
+            start)
+                [ -n "${start}" ] || die "model_conf.distill_conf of ${train_config} needs a dense starting model (--pretrain_config or --init_from)"
+                teacher=${start%%:*} ;;
+            reference)
+                [ -n "${ref_dir}" ] || die "--distill_teacher reference needs the reference (--train_reference true); or distil from the starting model (--distill_teacher start)"
+                teacher=${ref_dir}/${inference_model} ;;
+            *) die "--distill_teacher: ${distill_teacher} is not start or reference" ;;
+        esac
         teacher_opts=(--set "model_conf.distill_conf.teacher_config=$(dirname "${teacher}")/config.yaml"
             --set "model_conf.distill_conf.teacher_model=${teacher}")
         log "${out}: the gated model learns from ${teacher} too (model_conf.distill_conf)"
@@ -388,6 +397,13 @@ config_seed=$("${python}" -c "import sys, yaml; print((yaml.safe_load(open(sys.a
 
 opts="${opts} config=$(digest "${train_config}") train_args=${train_args} init=${init_param} freeze=${freeze_backbone}"
 opts="${opts} pretrain=$(digest "${pretrain_config}") reference=${train_reference}"
+distills && opts="${opts} teacher=${distill_teacher}"
+train_reference_model() {  # the seed's reference: train_config's fine-tuning without gates, from the same start
+    "${python}" -m espnet_gated.bin.make_config "${train_config}" --dense --out "${ref_dir}.yaml" ||
+        die "cannot make the reference config from ${train_config}"
+    log "the reference without pruning: the same fine-tuning without gates (${ref_dir})"
+    train_model "${ref_dir}" "${ref_dir}.yaml" "${seed_opts[@]}" ${start:+--init_param "${start}"}
+}
 train_opts=${opts}
 for seed in "${seed_list[@]}"; do
     use_seed "${seed}"
@@ -400,18 +416,16 @@ for seed in "${seed_list[@]}"; do
             log "dense pretraining (${pretrain_dir}); then the gated model and the reference fine-tune from it"
             train_model "${pretrain_dir}" "${pretrain_dir}.yaml" "${seed_opts[@]}" ${init_param:+--init_param "${init_param}"}
         fi
+        teacher_first=false
+        distills && [ "${distill_teacher}" = reference ] && teacher_first=true
+        [ "${teacher_first}" = false ] || [ -z "${ref_dir}" ] || train_reference_model
         gated_config=${train_config}
         if distills; then
             gated_config=${expdir}.yaml
             make_gated_config "${gated_config}"
         fi
         train_model "${expdir}" "${gated_config}" "${seed_opts[@]}" ${start:+--init_param "${start}"}
-        if [ -n "${ref_dir}" ]; then
-            "${python}" -m espnet_gated.bin.make_config "${train_config}" --dense --out "${ref_dir}.yaml" ||
-                die "cannot make the reference config from ${train_config}"
-            log "the reference without pruning: the same fine-tuning without gates (${ref_dir})"
-            train_model "${ref_dir}" "${ref_dir}.yaml" "${seed_opts[@]}" ${start:+--init_param "${start}"}
-        fi
+        [ "${teacher_first}" = true ] || [ -z "${ref_dir}" ] || train_reference_model
         mark_done "${expdir}" "${opts}" 11
     fi
 done
