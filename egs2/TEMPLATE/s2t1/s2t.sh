@@ -40,8 +40,8 @@ pretrain_config=""      # stage 11: overrides of train_config to pretrain its ar
 train_reference=true    # stage 11: also fine-tune without gates (ESPnet's dense model, train_config's schedule, the
                         # same start): the reference without pruning; false: the starting model is the reference
 train_args=""           # stage 11: extra options for espnet_gated.bin.s2t_train
-distill_teacher=reference  # stage 11/17: with model_conf.distill_conf in train_config, the teacher: reference (the
-                        # fine-tuned reference, then trained first) or start (the dense model the fine-tunings start from)
+distill_teacher=reference  # stage 11/17: the teacher of train_config's distill_conf: reference (trained first) or start
+                        # (the dense model the fine-tunings start from, --pretrain_config or --init_from)
 seeds=""                # stage 11-13: training seeds (ESPnet's --seed), e.g. "0 1 2": stages 11-13 once per seed, see "Seeds" above (default: one run, the config's seed)
 init_param=""           # stage 11: ESPnet --init_param (e.g. a dense OWSM model file)
 tag=""                  # experiment name (default: derived from the training config and --init_from)
