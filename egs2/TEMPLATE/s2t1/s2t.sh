@@ -367,14 +367,16 @@ use_seed() {  # use_seed SEED: the runs of one seed ("": the config's seed), its
     model_id="$(cat "${expdir}/.stage11.done" 2>/dev/null || true) $( { stat -c %Y "${expdir}/${inference_model}" "${ref_model}" 2>/dev/null || true; } | tr '\n' ' ')"
     decode_opts="model=${model_id} decode=$(digest "${decode_config}") sets=$(scored_test_sets | tr '\n' ' ')"
 }
-distills() {  # whether train_config distils from a dense teacher (model_conf.distill_conf; --distill_teacher)
-    "${python}" -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])) or {}; sys.exit('distill_conf' not in (c.get('model_conf') or {}))" "${train_config}"
-}
+# whether train_config distils from a dense teacher (model_conf.distill_conf; --distill_teacher)
+distilling=false
+if "${python}" -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])) or {}; sys.exit('distill_conf' not in (c.get('model_conf') or {}))" "${train_config}"; then
+    distilling=true
+fi
 make_gated_config() {  # make_gated_config OUT [options of espnet_gated.bin.make_config...]: train_config with the
     # options; with model_conf.distill_conf the teacher is --distill_teacher (espnet_gated/method/distill.py)
     local out=$1 teacher_opts=() teacher
     shift
-    if distills; then
+    if [ "${distilling}" = true ]; then
         case "${distill_teacher}" in
             start)
                 [ -n "${start}" ] || die "model_conf.distill_conf of ${train_config} needs a dense starting model (--pretrain_config or --init_from)"
@@ -397,13 +399,16 @@ config_seed=$("${python}" -c "import sys, yaml; print((yaml.safe_load(open(sys.a
 
 opts="${opts} config=$(digest "${train_config}") train_args=${train_args} init=${init_param} freeze=${freeze_backbone}"
 opts="${opts} pretrain=$(digest "${pretrain_config}") reference=${train_reference}"
-distills && opts="${opts} teacher=${distill_teacher}"
+if [ "${distilling}" = true ]; then opts="${opts} teacher=${distill_teacher}"; fi
 train_reference_model() {  # the seed's reference: train_config's fine-tuning without gates, from the same start
     "${python}" -m espnet_gated.bin.make_config "${train_config}" --dense --out "${ref_dir}.yaml" ||
         die "cannot make the reference config from ${train_config}"
     log "the reference without pruning: the same fine-tuning without gates (${ref_dir})"
     train_model "${ref_dir}" "${ref_dir}.yaml" "${seed_opts[@]}" ${start:+--init_param "${start}"}
 }
+# the reference teaches the gated model (--distill_teacher reference): then it trains first
+teacher_first=false
+if [ "${distilling}" = true ] && [ "${distill_teacher}" = reference ]; then teacher_first=true; fi
 train_opts=${opts}
 for seed in "${seed_list[@]}"; do
     use_seed "${seed}"
@@ -416,16 +421,14 @@ for seed in "${seed_list[@]}"; do
             log "dense pretraining (${pretrain_dir}); then the gated model and the reference fine-tune from it"
             train_model "${pretrain_dir}" "${pretrain_dir}.yaml" "${seed_opts[@]}" ${init_param:+--init_param "${init_param}"}
         fi
-        teacher_first=false
-        distills && [ "${distill_teacher}" = reference ] && teacher_first=true
-        [ "${teacher_first}" = false ] || [ -z "${ref_dir}" ] || train_reference_model
+        if [ -n "${ref_dir}" ] && [ "${teacher_first}" = true ]; then train_reference_model; fi
         gated_config=${train_config}
-        if distills; then
+        if [ "${distilling}" = true ]; then
             gated_config=${expdir}.yaml
             make_gated_config "${gated_config}"
         fi
         train_model "${expdir}" "${gated_config}" "${seed_opts[@]}" ${start:+--init_param "${start}"}
-        [ "${teacher_first}" = true ] || [ -z "${ref_dir}" ] || train_reference_model
+        if [ -n "${ref_dir}" ] && [ "${teacher_first}" = false ]; then train_reference_model; fi
         mark_done "${expdir}" "${opts}" 11
     fi
 done
