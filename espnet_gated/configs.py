@@ -6,7 +6,7 @@ reference without pruning, the pretraining, OWSM fine-tuning) with these functio
 
 import copy
 from pathlib import Path
-from typing import Dict, Union
+from typing import Dict, Optional, Union
 
 import yaml
 
@@ -49,6 +49,33 @@ def set_path(config: Dict, dotted: str) -> Dict:
     for key in reversed(path.split(".")):
         override = {key: override}
     return deep_merge(config, override)
+
+
+#: sparsity_conf's fixed-target key of each side
+TARGET_KEYS = {"enc": "encoder_target", "dec": "decoder_target"}
+
+
+def target_tasks(config: Dict) -> list:
+    """The tasks that ``config`` holds to targets of their own (the keys of its per-task targets, sorted), or []
+    where its targets (if any) are held over all utterances."""
+    sparsity = (config.get("model_conf") or {}).get("sparsity_conf") or {}
+    per_task = [sparsity[key] for key in TARGET_KEYS.values() if isinstance(sparsity.get(key), dict)]
+    return sorted({task for targets in per_task for task in targets})
+
+
+def with_sparsity(config: Dict, targets: Dict[str, Optional[float]], budget: Optional[Dict] = None) -> Dict:
+    """``config`` (a copy) pruned as one run of a sweep: ``targets`` side -> skip rate (None: no target) and,
+    if given, ``budget`` (sparsity_conf.budget, e.g. {sample: [0, 0.8], sides: [dec]}), in the shape of the
+    config's own targets. Why: where the base config holds each task to its target (conf/train.yaml), so must
+    every run and the budget model, or the sweep's 0.5 run is not the recipe's gated model and a budget held
+    per utterance is compared with targets that let the tasks split the budget."""
+    tasks = target_tasks(config)
+    sparsity = {key: None for key in TARGET_KEYS.values()}
+    for side, value in targets.items():
+        sparsity[TARGET_KEYS[side]] = {task: value for task in tasks} if tasks and value is not None else value
+    if budget is not None:
+        sparsity["budget"] = {**budget, **({"tasks": tasks} if tasks else {})}
+    return deep_merge(config, {"model_conf": {"sparsity_conf": sparsity}})
 
 
 #: gated class name -> ESPnet's dense one, per component

@@ -556,12 +556,10 @@ if run_stage 17 "${sweep_dir}" "${opts}"; then
         for target in ${sweep_targets}; do
             name=${side}${target}
             run_dir=${sweep_dir}/${name}
-            enc_target=null; dec_target=null
-            [ "${side}" = dec ] || enc_target=${target}
-            [ "${side}" = enc ] || dec_target=${target}
-            make_gated_config "${run_dir}.yaml" --merge "${sweep_config}" \
-                --set "model_conf.sparsity_conf.encoder_target=${enc_target}" \
-                --set "model_conf.sparsity_conf.decoder_target=${dec_target}"
+            targets=()  # per task where train_config's targets are (make_config --target)
+            [ "${side}" = dec ] || targets+=(--target "enc=${target}")
+            [ "${side}" = enc ] || targets+=(--target "dec=${target}")
+            make_gated_config "${run_dir}.yaml" --merge "${sweep_config}" "${targets[@]}"
             sweep_train "${run_dir}"
             runs+=("${name}=${run_dir}=${run_dir}")  # name=model dir=decode and results dir
         done
@@ -569,10 +567,8 @@ if run_stage 17 "${sweep_dir}" "${opts}"; then
             # one budget-conditioned model of the side, decoded at every budget point
             read -r low high <<< "${sweep_budget}"
             run_dir=${sweep_dir}/${side}_budget
-            budget_sides=$(case "${side}" in enc) echo "[enc]" ;; dec) echo "[dec]" ;; both) echo "[enc, dec]" ;; esac)
-            make_gated_config "${run_dir}.yaml" --merge "${sweep_config}" \
-                --set "model_conf.sparsity_conf.encoder_target=null" --set "model_conf.sparsity_conf.decoder_target=null" \
-                --set "model_conf.sparsity_conf.budget={sample: [${low}, ${high}], sides: ${budget_sides}}"
+            budget_sides=$(case "${side}" in enc) echo enc ;; dec) echo dec ;; both) echo enc+dec ;; esac)
+            make_gated_config "${run_dir}.yaml" --merge "${sweep_config}" --budget "${budget_sides}=${low},${high}"
             sweep_train "${run_dir}"
             option=$(case "${side}" in enc) echo enc_sparsity ;; dec) echo dec_sparsity ;; both) echo sparsity ;; esac)
             for point in ${budget_points}; do
