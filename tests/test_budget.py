@@ -4,15 +4,20 @@ Whether a budget-conditioned model meets its budgets is tested on the toy harnes
 ``test_sparsity_control.py``.
 """
 
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import DECODER_CONF, ENCODER_CONF, build
 
+from espnet_gated.bin import make_config
+from espnet_gated.configs import load_yaml
 from espnet_gated.method.budget import Budget
 from espnet_gated.method.gates import GatePredictor
 from espnet_gated.method.layout import MODULES, GateLayout
 from espnet_gated.method.sparsity import SparsityController
 
+REPO = Path(__file__).resolve().parents[1]
 RANGE = {"sample": [0.0, 0.8]}
 LAYOUT = GateLayout(
     n_enc_layers=2,
@@ -331,3 +336,29 @@ def test_a_compared_system_asks_its_own_budget_not_the_main_systems():
     reference = parse_system("out_dir=ref,s2t_model_file=ref.pth,gate_mode=all_open", main)
     assert reference == {"out_dir": "ref", "s2t_model_file": "ref.pth", "gate_mode": "all_open", "beam_size": 5}
     assert parse_system("out_dir=b,dec_sparsity=0.6", main)["dec_sparsity"] == "0.6"
+
+
+@pytest.mark.parametrize(
+    "base, tasks", [("conf/train.yaml", ["asr", "st_eng"]), ("egs2/europarl_st/s2t1/conf/train.yaml", [])]
+)
+def test_sweep_runs_keep_the_shape_of_the_recipe_targets(base, tasks, tmp_path):
+    """Stage 17's fixed runs (make_config --target) and budget model (--budget) hold each task to its target
+    where the recipe's gated model does (conf/train.yaml), and all utterances to one where it does (europarl_st)."""
+    fixed, budgeted = tmp_path / "dec0.75.yaml", tmp_path / "dec_budget.yaml"
+    make_config.main([str(REPO / base), "--target", "dec=0.75", "--target", "enc=null", "--out", str(fixed)])
+    make_config.main([str(REPO / base), "--budget", "dec=0,0.8", "--out", str(budgeted)])
+    controller = SparsityController(**load_yaml(fixed)["model_conf"]["sparsity_conf"])
+    assert controller.targets == {"enc": None, "dec": dict.fromkeys(tasks, 0.75) if tasks else 0.75}
+    assert controller.tasks == tasks
+    controller = SparsityController(**load_yaml(budgeted)["model_conf"]["sparsity_conf"])
+    assert controller.targets == {"enc": None, "dec": None} and controller.tasks == tasks
+    budget = controller.budget
+    assert (budget.low, budget.high, budget.sides, budget.tasks) == (0.0, 0.8, ("dec",), tuple(tasks))
+
+
+@pytest.mark.parametrize("option", ["--target=dec=1.5", "--target=mid=0.5", "--budget=dec=0.8", "--budget=top=0,0.8"])
+def test_make_config_refuses_a_malformed_sweep_point(option, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
+        make_config.main([str(REPO / "conf/train.yaml"), option, "--out", str(tmp_path / "x.yaml")])
+    assert exit.value.code == 2 and option.split("=", 1)[1] in capsys.readouterr().err
+    assert not (tmp_path / "x.yaml").exists()

@@ -109,11 +109,10 @@ def test_configs_build_the_gated_model_the_reference_and_every_sweep_run(corpus,
     assert not hasattr(reference, "gate_predictor")
     for side, targets in {"enc": (0.3, None), "dec": (None, 0.7), "both": (0.5, 0.5)}.items():
         run = tmp_path / f"{side}.yaml"
-        make_config.main(
-            [str(init), "--merge", str(conf / "sweep.yaml"), "--out", str(run)]
-            + ["--set", f"model_conf.sparsity_conf.encoder_target={json.dumps(targets[0])}"]
-            + ["--set", f"model_conf.sparsity_conf.decoder_target={json.dumps(targets[1])}"]
-        )
+        options = [
+            f"--target={name}={value}" for name, value in zip(("enc", "dec"), targets, strict=True) if value is not None
+        ]
+        make_config.main([str(init), "--merge", str(conf / "sweep.yaml"), "--out", str(run), *options])
         model = build_gated(full_args(run), run)
         controller = model.sparsity_controller
         assert controller.controller == "lagrangian" and controller.ramp_steps == sparsity["ramp_steps"]
