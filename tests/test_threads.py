@@ -1,8 +1,6 @@
 """The torch thread rule of training and decoding (espnet_gated.recipe.threads)."""
 
 import argparse
-import subprocess
-import sys
 
 import pytest
 
@@ -54,14 +52,24 @@ def test_an_explicit_count_wins_then_omp_num_threads(machine, monkeypatch):
         threads.choose_threads(1)
 
 
-def test_a_busy_process_is_seen():
-    cpus = threads.affinity_cores()
-    competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        assert threads.busy_cores(cpus, window_s=1.0) >= 0.7  # at least the competitor's core
-    finally:
-        competitor.kill()
-        competitor.wait()
+def test_busy_cores_from_two_proc_stat_snapshots(monkeypatch):
+    """Per CPU: 1 - (idle + iowait [+ nice, unless we are niced]) / total ticks between the snapshots; CPUs outside
+    the affinity, or missing from a snapshot, do not count."""
+    #            user nice system idle iowait irq softirq steal
+    before = {0: [100, 0, 0, 100, 0, 0, 0, 0], 1: [0, 0, 0, 0, 0, 0, 0, 0], 2: [0] * 8}
+    after = {
+        0: [160, 0, 20, 110, 10, 0, 0, 0],  # 80 busy of 100 ticks
+        1: [0, 50, 0, 40, 0, 0, 0, 10],  # 10 busy (steal) and 50 niced of 100
+        3: [500, 0, 0, 0, 0, 0, 0, 0],  # not in the first snapshot
+    }
+    snapshots = iter([before, after])
+    monkeypatch.setattr(threads, "_cpu_times", lambda: next(snapshots))
+    monkeypatch.setattr(threads.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(threads.os, "nice", lambda increment: 0)
+    assert threads.busy_cores([0, 1, 2, 3], window_s=0.0) == pytest.approx(0.8 + 0.1)
+    snapshots = iter([before, after])
+    monkeypatch.setattr(threads.os, "nice", lambda increment: 5)  # niced ourselves: niced work competes
+    assert threads.busy_cores([1], window_s=0.0) == pytest.approx(0.6)
 
 
 def test_training_counts_the_processes_espnet_spawns_on_the_node():
