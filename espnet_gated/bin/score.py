@@ -63,6 +63,9 @@ def main(cmd=None):
     )
     parser.add_argument("--reference_label", default="", help="what the reference is, for RESULTS.md")
     parser.add_argument(
+        "--all_open", action="store_true", help="decoded with every gate open (gate_mode all_open): no targets apply"
+    )
+    parser.add_argument(
         "--bootstrap_samples", type=int, default=BOOTSTRAP_SAMPLES, help="resamples of the paired bootstrap"
     )
     parser.add_argument(
@@ -86,6 +89,7 @@ def main(cmd=None):
         reference_label=args.reference_label,
         seed_runs=args.seed_runs,
         bootstrap_samples=args.bootstrap_samples,
+        all_open=args.all_open,
     )
     logging.info(f"{args.out}/RESULTS.md: {summary['n_utts']} utterances of {len(summary['test_sets'])} test sets")
 

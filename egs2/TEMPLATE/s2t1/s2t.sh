@@ -478,7 +478,7 @@ for seed in "${seed_list[@]:1}" "${seed_list[0]}"; do
         opts="${opts} seeds=${seed_list[*]} $(for run in "${seed_runs[@]}"; do digest "${run#*=}/summary.json"; done | tr '\n' ' ')"
     fi
     if run_stage 13 "${results_dir}" "${opts}"; then
-        score_sets "${expdir}" "${ref_decode_dir}" "${ref_results_dir}" "${decode_config}"
+        score_sets "${expdir}" "${ref_decode_dir}" "${ref_results_dir}" "${decode_config}" --all_open
         score_sets "${expdir}" "${decode_dir}" "${results_dir}" "${decode_config}" \
             --reference "${ref_results_dir}" --reference_label "${ref_label}" "${seed_args[@]}"
         log "results: ${results_dir}/RESULTS.md"
@@ -586,7 +586,7 @@ if run_stage 17 "${sweep_dir}" "${opts}"; then
         systems+=(--system "out_dir=${out}/decode,s2t_model_file=${model}/${inference_model},s2t_train_config=${model}/config.yaml${budget_opts[${out}]:+,${budget_opts[${out}]}}")
     done
     decode_sets "${first}" "${first_out}/decode" "${decode_config}" "${systems[@]}"
-    score_sets "${expdir}" "${sweep_dir}/reference/decode" "${sweep_dir}/reference/results" "${decode_config}"
+    score_sets "${expdir}" "${sweep_dir}/reference/decode" "${sweep_dir}/reference/results" "${decode_config}" --all_open
     reports=("reference=${sweep_dir}/reference/results")
     for run in "${runs[@]}"; do
         IFS="=" read -r name model out <<< "${run}"
