@@ -6,7 +6,7 @@ reference without pruning, the pretraining, OWSM fine-tuning) with these functio
 
 import copy
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Dict, List, Optional, Union
 
 import yaml
 
@@ -55,7 +55,7 @@ def set_path(config: Dict, dotted: str) -> Dict:
 TARGET_KEYS = {"enc": "encoder_target", "dec": "decoder_target"}
 
 
-def target_tasks(config: Dict) -> list:
+def target_tasks(config: Dict) -> List[str]:
     """The tasks that ``config`` holds to targets of their own (the keys of its per-task targets, sorted), or []
     where its targets (if any) are held over all utterances."""
     sparsity = (config.get("model_conf") or {}).get("sparsity_conf") or {}
