@@ -171,6 +171,9 @@ def test_reduced_recipe_end_to_end_then_skips_finished_stages(tmp_path):
     assert int(gated["gate_predictor.train_steps"]) in (6, 12)
     ref_scores = json.loads((exp / "s2t_train_reference" / "results" / "scores.json").read_text())
     assert {r["test_set"] for r in ref_scores} >= set(test_sets)
+    # the reference is decoded with every gate open: the gated model's targets are not checked on it (score --all_open)
+    assert "targets" not in json.loads((exp / "s2t_train_reference" / "results" / "summary.json").read_text())
+    assert "s2t_train_reference/results: decoder" not in proc.stderr
     ref_gates = (exp / "s2t_train_reference" / "decode" / "test_deu_asr" / "1best_recog" / "gates").read_text()
     assert all(
         line.split(" ", 1)[1] == "enc=1111.1111.1111.1111 dec=111.111.111.111" for line in ref_gates.splitlines()
@@ -200,13 +203,20 @@ def test_reduced_recipe_end_to_end_then_skips_finished_stages(tmp_path):
     fine_tuned = torch.load(sweep_dir / "dec0.5" / "valid.acc.ave.pth", map_location="cpu")
     assert int(fine_tuned["gate_predictor.train_steps"]) in (6, 12)  # its own fine-tuning from the pretrained model
     budgeted = torch.load(sweep_dir / "dec_budget" / "valid.acc.ave.pth", map_location="cpu")
-    assert budgeted["sparsity_controller.lambdas"].dim() == 4  # (sides, tasks, knots, 2): one model, many budgets
+    # (sides, tasks, knots, 2): one model, many budgets, each task held to it as conf/train.yaml holds the gated model
+    assert (
+        budgeted["sparsity_controller.lambdas"].shape[:2] == (2, 2)
+        and budgeted["sparsity_controller.lambdas"].dim() == 4
+    )
+    fixed_summary = json.loads((sweep_dir / "dec0.5" / "results" / "summary.json").read_text())
+    assert fixed_summary["targets"] == {"enc": None, "dec": {"asr": 0.5, "st_eng": 0.5}}
     for point in ("0.25", "0.75"):
         gates = sweep_dir / "dec_budget" / f"at{point}" / "decode" / "test_deu_asr" / "1best_recog" / "gates"
         lines = gates.read_text().splitlines()
         assert all(line.endswith(f"budget=0.00,{float(point):.2f}") for line in lines)
         summary = json.loads((sweep_dir / "dec_budget" / f"at{point}" / "results" / "summary.json").read_text())
-        assert summary["budget"] == [0.0, float(point)] and summary["targets"]["dec"] == float(point)
+        assert summary["budget"] == [0.0, float(point)]
+        assert summary["targets"]["dec"] == {"asr": float(point), "st_eng": float(point)}
         # held to the budget: each utterance closes 3 (0.25) or 9 (0.75) of the 4 x 3 decoder modules
         closed = {sum(1 - bit for row in parse_mask(line.split(" ", 1)[1])["dec"] for bit in row) for line in lines}
         assert closed == {round(float(point) * n_dec * len(DECODER_MODULES))}, (point, closed)
