@@ -253,6 +253,36 @@ def test_training_draws_a_budget_per_utterance_and_decoding_takes_the_asked_one(
     assert torch.allclose(default.budgets, torch.tensor([[0.0, 0.4]] * 3))  # the middle of the range
 
 
+def test_training_gates_are_held_to_each_utterance_s_ramped_budget_with_the_sampled_gradient(vocab, budgeted_dir):
+    """In training too each utterance closes floor(b n) to ceil(b n) of the decoder's n modules, b its drawn
+    budget scaled by the ramp (every module open at its start), and the predictor still gets a gradient
+    (straight-through), so the backbone learns with the masks that decoding will use."""
+    from conftest import speech_batch
+
+    from espnet_gated.configs import load_yaml
+    from espnet_gated.sharing.model_dir import build_from_config
+
+    config, model_file = budgeted_dir
+    model = build_from_config(load_yaml(config))
+    model.load_state_dict(torch.load(model_file))
+    model.train()
+    model.sparsity_controller.ramp_steps = 10
+    speech, lengths = speech_batch([16000, 12000, 14000, 15000, 13000, 11000], seed=5)
+    ctx = model.token_context("<deu>", "<asr>", 6)
+    dec = model.gate_layout.slot_indices("dec")
+    for updates, ramp in ((0, 0.0), (5, 0.5), (10, 1.0)):
+        model.gate_predictor.train_steps.fill_(model.gate_predictor.warmup_steps + updates)
+        torch.manual_seed(updates)
+        _, _, gates = model.encode_gated(speech, lengths, ctx)
+        wanted = gates.budgets[:, 1] * ramp * len(dec)
+        closed = len(dec) - gates.slots[:, dec].sum(1)
+        assert ((closed >= (wanted - 1e-4).floor()) & (closed <= (wanted + 1e-4).ceil())).all(), (closed, wanted)
+    assert closed.sum() > 0
+    model.gate_predictor.zero_grad()
+    gates.slots[:, dec].sum().backward()
+    assert model.gate_predictor.mlp[-1].weight.grad.abs().sum() > 0
+
+
 def test_decoding_at_budgets_records_them_and_refuses_what_the_model_cannot_give(budgeted_dir, tmp_path):
     from test_bench_export import DECODE, _speeches
 

@@ -17,9 +17,9 @@ from espnet_gated.method.layout import MODULES, GateLayout
 
 SIDES = tuple(MODULES)  # ("enc", "dec")
 BUDGET_KEYS = ("sample", "sides", "tasks", "knots", "pull", "default", "hold")
-#: ``hold``: how inference meets a budget; ``utterance``: every utterance closes the number of modules nearest
-#: its budget (:meth:`Budget.hold_gates`); ``mean``: the predictor's own decisions, held to the budget only on
-#: average by training (free to spend it unevenly between contexts)
+#: ``hold``: how the gates meet a budget; ``utterance``: every utterance closes the number of modules nearest
+#: its budget (:meth:`Budget.hold_gates`), in training and at decoding; ``mean``: the predictor's own
+#: decisions, held to the budget only on average by training (free to spend it unevenly between contexts)
 HOLDS = ("utterance", "mean")
 #: default spacing of the budget knots (one multiplier pair per 0.1 of the range)
 KNOT_SPACING = 0.1
@@ -111,7 +111,7 @@ class Budget:
     def hold_gates(
         self, keep: torch.Tensor, logits: torch.Tensor, budgets: torch.Tensor, layout: GateLayout
     ) -> torch.Tensor:
-        """Inference keep gates (B, n_slots) held to each utterance's budget (``hold: utterance``): on a budgeted
+        """Keep gates (B, n_slots) held to each utterance's budget (``hold: utterance``): on a budgeted
         side of n gated slots an utterance closes between floor(b * n) and ceil(b * n) of them, as the predictor
         decided where that lies in between, else the ones it is least sure to keep (lowest keep-minus-skip logit:
         the modules it would close first). Why: trained skip rates flatten out at the high end of the range (the
@@ -121,15 +121,20 @@ class Budget:
         if self.hold != "utterance":
             return keep
         held = keep.clone()
-        margin = logits[..., 1].float() - logits[..., 0].float()
         for i, side in enumerate(SIDES):
             idx = layout.slot_indices(side)
             if side not in self.sides or not idx:
                 continue
-            wanted = budgets[:, i].float().to(keep.device) * len(idx)
-            closed = len(idx) - keep[:, idx].sum(1)
-            count = torch.minimum(torch.maximum(closed, (wanted + 1e-6).floor()), (wanted - 1e-6).ceil())
-            rank = margin[:, idx].argsort(dim=1).argsort(dim=1)  # 0: the slot it would close first
-            ranked = (rank >= count.unsqueeze(1)).to(keep.dtype)
-            held[:, idx] = torch.where((count == closed).unsqueeze(1), keep[:, idx], ranked)
+            part = slice(idx[0], idx[-1] + 1) if idx[-1] - idx[0] + 1 == len(idx) else idx  # a view where contiguous
+            side_keep = keep[:, part]
+            n = side_keep.size(1)
+            wanted = budgets[:, i : i + 1].to(device=keep.device, dtype=torch.float32) * n
+            closed = n - side_keep.sum(1, keepdim=True)
+            count = torch.clamp(closed, min=(wanted + 1e-6).floor(), max=(wanted - 1e-6).ceil())
+            if torch.equal(count, closed):  # the predictor's own decisions meet it (the common case): no sort
+                continue
+            margin = logits[:, part, 1].float() - logits[:, part, 0].float()
+            order = margin.argsort(dim=1)  # rank 0: the slot it would close first
+            rank = torch.empty_like(order).scatter_(1, order, torch.arange(n, device=order.device).expand_as(order))
+            held[:, part] = torch.where(count == closed, side_keep, (rank >= count).to(keep.dtype))
         return held

@@ -55,8 +55,9 @@ its own utterances (as per-task targets are); without, one set serves all uttera
 scales every budget by the same factor. Needs the ``lagrangian`` controller. Decoding asks for a
 budget per side (:meth:`SparsityController.decode_budgets` checks it against the trained range), and
 with ``hold: utterance`` (the default) each utterance's inference gates close the number of modules
-nearest its budget (``Budget.hold_gates``), so that the skip rate is the one asked for; training is
-unchanged by it.
+nearest its budget (``Budget.hold_gates``), so that the skip rate is the one asked for; training holds
+each utterance to its ramped budget the same way, straight-through, so that the backbone learns with the
+masks decoding uses (``GatedESPnetS2TModel.predict_gates``).
 """
 
 import math
