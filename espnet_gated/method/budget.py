@@ -2,8 +2,8 @@
 
 The controller (``sparsity.py``) draws each training utterance's budget from the range, holds each to its value
 (multipliers interpolated between knots, a pull toward each utterance's budget) and gives the gate predictor the
-budget as an input (``gates.py``); decoding asks for one within the range, and each utterance's inference
-gates are held to it (:meth:`Budget.hold_gates`).
+budget as an input (``gates.py``); decoding asks for one within the range, and each utterance's gates are held
+to it, in training and at decoding (:meth:`Budget.hold_gates`).
 """
 
 import math
@@ -36,7 +36,7 @@ class Budget:
     """``sparsity_conf.budget``, checked (:meth:`parse`): the range of budgets drawn in training,
     the sides they apply to, the tasks held to them separately, the multipliers' knots, the pull
     toward each utterance's budget, the budget used where none is asked (validation, decoding
-    without one: the middle of the range unless ``default`` says otherwise) and how inference holds it."""
+    without one: the middle of the range unless ``default`` says otherwise) and how the gates are held to it."""
 
     low: float
     high: float
