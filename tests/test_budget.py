@@ -229,16 +229,20 @@ def budgeted_dir(tmp_path_factory, vocab):
     return save_model_dir(tmp_path_factory.mktemp("budgeted"), config, model.state_dict())
 
 
-def test_training_draws_a_budget_per_utterance_and_decoding_takes_the_asked_one(vocab, budgeted_dir):
-    from conftest import speech_batch
-    from test_model import _att_inputs
-
-    from espnet_gated.configs import load_yaml
+def _budgeted_model(budgeted_dir):
     from espnet_gated.sharing.model_dir import build_from_config
 
     config, model_file = budgeted_dir
     model = build_from_config(load_yaml(config))
     model.load_state_dict(torch.load(model_file))
+    return model
+
+
+def test_training_draws_a_budget_per_utterance_and_decoding_takes_the_asked_one(vocab, budgeted_dir):
+    from conftest import speech_batch
+    from test_model import _att_inputs
+
+    model = _budgeted_model(budgeted_dir)
     speech, lengths = speech_batch([16000, 12000, 14000], seed=3)
     model.train()
     torch.manual_seed(0)
@@ -259,12 +263,7 @@ def test_training_gates_are_held_to_each_utterance_s_ramped_budget_with_the_samp
     (straight-through), so the backbone learns with the masks that decoding will use."""
     from conftest import speech_batch
 
-    from espnet_gated.configs import load_yaml
-    from espnet_gated.sharing.model_dir import build_from_config
-
-    config, model_file = budgeted_dir
-    model = build_from_config(load_yaml(config))
-    model.load_state_dict(torch.load(model_file))
+    model = _budgeted_model(budgeted_dir)
     model.train()
     model.sparsity_controller.ramp_steps = 10
     speech, lengths = speech_batch([16000, 12000, 14000, 15000, 13000, 11000], seed=5)

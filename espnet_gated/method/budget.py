@@ -122,12 +122,11 @@ class Budget:
             return keep
         held = keep.clone()
         for i, side in enumerate(SIDES):
-            idx = layout.slot_indices(side)
-            if side not in self.sides or not idx:
-                continue
-            part = slice(idx[0], idx[-1] + 1) if idx[-1] - idx[0] + 1 == len(idx) else idx  # a view where contiguous
+            part = layout.slot_slice(side)
             side_keep = keep[:, part]
             n = side_keep.size(1)
+            if side not in self.sides or not n:
+                continue
             wanted = budgets[:, i : i + 1].to(device=keep.device, dtype=torch.float32) * n
             closed = n - side_keep.sum(1, keepdim=True)
             count = torch.clamp(closed, min=(wanted + 1e-6).floor(), max=(wanted - 1e-6).ceil())

@@ -106,6 +106,11 @@ class GateLayout:
         """Positions in the gate vector that belong to ``side``."""
         return self._slot_range[side]
 
+    def slot_slice(self, side: str) -> slice:
+        """:meth:`slot_indices` as a slice (a view, no copy): a side's slots are contiguous, the encoder's first."""
+        idx = self._slot_range[side]
+        return slice(idx[0], idx[-1] + 1) if idx else slice(0, 0)
+
     def to_dense(self, gates: torch.Tensor, side: str) -> torch.Tensor:
         """(B, n_slots) gate vector -> (B, n_layers, n_types) for one side, ungated = 1."""
         n_types = len(MODULES[side])
