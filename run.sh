@@ -14,6 +14,7 @@ exec egs2/TEMPLATE/s2t1/s2t.sh \
     --pretrain_config conf/pretrain.yaml \
     --decode_config conf/decode.yaml \
     --sweep_config conf/sweep.yaml \
+    --budget_config conf/sweep_budget.yaml \
     --nbpe 1000 \
     --score_opts "--normalizers conf/corpus.yaml" \
     "$@"

@@ -48,6 +48,8 @@ LAYOUT = GateLayout(
         ({"sample": [0.0, 0.8], "pull": -1}, "sparsity_conf.budget.pull must be a number >= 0, got -1"),
         ({"sample": [0.0, 0.8], "default": 0.9}, "sparsity_conf.budget.default must be a skip rate within sample"),
         ({"sample": [0.0, 0.8], "hold": "batch"}, "sparsity_conf.budget.hold must be one of ['utterance', 'mean']"),
+        ({"sample": [0.0, 0.8], "top_share": 1.0}, "sparsity_conf.budget.top_share must be a share in [0, 1)"),
+        ({"sample": [0.0, 0.8], "top_share": "half"}, "sparsity_conf.budget.top_share must be a share in [0, 1)"),
     ],
 )
 def test_budget_config_errors_name_the_key(budget, message):
@@ -94,6 +96,19 @@ def test_draws_are_reproducible_cover_the_range_and_leave_unbudgeted_sides_at_ze
         controller.draw_budgets(4, generator=generator),
         controller.draw_budgets(4, generator=torch.Generator().manual_seed(5)),
     )
+
+
+def test_a_top_share_of_the_draws_trains_the_top_of_the_range_and_the_rest_stays_spread():
+    plain = SparsityController(budget={"sample": [0.0, 0.8], "sides": ["dec"]})
+    sandwich = SparsityController(budget={"sample": [0.0, 0.8], "sides": ["dec"], "top_share": 0.25})
+    torch.manual_seed(0)
+    draws = torch.cat([sandwich.draw_budgets(6)[:, 1] for _ in range(400)])
+    at_top = (draws == 0.8).float().mean().item()
+    assert abs(at_top - 0.25) < 0.03  # 6 * 0.25 = 1.5 per batch: the random rounding gives the share on average
+    spread = draws[draws < 0.8]
+    assert spread.min() < 0.05 and spread.max() > 0.75
+    assert abs(torch.histc(spread, bins=4, min=0, max=0.8) / spread.numel() - 0.25).max() < 0.03
+    assert (torch.cat([plain.draw_budgets(6)[:, 1] for _ in range(100)]) < 0.8).all()  # none without a share
 
 
 def test_decode_budgets_refuse_what_the_model_was_not_trained_for():

@@ -108,6 +108,9 @@ def make_reduced_recipe(root: Path) -> Path:
     pretrain = yaml.safe_load((recipe / "conf" / "pretrain.yaml").read_text())
     pretrain.update(max_epoch=1, scheduler_conf={"warmup_steps_list": [0, 2, 6], "warmup_lr_list": [0.0, 0.002, 0.001]})
     (recipe / "conf" / "pretrain.yaml").write_text(yaml.safe_dump(pretrain))
+    budget = yaml.safe_load((recipe / "conf" / "sweep_budget.yaml").read_text())
+    budget.update(max_epoch=4, scheduler_conf={**train["scheduler_conf"], "warmup_steps_list": [0, 2, 24]})
+    (recipe / "conf" / "sweep_budget.yaml").write_text(yaml.safe_dump(budget))
     decode = yaml.safe_load((recipe / "conf" / "decode.yaml").read_text())
     decode.update(beam_size=2, maxlenratio=0.3)
     (recipe / "conf" / "decode.yaml").write_text(yaml.safe_dump(decode))
@@ -190,19 +193,37 @@ def test_reduced_recipe_end_to_end_then_skips_finished_stages(tmp_path):
     assert {p: p.stat().st_mtime for p in recipe.rglob(".stage*.done")} == marker_times
 
     # stage 17 at one target of one side: a fine-tuning from the pretrained model, decoded with the reference;
-    # and the side's budget-conditioned model (one fine-tuning), decoded at two budgets
+    # and the side's budget-conditioned model (one fine-tuning), decoded at two budgets, one of them the target's
     proc = run_recipe(
         recipe, "--nbpe", "120", "--nj", "2", "--stage", "17", "--stop_stage", "17", "--sweep_targets", "0.5",
-        "--sweep_sides", "dec", "--budget_points", "0.25 0.75",
+        "--sweep_sides", "dec", "--budget_points", "0.50 0.75",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweep_dir = recipe / "exp" / "s2t_train_sweep"
-    runs = json.loads((sweep_dir / "sweep.json").read_text())["runs"]
-    assert [r["run"] for r in runs] == ["reference", "dec0.5", "dec_budget@0.25", "dec_budget@0.75"]
+    sweep = json.loads((sweep_dir / "sweep.json").read_text())
+    runs = {r["run"]: r for r in sweep["runs"]}
+    assert list(runs) == ["reference", "dec0.5", "dec_budget@0.50", "dec_budget@0.75"]
+    # the budget model at 0.50 paired with the model trained for 0.5: the change of each task's average, its interval
+    [pair] = sweep["versus"]
+    assert (pair["run"], pair["against"]) == ("dec_budget@0.50", "dec0.5")
+    for key, change in pair["changes"].items():
+        expected = runs["dec_budget@0.50"]["averages"][key] - runs["dec0.5"]["averages"][key]
+        assert change["change"] == pytest.approx(expected, abs=1e-6), key
+        assert change["ci95"][0] <= change["change"] <= change["ci95"][1], key
+    assert set(pair["changes"]) >= {"asr/wer", "st_eng/bleu"}
+    assert "| dec_budget@0.50 | dec0.5 | " in (sweep_dir / "sweep.md").read_text()
     assert (sweep_dir / "sweep.png").stat().st_size > 0 and "dec0.5" in (sweep_dir / "sweep.md").read_text()
     fine_tuned = torch.load(sweep_dir / "dec0.5" / "valid.acc.ave.pth", map_location="cpu")
     assert int(fine_tuned["gate_predictor.train_steps"]) in (6, 12)  # its own fine-tuning from the pretrained model
     budgeted = torch.load(sweep_dir / "dec_budget" / "valid.acc.ave.pth", map_location="cpu")
+    # conf/sweep_budget.yaml reaches the budget model alone: twice the epochs, a share of the draws at the top
+    fixed_config, budget_config = (
+        yaml.safe_load((sweep_dir / run / "config.yaml").read_text()) for run in ("dec0.5", "dec_budget")
+    )
+    assert (fixed_config["max_epoch"], budget_config["max_epoch"]) == (2, 4)
+    assert "budget" not in fixed_config["model_conf"]["sparsity_conf"]
+    shipped = yaml.safe_load((REPO / "conf" / "sweep_budget.yaml").read_text())["model_conf"]["sparsity_conf"]
+    assert budget_config["model_conf"]["sparsity_conf"]["budget"]["top_share"] == shipped["budget"]["top_share"] > 0
     # (sides, tasks, knots, 2): one model, many budgets, each task held to it as conf/train.yaml holds the gated model
     assert (
         budgeted["sparsity_controller.lambdas"].shape[:2] == (2, 2)
@@ -210,13 +231,13 @@ def test_reduced_recipe_end_to_end_then_skips_finished_stages(tmp_path):
     )
     fixed_summary = json.loads((sweep_dir / "dec0.5" / "results" / "summary.json").read_text())
     assert fixed_summary["targets"] == {"enc": None, "dec": {"asr": 0.5, "st_eng": 0.5}}
-    for point in ("0.25", "0.75"):
+    for point in ("0.50", "0.75"):
         gates = sweep_dir / "dec_budget" / f"at{point}" / "decode" / "test_deu_asr" / "1best_recog" / "gates"
         lines = gates.read_text().splitlines()
         assert all(line.endswith(f"budget=0.00,{float(point):.2f}") for line in lines)
         summary = json.loads((sweep_dir / "dec_budget" / f"at{point}" / "results" / "summary.json").read_text())
         assert summary["budget"] == [0.0, float(point)]
         assert summary["targets"]["dec"] == {"asr": float(point), "st_eng": float(point)}
-        # held to the budget: each utterance closes 3 (0.25) or 9 (0.75) of the 4 x 3 decoder modules
+        # held to the budget: each utterance closes 6 (0.5) or 9 (0.75) of the 4 x 3 decoder modules
         closed = {sum(1 - bit for row in parse_mask(line.split(" ", 1)[1])["dec"] for bit in row) for line in lines}
         assert closed == {round(float(point) * n_dec * len(DECODER_MODULES))}, (point, closed)

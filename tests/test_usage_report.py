@@ -219,6 +219,39 @@ def test_sweep_report_compares_runs(tmp_path):
         sweep_report.main(["--runs", f"x={tmp_path / 'c'}", "--out", str(out)])
 
 
+def test_sweep_report_pairs_a_budget_point_with_the_fixed_run_of_its_target(tmp_path):
+    write_run(tmp_path / "ref", wer=10.0, bleu=20.0, enc=0.0, dec=0.0, flops=1.0, seconds=2.0)
+    write_run(tmp_path / "fixed", wer=12.0, bleu=19.0, enc=0.0, dec=0.5, flops=0.6, seconds=1.0)
+    write_run(tmp_path / "budget", wer=12.5, bleu=18.0, enc=0.0, dec=0.5, flops=0.6, seconds=1.0)
+    paired = tmp_path / "budget_vs_fixed"
+    paired.mkdir()
+    keys = ("test_set", "task", "metric", "reference", "gated", "change", "ci95")
+    rows = [
+        dict(zip(keys, row, strict=True))
+        for row in (
+            ("test_deu_asr", "asr", "wer", 12.0, 12.5, 0.5, [-1, 2]),
+            ("macro_avg", "asr", "wer", 12.0, 12.5, 0.5, [-0.2, 1.3]),
+            ("macro_avg", "st_eng", "bleu", 19.0, 18.0, -1, [-2.5, 0.25]),
+        )
+    ]
+    (paired / "summary.json").write_text(json.dumps({"comparison": {"rows": rows}}))
+    runs = [f"reference={tmp_path / 'ref'}", f"dec0.5={tmp_path / 'fixed'}", f"dec_budget@0.5={tmp_path / 'budget'}"]
+    out = tmp_path / "sweep"
+    sweep_report.main(["--runs", *runs, "--versus", f"dec_budget@0.5=dec0.5={paired}", "--out", str(out)])
+    md = (out / "sweep.md").read_text()
+    assert "| run | against | WER asr avg: change [95% CI] | BLEU st_eng avg: change [95% CI] |" in md
+    assert "| dec_budget@0.5 | dec0.5 | +0.50 [-0.20, +1.30] | -1.00 [-2.50, +0.25] |" in md
+    [pair] = json.loads((out / "sweep.json").read_text())["versus"]
+    assert pair["changes"]["st_eng/bleu"] == {"reference": 19.0, "gated": 18.0, "change": -1, "ci95": [-2.5, 0.25]}
+    assert "test_deu_asr" not in json.dumps(pair)  # the task averages, not the sets
+    with pytest.raises(SystemExit, match=r"paired comparison of unknown run\(s\) \['dec0.25'\]"):
+        sweep_report.main(["--runs", *runs, "--versus", f"dec_budget@0.5=dec0.25={paired}", "--out", str(out)])
+    missing = f"dec_budget@0.5=dec0.5={tmp_path / 'missing'}"
+    with pytest.raises(SystemExit, match=r"missing/summary.json: not found \(dec_budget@0.5 against dec0.5\)"):
+        sweep_report.main(["--runs", *runs, "--versus", missing, "--out", str(out)])
+    assert "| dec_budget@0.5 | dec0.5 |" in (out / "sweep.md").read_text()  # the report before the errors stays
+
+
 def test_a_missed_target_is_reported_except_for_a_decode_with_every_gate_open(decoded, vocab, tmp_path, caplog):
     """The decoder skipped 2 of 36 modules against a target of 0.5: stage 13 says so loudly for the gated model,
     but not for the reference, which the recipe decodes with every gate open in the gated architecture."""

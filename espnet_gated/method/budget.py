@@ -16,7 +16,7 @@ from espnet_gated.data.symbols import CONTEXT_NAME
 from espnet_gated.method.layout import MODULES, GateLayout
 
 SIDES = tuple(MODULES)  # ("enc", "dec")
-BUDGET_KEYS = ("sample", "sides", "tasks", "knots", "pull", "default", "hold")
+BUDGET_KEYS = ("sample", "sides", "tasks", "knots", "pull", "default", "hold", "top_share")
 #: ``hold``: how the gates meet a budget; ``utterance``: every utterance closes the number of modules nearest
 #: its budget (:meth:`Budget.hold_gates`), in training and at decoding; ``mean``: the predictor's own
 #: decisions, held to the budget only on average by training (free to spend it unevenly between contexts)
@@ -36,7 +36,10 @@ class Budget:
     """``sparsity_conf.budget``, checked (:meth:`parse`): the range of budgets drawn in training,
     the sides they apply to, the tasks held to them separately, the multipliers' knots, the pull
     toward each utterance's budget, the budget used where none is asked (validation, decoding
-    without one: the middle of the range unless ``default`` says otherwise) and how the gates are held to it."""
+    without one: the middle of the range unless ``default`` says otherwise), how the gates are held to it
+    and the share of training utterances drawn at the top of the range (``top_share``: the hardest
+    budget, trained more often, as the sandwich rule of slimmable networks trains the smallest width
+    at every step; the rest are drawn evenly over the range)."""
 
     low: float
     high: float
@@ -46,6 +49,7 @@ class Budget:
     pull: float
     default: float
     hold: str = "utterance"
+    top_share: float = 0.0
 
     @classmethod
     def parse(cls, conf) -> "Budget":
@@ -89,8 +93,14 @@ class Budget:
         hold = conf.get("hold", HOLDS[0])
         if hold not in HOLDS:
             raise ValueError(f"{where}.hold must be one of {list(HOLDS)}, got {hold!r}")
+        top_share = conf.get("top_share", 0.0)
+        if not (is_number(top_share) and 0.0 <= top_share < 1.0):
+            raise ValueError(
+                f"{where}.top_share must be a share in [0, 1) of the training utterances drawn at the top of the "
+                f"range, got {top_share!r}"
+            )
         sides, tasks = tuple(s for s in SIDES if s in sides), tuple(sorted(set(tasks or ())))
-        return cls(low, high, sides, tasks, knots, float(pull), float(default), hold)
+        return cls(low, high, sides, tasks, knots, float(pull), float(default), hold, float(top_share))
 
     def range_text(self) -> str:
         return f"[{self.low:g}, {self.high:g}]"

@@ -33,8 +33,9 @@ sparsities are computed in float32.
 
 A budget (``sparsity_conf: {budget: {sample: [lo, hi]}}``) makes the sparsity a decode-time choice:
 every training utterance gets a budget per budgeted side (``sides``), a skip rate drawn uniformly
-from ``[lo, hi]`` (:meth:`SparsityController.draw_budgets`, from torch's RNG), which the gate
-predictor takes as an input (``gates.py``) and the controller holds it to with two terms:
+from ``[lo, hi]`` (or ``hi`` itself for a ``top_share`` of them; :meth:`SparsityController.draw_budgets`,
+from torch's RNG), which the gate predictor takes as an input (``gates.py``) and the controller holds
+it to with two terms:
 
 * the Lagrangian above with multipliers that are piecewise-linear functions of the budget: one
   (lambda1, lambda2) pair per knot of an even grid over the range (``knots``, one per 0.1 by
@@ -134,8 +135,8 @@ class SparsityController(torch.nn.Module):
         logit_l2: weight of the pull of the gate logits toward zero (``lagrangian``).
         alpha, squared_weight, abs_weight: the fixed penalty (``penalty``).
         budget: ``{sample: [lo, hi], sides: [enc, dec], tasks: null, knots: <one per 0.1>, pull: 5,
-            default: <middle of the range>}`` (see the module docstring; :class:`Budget`); null:
-            fixed targets only.
+            default: <middle of the range>, hold: utterance, top_share: 0}`` (see the module docstring;
+            :class:`Budget`); null: fixed targets only.
     """
 
     def __init__(
@@ -241,14 +242,19 @@ class SparsityController(torch.nn.Module):
     ) -> torch.Tensor:
         """(n, 2) training budgets (encoder, decoder): uniform over the range for a budgeted side,
         0 for the other, stratified (one budget in each n-th of the range, in random order: every
-        batch covers the range, so every knot's multipliers hear from it). Drawn on the CPU from
-        ``generator`` (default: torch's global RNG, which ESPnet seeds), so a seed gives the same
-        budgets on any device."""
+        batch covers the range, so every knot's multipliers hear from it); then ``budget.top_share``
+        of them, chosen at random (the count rounded at random, so that small batches get the share on
+        average), move to the top of the range. Drawn on the CPU from ``generator`` (default: torch's
+        global RNG, which ESPnet seeds), so a seed gives the same budgets on any device."""
         if self.budget is None:
             raise ValueError("sparsity_conf has no budget: there is nothing to draw")
         strata = torch.stack([torch.randperm(n, generator=generator) for _ in SIDES], dim=1)
         u = (strata + torch.rand(n, len(SIDES), generator=generator)) / n
         budgets = self.budget.low + (self.budget.high - self.budget.low) * u
+        if self.budget.top_share:
+            for i in range(len(SIDES)):
+                n_top = int(self.budget.top_share * n + torch.rand((), generator=generator).item())
+                budgets[torch.randperm(n, generator=generator)[:n_top], i] = self.budget.high
         mask = torch.tensor([self.budgeted_side(side) for side in SIDES])
         return (budgets * mask).to(device)
 

@@ -169,11 +169,11 @@ def comparison(
     return {"reference": label, "reference_dir": str(reference_dir), "bootstrap": bootstrap, "rows": table}
 
 
-def _change(value: float) -> str:
+def change_text(value: float) -> str:
     return f"{value:+.2f}"
 
 
-def _ci(bounds: Sequence[float]) -> str:
+def ci_text(bounds: Sequence[float]) -> str:
     return f"[{bounds[0]:+.2f}, {bounds[1]:+.2f}]"
 
 
@@ -211,8 +211,8 @@ def comparison_markdown(data: Mapping, summary: Mapping, seed: str = "") -> str:
             row["metric"].upper(),
             f"{row['reference']:.2f}",
             f"{row['gated']:.2f}",
-            _change(row["change"]) + (" (lower is better)" if row["metric"] in LOWER_IS_BETTER else ""),
-            _ci(row["ci95"]),
+            change_text(row["change"]) + (" (lower is better)" if row["metric"] in LOWER_IS_BETTER else ""),
+            ci_text(row["ci95"]),
             fmt(row["enc_skip"], 2),
             fmt(row["dec_skip"], 2),
             fmt(row["relative_macs"], 2),
@@ -276,7 +276,7 @@ def seeds_markdown(data: Mapping, bootstrap: Mapping) -> str:
             speed_up = "-" if r["speed_up"] is None else f"{r['speed_up']:.2f}x"
             table.append(
                 (_row_label(r), r["task"], r["metric"].upper(), r["seed"], f"{r['reference']:.2f}",
-                 f"{r['gated']:.2f}", _change(r["change"]), _ci(r["ci95"]), fmt(r["dec_skip"], 2), speed_up)
+                 f"{r['gated']:.2f}", change_text(r["change"]), ci_text(r["ci95"]), fmt(r["dec_skip"], 2), speed_up)
             )  # fmt: skip
         change = row["change"]
         table.append(

@@ -55,6 +55,7 @@ sweep_sides="enc dec both"      # stage 17: the sides each target applies to (en
 sweep_config=conf/sweep.yaml    # stage 17: overrides of train_config for every sweep run
 sweep_budget="0 0.8"            # stage 17: per side also one budget-conditioned model over this range of skip rates
                                 # ("": none), decoded at every --budget_points
+budget_config=""                # stage 17: overrides for the budget models only, after sweep_config ("": none)
 budget_points="0 0.1 0.2 0.25 0.3 0.4 0.5 0.6 0.7 0.75 0.8"  # stage 17: the budgets the budget model decodes at
 
 help_message=$(cat <<EOF
@@ -535,21 +536,28 @@ opts=${scored_opts}
 # reference are then decoded together, interleaved set by set, so their decode times compare side by side.
 sweep_dir=exp/${tag}_sweep
 opts="${opts} targets=${sweep_targets} sides=${sweep_sides} sweep=$(digest "${sweep_config}")"
-opts="${opts} budget=${sweep_budget} points=${budget_points}"
+opts="${opts} budget=${sweep_budget} points=${budget_points} budget_config=$(digest "${budget_config}")"
 if run_stage 17 "${sweep_dir}" "${opts}"; then
     [ -f "${sweep_config}" ] || die "sweep config ${sweep_config} not found"
+    budget_merge=()
+    if [ -n "${budget_config}" ]; then
+        [ -f "${budget_config}" ] || die "budget config ${budget_config} not found"
+        budget_merge=(--merge "${budget_config}")
+    fi
     if [ -n "${start}" ]; then
         sweep_start=${start}
     else
         sweep_start="${expdir}/${inference_model}:::gate_predictor.train_steps,sparsity_controller"
     fi
-    sweep_train() {  # sweep_train RUN_DIR: fine-tune RUN_DIR.yaml from the sweep's start (once)
-        if [ ! -f "$1/.sweep.done" ]; then
+    sweep_train() {  # sweep_train RUN_DIR: fine-tune RUN_DIR.yaml from the sweep's start (again if its config changed)
+        local identity
+        identity=$(train_dir_identity "$1.yaml" --init_param "${sweep_start}")
+        if [ ! -f "$1/.sweep.done" ] || [ "$(cat "$1/.sweep.done")" != "${identity}" ]; then
             train_model "$1" "$1.yaml" --init_param "${sweep_start}"
-            touch "$1/.sweep.done"
+            printf '%s' "${identity}" > "$1/.sweep.done"
         fi
     }
-    runs=() systems=()
+    runs=() systems=() pairs=() versus=()
     declare -A budget_opts=()
     for side in ${sweep_sides}; do
         case "${side}" in enc|dec|both) ;; *) die "--sweep_sides: ${side} is not enc, dec or both" ;; esac
@@ -568,12 +576,18 @@ if run_stage 17 "${sweep_dir}" "${opts}"; then
             read -r low high <<< "${sweep_budget}"
             run_dir=${sweep_dir}/${side}_budget
             budget_sides=$(case "${side}" in enc) echo enc ;; dec) echo dec ;; both) echo enc+dec ;; esac)
-            make_gated_config "${run_dir}.yaml" --merge "${sweep_config}" --budget "${budget_sides}=${low},${high}"
+            make_gated_config "${run_dir}.yaml" --merge "${sweep_config}" "${budget_merge[@]}" \
+                --budget "${budget_sides}=${low},${high}"
             sweep_train "${run_dir}"
             option=$(case "${side}" in enc) echo enc_sparsity ;; dec) echo dec_sparsity ;; both) echo sparsity ;; esac)
             for point in ${budget_points}; do
                 runs+=("${side}_budget@${point}=${run_dir}=${run_dir}/at${point}" )
                 budget_opts["${run_dir}/at${point}"]="${option}=${point}"
+                for target in ${sweep_targets}; do  # a budget that a fixed run was trained for: a paired comparison
+                    if awk -v a="${point}" -v b="${target}" 'BEGIN { exit !(a + 0 == b + 0) }'; then
+                        pairs+=("${side}_budget@${point}=${side}${target}=${run_dir}=${run_dir}/at${point}")
+                    fi
+                done
             done
         fi
     done
@@ -594,7 +608,13 @@ if run_stage 17 "${sweep_dir}" "${opts}"; then
             --reference "${sweep_dir}/reference/results" --reference_label "${ref_label}"
         reports+=("${name}=${out}/results")
     done
-    "${python}" -m espnet_gated.bin.sweep_report --runs "${reports[@]}" --out "${sweep_dir}"
+    for pair in "${pairs[@]}"; do  # the budget model against the fixed run of the same target, paired
+        IFS="=" read -r name against model out <<< "${pair}"
+        score_sets "${model}" "${out}/decode" "${out}/vs_${against}" "${decode_config}" \
+            --reference "${sweep_dir}/${against}/results" --reference_label "${against}: trained for that target"
+        versus+=("${name}=${against}=${out}/vs_${against}")
+    done
+    "${python}" -m espnet_gated.bin.sweep_report --runs "${reports[@]}" --versus "${versus[@]}" --out "${sweep_dir}"
     log "sweep: ${sweep_dir}/sweep.md"
     mark_done "${sweep_dir}" "${opts}" 17
 fi
