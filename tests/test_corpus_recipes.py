@@ -73,7 +73,7 @@ def test_run_sh_help(corpus):
     )
     assert proc.returncode == 0, proc.stderr
     assert "--init_from [" in proc.stdout and "--sweep_sides [" in proc.stdout
-    for conf in ("train.yaml", "decode.yaml", "sweep.yaml"):
+    for conf in ("train.yaml", "decode.yaml", "sweep.yaml", "sweep_budget.yaml"):
         assert (REPO / "egs2" / corpus / "s2t1/conf" / conf).is_file()
 
 
@@ -119,6 +119,16 @@ def test_configs_build_the_gated_model_the_reference_and_every_sweep_run(corpus,
         assert controller.targets == {"enc": targets[0], "dec": targets[1]}
         assert model.gate_predictor.warmup_steps == gates["warmup_steps"]
         assert model.gate_predictor.tau_anneal_steps == gates["tau_anneal_steps"]
+    # the budget model (stage 17: + conf/sweep_budget.yaml + --budget): twice a fixed run's epochs, the sandwich rule
+    budget_run = tmp_path / "dec_budget.yaml"
+    make_config.main([
+        str(init), "--merge", str(conf / "sweep.yaml"), "--merge", str(conf / "sweep_budget.yaml"),
+        "--budget", "dec=0,0.8", "--out", str(budget_run),
+    ])  # fmt: skip
+    model = build_gated(full_args(budget_run), budget_run)
+    budget = model.sparsity_controller.budget
+    assert (budget.low, budget.high, budget.sides, budget.top_share) == (0.0, 0.8, ("dec",), 0.5)
+    assert yaml.safe_load(budget_run.read_text())["max_epoch"] == 2 * recipe["max_epoch"]
 
 
 # ---------------------------------------------------------------- Europarl-ST: stage 17 and the paper table
@@ -141,7 +151,13 @@ RUNS = {
         "enc=1111.1111 dec=100.011",  # WER 3/8 and 1/8 -> asr average 25
         {"test_deu_asr": 1.5, "test_fra_asr": 1.5, "test_deu_st_eng": 1.25},
     ),
+    "dec_budget@0.5": (  # the decoder's budget model asked for 0.5: decoded and scored in dec_budget/at0.5/
+        {"u1": "hallo welt wo geht", "u3": "bonjour tout le"},  # WER 1/8 and 1/8 -> asr average 12.5
+        "enc=1111.1111 dec=110.001",
+        {"test_deu_asr": 1.6, "test_fra_asr": 1.6, "test_deu_st_eng": 1.0},
+    ),
 }
+RUN_DIRS = {run: run.replace("@", "/at") for run in RUNS}  # where stage 17 decodes each run, under the sweep
 
 
 def write_sweep(recipe: Path) -> Path:
@@ -156,13 +172,15 @@ def write_sweep(recipe: Path) -> Path:
             hyps = {u: changed.get(u, r) for u, r in refs.items()}
             timing = {"n_utts": len(refs), "wall_s": seconds[name], "encoder_s": 0.0, "decoder_s": 0.0}
             gates = dict.fromkeys(refs, mask)
-            write_decode_set(sweep / run / "decode", name, hyps, f"<{lang}> <{task}> <notimestamps>", gates, timing)
+            decode = sweep / RUN_DIRS[run] / "decode"
+            write_decode_set(decode, name, hyps, f"<{lang}> <{task}> <notimestamps>", gates, timing)
         reference = [] if run == "reference" else ["--reference", str(sweep / "reference/results")]
         score.main(
-            ["--ref_root", str(ref_root), "--decode_dir", str(sweep / run / "decode"), "--test_sets", sets]
-            + ["--out", str(sweep / run / "results"), *reference]
+            ["--ref_root", str(ref_root), "--decode_dir", str(sweep / RUN_DIRS[run] / "decode"), "--test_sets", sets]
+            + ["--out", str(sweep / RUN_DIRS[run] / "results"), *reference]
         )
-    sweep_report.main(["--runs", *(f"{run}={sweep / run / 'results'}" for run in RUNS), "--out", str(sweep)])
+    runs = [f"{run}={sweep / RUN_DIRS[run] / 'results'}" for run in RUNS]
+    sweep_report.main(["--runs", *runs, "--out", str(sweep)])
     return sweep
 
 
@@ -208,6 +226,7 @@ def test_paper_table_compares_every_run_with_the_reference_and_the_paper(europar
         ["reference", "dense", "0.00", "0.00", "WER 0.00", "-", "1.000", "-", "-", "-"],
         ["enc", "50%", "0.50", "0.00", "WER 6.25", "+6.25", "0.875", "-12.5%", "-", "-"],
         ["dec", "50%", "0.00", "0.50", "WER 25.00", "+25.00", "0.750", "-25.0%", "+2.8", "-28.6%"],
+        ["dec budget model", "50%", "0.00", "0.50", "WER 12.50", "+12.50", "0.800", "-20.0%", "+2.8", "-28.6%"],
     ]
     refs = list(REFS["test_deu_st_eng"][2].values())
     hyps = [RUNS["dec0.5"][0].get(u, r) for u, r in REFS["test_deu_st_eng"][2].items()]
@@ -217,9 +236,12 @@ def test_paper_table_compares_every_run_with_the_reference_and_the_paper(europar
         ["reference", "dense", "0.00", "0.00", "BLEU 100.00", "-", "1.000", "-", "-", "-"],
         ["enc", "50%", "0.50", "0.00", "BLEU 100.00", "+0.00", "0.750", "-25.0%", "-", "-"],
         ["dec", "50%", "0.00", "0.50", f"BLEU {bleu:.2f}", f"{bleu - 100:+.2f}", "0.625", "-37.5%", "+0.0", "-34.3%"],
+        ["dec budget model", "50%", "0.00", "0.50", "BLEU 100.00", "+0.00", "0.500", "-50.0%", "+0.0", "-34.3%"],
     ]
     results = (sweep / "dec0.5/results/RESULTS.md").resolve()
     assert tables["asr"][2][10] == f"[RESULTS]({results})" and results.is_file()
+    budget_results = (sweep / "dec_budget/at0.5/results/RESULTS.md").resolve()
+    assert tables["asr"][3][10] == f"[RESULTS]({budget_results})" and budget_results.is_file()
 
 
 def test_paper_table_refuses_a_sweep_without_the_reference_and_keeps_its_output(tmp_path):
@@ -248,5 +270,6 @@ def test_europarl_run_sh_sweeps_every_side_in_one_stage_17_call_then_writes_the_
     options = dict(zip(calls[0][::2], calls[0][1::2], strict=True))
     assert options["--stage"] == options["--stop_stage"] == "17" and options["--sweep_sides"] == "enc dec both"
     assert options["--tag"] == TAG and options["--sweep_config"] == "conf/sweep.yaml"
+    assert options["--budget_config"] == "conf/sweep_budget.yaml"
     rows = table_rows((europarl_copy / f"exp/{TAG}_paper.md").read_text())
-    assert [row[0] for row in rows["asr"]] == ["reference", "enc", "dec"]
+    assert [row[0] for row in rows["asr"]] == ["reference", "enc", "dec", "dec budget model"]

@@ -365,6 +365,7 @@ class GatedSpeech2Text(Speech2Text):
             decoding.timing["ctc_s"] = search.ctc_s
         else:
             nbest = self._espnet_search(enc[0], primer, dec_masks)
+            decoding.timing["ctc_s"] = None  # ESPnet's search does not time its scorers
         decoding.nbests.append(self._results(nbest))
         end = time.perf_counter()
         decoding.timing.update(
@@ -429,6 +430,8 @@ class GatedSpeech2Text(Speech2Text):
         size = batch_size or max(n, 1)
         shaped = None if all(forced) else budget  # forced masks: no budget shaped them
         decoding = Decoding(nbests=[None] * n, masks=[None] * n, langs=identified, budget=shaped)
+        if search == "espnet":
+            decoding.timing["ctc_s"] = None  # ESPnet's search does not time its scorers
         for first in range(0, n, size):
             idx = order[first : first + size]
             self._decode_padded(decoding, idx, prepared, primers, langs, tasks, forced, search)

@@ -17,8 +17,8 @@ class Decoding:
     masks: List[Mask]  # per utterance, its (enc, dec) binary gate mask
     langs: List[Optional[str]]  # per utterance, the identified language (lang_sym "none"), else None
     #: seconds: encoding (features, gate predictor, encoder), beam search, the gate predictor's share of
-    #: encoding, the CTC prefix scorer's share of the batched beam search
-    timing: Dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIMES, 0.0))
+    #: encoding, the CTC prefix scorer's share of the beam search (None where ESPnet's search ran)
+    timing: Dict[str, Optional[float]] = field(default_factory=lambda: dict.fromkeys(TIMES, 0.0))
     #: per decoder call of a batched search: (prefix length, utterances, rows per utterance)
     search_log: List[Tuple[int, List[int], int]] = field(default_factory=list)
     #: the (encoder, decoder) sparsity a budgeted model's predicted masks were asked for (``sparsity=``), else

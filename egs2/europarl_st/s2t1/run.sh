@@ -46,6 +46,7 @@ engine=(
     --train_config conf/train.yaml
     --decode_config conf/decode.yaml
     --sweep_config conf/sweep.yaml
+    --budget_config conf/sweep_budget.yaml
     --sweep_targets "0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9"
     --local_data_opts "--root ${corpus_root}"
     --tag "${tag}"

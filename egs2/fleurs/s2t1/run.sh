@@ -15,5 +15,6 @@ exec ../../TEMPLATE/s2t1/s2t.sh \
     --train_config conf/train.yaml \
     --decode_config conf/decode.yaml \
     --sweep_config conf/sweep.yaml \
+    --budget_config conf/sweep_budget.yaml \
     --sweep_targets "0.3 0.5 0.7" \
     "$@"

@@ -2,12 +2,13 @@
 """Our sparsity sweep next to the published numbers (run by run.sh after stage 17).
 
 Reads ``<sweep>/sweep.json`` (espnet_gated.bin.sweep_report over every run of stage 17: the dense
-reference, named ``reference``, and one run per side and target, named like ``dec0.5``), each run's
-``<sweep>/<run>/results/scores.json`` and the per-set ``timing.json`` of ``<sweep>/<run>/decode/``, and
-``conf/paper_results.yaml``. Writes one table per task: quality and decode time per utterance of the
+reference, named ``reference``, one run per side and target, named like ``dec0.5``, and each side's
+budget model decoded at each budget, named like ``dec_budget@0.5``), each run's ``results/scores.json``
+and the per-set ``timing.json`` of its ``decode/`` (``<sweep>/dec0.5/``, ``<sweep>/dec_budget/at0.5/``),
+and ``conf/paper_results.yaml``. Writes one table per task: quality and decode time per utterance of the
 reference and of every run, the runs' change against the reference (the same fine-tuning without gates,
-decoded in the same jobs) and, where the paper gives the same point, the published change. Module
-usage per language and task: each run's ``results/RESULTS.md``.
+decoded in the same jobs) and, where the paper gives the same side and sparsity, the published change.
+Module usage per language and task: each run's ``results/RESULTS.md``.
 
 Usage:
     python local/paper_table.py --sweep exp/owsm_v3.1_medium_gated_sweep \
@@ -26,7 +27,8 @@ from espnet_gated.cli import entry_point, existing_dir, existing_file
 from espnet_gated.utils import atomic_write
 
 REFERENCE = "reference"  # the run name of the dense reference in stage 17's sweep.json
-RUN_NAME = re.compile(r"(enc|dec|both)([0-9.]+)")  # <side><target>, as stage 17 names its runs
+# <side><target> (a fixed-target run) or <side>_budget@<budget> (the budget model), as stage 17 names its runs
+RUN_NAME = re.compile(r"(?P<side>enc|dec|both)(?:(?P<target>[0-9.]+)|_budget@(?P<budget>[0-9.]+))")
 METRICS = ("wer", "cer", "bleu")  # the quality measure of a task: the first of these it has
 HEADER = (
     *("run", "target", "enc sparsity", "dec sparsity", "ours", "Δ vs reference", "s/utt", "Δ time"),
@@ -59,9 +61,15 @@ def fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def run_dir(sweep_dir: Path, name: str) -> Path:
+    """Where stage 17 decodes and scores a run: ``<sweep>/dec0.5``, ``<sweep>/dec_budget/at0.5``."""
+    model, _, budget = name.partition("@")
+    return sweep_dir / model / f"at{budget}" if budget else sweep_dir / name
+
+
 def read_sweep(sweep_dir: Path):
-    """(reference run, [(side, target, run)]) of ``sweep_dir/sweep.json``; ValueError naming the file
-    for a sweep without the reference or with a run name that is not ``<side><target>``."""
+    """(reference run, [(side, target, budget model?, run)]) of ``sweep_dir/sweep.json``; ValueError naming
+    the file for a sweep without the reference or with a run name that stage 17 does not give."""
     path = sweep_dir / "sweep.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found; run stage 17 first")
@@ -78,8 +86,12 @@ def read_sweep(sweep_dir: Path):
             continue
         match = RUN_NAME.fullmatch(run["run"])
         if not match:
-            raise ValueError(f"{path}: run '{run['run']}' is neither '{REFERENCE}' nor <enc|dec|both><target>")
-        points.append((match[1], float(match[2]), run))
+            raise ValueError(
+                f"{path}: run '{run['run']}' is neither '{REFERENCE}' nor <enc|dec|both><target> nor "
+                "<enc|dec|both>_budget@<budget>"
+            )
+        budget = match["budget"] is not None
+        points.append((match["side"], float(match["budget"] if budget else match["target"]), budget, run))
     return by_name[REFERENCE], points
 
 
@@ -87,10 +99,11 @@ def tables(sweep_dir: Path, paper: dict) -> dict:
     """task -> table rows: the reference, then every run in sweep.json's order."""
     reference, points = read_sweep(sweep_dir)
     published = {(p["side"], float(p["target"]), p["task"]): p for p in paper.get("points", [])}
-    timing = {run["run"]: task_timing(sweep_dir / run["run"]) for run in [reference] + [p[2] for p in points]}
+    runs = [(REFERENCE, None, False, reference), *points]
+    timing = {run["run"]: task_timing(run_dir(sweep_dir, run["run"])) for *_, run in runs}
     ref_timing = timing[REFERENCE]
     rows = {}
-    for side, target, run in [(REFERENCE, None, reference), *points]:
+    for side, target, budget, run in runs:
         for task in dict.fromkeys(key.split("/")[0] for key in run["averages"]):
             metric, value = metric_of(run["averages"], task)
             if metric is None:
@@ -103,7 +116,7 @@ def tables(sweep_dir: Path, paper: dict) -> dict:
             pub = published.get((side, target, task), {})
             rows.setdefault(task, []).append(
                 (
-                    side,
+                    f"{side} budget model" if budget else side,
                     "dense" if is_reference else fmt(target, ".0%"),
                     fmt(run["enc_sparsity"], ".2f"),
                     fmt(run["dec_sparsity"], ".2f"),
@@ -113,7 +126,7 @@ def tables(sweep_dir: Path, paper: dict) -> dict:
                     fmt(d_time, "+.1%"),
                     fmt(pub.get("metric_change"), "+.1f"),
                     fmt(pub.get("decode_time_change"), "+.1%"),
-                    f"[RESULTS]({(sweep_dir / run['run'] / 'results' / 'RESULTS.md').resolve()})",
+                    f"[RESULTS]({(run_dir(sweep_dir, run['run']) / 'results' / 'RESULTS.md').resolve()})",
                 )
             )
     return rows
@@ -133,7 +146,8 @@ def main(cmd=None):
         "# Europarl-ST sweep next to the published numbers\n",
         f"Paper: {paper.get('source')}, {paper.get('model')}. Ours: `{args.sweep}`. Δ: change against the "
         "reference, the same fine-tuning without gates decoded in the same jobs (metric points; relative decode "
-        "time per utterance). Sparsity: measured fraction of modules skipped at inference. "
+        "time per utterance). Sparsity: measured fraction of modules skipped at inference. Target: the sparsity "
+        "a run was trained for or, for a budget model (one training for every budget), the budget it was asked for. "
         f"Abstract: {paper.get('abstract')}.\n",
     ]
     for task, table in rows.items():
