@@ -77,13 +77,13 @@ def decoder_layer_costs(
     decoder,
     n_frames: float,
     prefix_len: float,
-    teacher_forced: bool,
+    teacher_forcing: bool,
     cache_src_kv: bool = False,
     cache_self_kv: bool = False,
 ) -> Dict[str, float]:
     """MACs of each module of one decoder layer.
 
-    teacher_forced: all ``prefix_len`` positions at once (training; with
+    teacher_forcing: all ``prefix_len`` positions at once (training; with
     ``cache_src_kv`` the cross-attention key/value projections are left out).
     Otherwise one incremental step of one hypothesis whose prefix has ``prefix_len``
     tokens (the step computes only the last position; with ``cache_self_kv`` only its
@@ -94,7 +94,7 @@ def decoder_layer_costs(
     d, qo, kv = _attn_parts(layer.self_attn)
     _, src_qo, src_kv = _attn_parts(layer.src_attn)
     ff = weight_macs(layer.feed_forward)
-    if teacher_forced:
+    if teacher_forcing:
         return {
             "self_attn": n * (qo + kv) + 2.0 * n * n * d,
             "src_attn": n * src_qo + (0.0 if cache_src_kv else t * src_kv) + 2.0 * n * t * d,
@@ -126,7 +126,7 @@ def decode_macs(
     total = 0.0
     for step in range(1, n_steps + 1):
         c = decoder_layer_costs(
-            decoder, n_frames, step, teacher_forced=False, cache_src_kv=cache_src_kv, cache_self_kv=cache_self_kv
+            decoder, n_frames, step, teacher_forcing=False, cache_src_kv=cache_src_kv, cache_self_kv=cache_self_kv
         )
         total += n_hyps * (sum(c[m] * k for m, k in zip(DECODER_MODULES, per_layer_open, strict=False)) + out_proj)
     if cache_src_kv:
@@ -160,10 +160,10 @@ def search_macs(
     total = 0.0
     for i, (rows, positions) in enumerate(steps):
         if i == 0:
-            c = decoder_layer_costs(decoder, n_frames, positions, teacher_forced=True, cache_src_kv=True)
+            c = decoder_layer_costs(decoder, n_frames, positions, teacher_forcing=True, cache_src_kv=True)
         else:
             c = decoder_layer_costs(
-                decoder, n_frames, positions, teacher_forced=False, cache_src_kv=True, cache_self_kv=cache_self_kv
+                decoder, n_frames, positions, teacher_forcing=False, cache_src_kv=True, cache_self_kv=cache_self_kv
             )
         if not cache_src_kv:
             c["src_attn"] += n_frames * src_kv
@@ -219,7 +219,7 @@ def slot_costs(model, slots: Sequence, n_frames: float, n_tokens: float) -> torc
     least one branch is open.
     """
     enc = encoder_layer_costs(model.encoder, n_frames)
-    dec = decoder_layer_costs(model.decoder, n_frames, n_tokens, teacher_forced=True)
+    dec = decoder_layer_costs(model.decoder, n_frames, n_tokens, teacher_forcing=True)
     costs = []
     for slot in slots:
         if slot.side == "enc":
