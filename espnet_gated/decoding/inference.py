@@ -430,8 +430,6 @@ class GatedSpeech2Text(Speech2Text):
         size = batch_size or max(n, 1)
         shaped = None if all(forced) else budget  # forced masks: no budget shaped them
         decoding = Decoding(nbests=[None] * n, masks=[None] * n, langs=identified, budget=shaped)
-        if search == "espnet":
-            decoding.timing["ctc_s"] = None  # ESPnet's search does not time its scorers
         for first in range(0, n, size):
             idx = order[first : first + size]
             self._decode_padded(decoding, idx, prepared, primers, langs, tasks, forced, search)
@@ -468,6 +466,7 @@ class GatedSpeech2Text(Speech2Text):
         batch_primers = [primers[i] for i in idx]
         if search == "espnet":
             nbests = self._espnet_searches(encs, batch_primers, masks)
+            decoding.timing["ctc_s"] = None  # ESPnet's search does not time its scorers
         else:
             ours = MultiUtteranceBeamSearch(self.beam_search)
             with self._autocast():
@@ -484,10 +483,8 @@ class GatedSpeech2Text(Speech2Text):
         """The n-best lists of ESPnet's search: one utterance-batched search on 202611 (equal primer lengths),
         one search per utterance on 202511."""
         if not SEARCH_BATCHES_UTTERANCES or len({len(p) for p in primers}) > 1:
-            return [
-                self._espnet_search(enc, primer, None if masks is None else masks[j : j + 1])
-                for j, (enc, primer) in enumerate(zip(encs, primers, strict=True))
-            ]
+            each = [None if masks is None else masks[j : j + 1] for j in range(len(encs))]
+            return [self._espnet_search(*args) for args in zip(encs, primers, each, strict=True)]
         lengths = torch.tensor([e.size(0) for e in encs], device=encs[0].device)
         return self._espnet_search(pad_list(encs, 0.0), primers, masks, lengths)
 
