@@ -483,8 +483,8 @@ class GatedSpeech2Text(Speech2Text):
         """The n-best lists of ESPnet's search: one utterance-batched search on 202611 (equal primer lengths),
         one search per utterance on 202511."""
         if not SEARCH_BATCHES_UTTERANCES or len({len(p) for p in primers}) > 1:
-            each = [None if masks is None else masks[j : j + 1] for j in range(len(encs))]
-            return [self._espnet_search(*args) for args in zip(encs, primers, each, strict=True)]
+            utterance_masks = [None if masks is None else masks[j : j + 1] for j in range(len(encs))]
+            return [self._espnet_search(*args) for args in zip(encs, primers, utterance_masks, strict=True)]
         lengths = torch.tensor([e.size(0) for e in encs], device=encs[0].device)
         return self._espnet_search(pad_list(encs, 0.0), primers, masks, lengths)
 
