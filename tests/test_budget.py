@@ -176,14 +176,15 @@ def test_inference_gates_are_held_to_each_utterance_s_budget():
         [
             [3.0, 2.0, 1.0, -1.0, 0.5, 4.0],  # closes 1, asked 3: the three lowest margins
             [-1.0, -2.0, -3.0, -4.0, -5.0, -6.0],  # closes 6, asked 3
-            [1.0, -1.0, 2.0, -0.5, 3.0, 4.0],  # closes 2, asked 1.5: its own choice
+            [1.0, -1.0, 2.0, -0.5, 3.0, 4.0],  # closes 2, asked 1.5: its own choice, even a sampled one
         ]
     )
     logits = torch.stack([torch.zeros_like(margins), margins], dim=-1)  # (skip, keep)
     keep = (margins > 0).float()
+    keep[2, dec] = torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0, 1.0])  # sampled (training): not its margins' order
     budgets = torch.tensor([[0.0, 0.5], [0.0, 0.5], [0.0, 0.25]])
     held = Budget.parse({"sample": [0.0, 0.8], "sides": ["dec"]}).hold_gates(keep, logits, budgets, LAYOUT)
-    assert held[:, dec].tolist() == [[1, 1, 0, 0, 0, 1], [1, 1, 1, 0, 0, 0], [1, 0, 1, 0, 1, 1]]
+    assert held[:, dec].tolist() == [[1, 1, 0, 0, 0, 1], [1, 1, 1, 0, 0, 0], [1, 1, 0, 0, 1, 1]]
     enc = LAYOUT.slot_indices("enc")
     assert torch.equal(held[:, enc], keep[:, enc])
     free = Budget.parse({"sample": [0.0, 0.8], "sides": ["dec"], "hold": "mean"})

@@ -130,20 +130,25 @@ class Budget:
         model's ``GateLayout`` (which slots belong to which side)."""
         if self.hold != "utterance":
             return keep
-        held = keep.clone()
+        held = keep
         for i, side in enumerate(SIDES):
             part = layout.slot_slice(side)
-            side_keep = keep[:, part]
-            n = side_keep.size(1)
+            n = part.stop - part.start
             if side not in self.sides or not n:
                 continue
-            wanted = budgets[:, i : i + 1].to(device=keep.device, dtype=torch.float32) * n
-            closed = n - side_keep.sum(1, keepdim=True)
-            count = torch.clamp(closed, min=(wanted + 1e-6).floor(), max=(wanted - 1e-6).ceil())
-            if torch.equal(count, closed):  # the predictor's own decisions meet it (the common case): no sort
+            side_keep = keep[:, part]
+            # the counts in Python: a decode asks this once per utterance, and a few torch ops on a dozen
+            # numbers cost more than the predictor's own layers
+            closed = [n - round(kept) for kept in side_keep.sum(1).tolist()]
+            wanted = [budget * n for budget in budgets[:, i].tolist()]
+            bounds = [(math.floor(w + 1e-6), math.ceil(w - 1e-6)) for w in wanted]
+            count = [min(max(c, low), high) for c, (low, high) in zip(closed, bounds, strict=True)]
+            if count == closed:  # the predictor's own decisions meet it (the common case): no sort
                 continue
             margin = logits[:, part, 1].float() - logits[:, part, 0].float()
-            order = margin.argsort(dim=1)  # rank 0: the slot it would close first
-            rank = torch.empty_like(order).scatter_(1, order, torch.arange(n, device=order.device).expand_as(order))
-            held[:, part] = torch.where(count == closed, side_keep, (rank >= count).to(keep.dtype))
+            rank = margin.argsort(dim=1).argsort(dim=1)  # rank 0: the slot it would close first
+            moved = torch.tensor([c != k for c, k in zip(count, closed, strict=True)], device=keep.device).unsqueeze(1)
+            ranked = (rank >= torch.tensor(count, device=keep.device).unsqueeze(1)).to(keep.dtype)
+            held = keep.clone() if held is keep else held
+            held[:, part] = torch.where(moved, ranked, side_keep)
         return held
