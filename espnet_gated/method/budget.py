@@ -145,7 +145,7 @@ class Budget:
             count = [min(max(c, low), high) for c, (low, high) in zip(closed, bounds, strict=True)]
             if count == closed:  # the predictor's own decisions meet it (the common case): no sort
                 continue
-            margin = logits[:, part, 1].float() - logits[:, part, 0].float()
+            margin = logits[:, part, 1] - logits[:, part, 0]  # float32, as the predictor returns them
             rank = margin.argsort(dim=1).argsort(dim=1)  # rank 0: the slot it would close first
             moved = torch.tensor([c != k for c, k in zip(count, closed, strict=True)], device=keep.device).unsqueeze(1)
             ranked = (rank >= torch.tensor(count, device=keep.device).unsqueeze(1)).to(keep.dtype)

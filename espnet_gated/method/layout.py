@@ -117,7 +117,7 @@ class GateLayout:
         dense = gates.new_ones(gates.size(0), self.n_layers[side] * n_types)
         idx = self._slot_range[side]
         if idx:
-            dense = dense.index_copy(1, self._dense_index[side].to(gates.device), gates[:, idx])
+            dense = dense.index_copy(1, self._dense_index[side].to(gates.device), gates[:, self.slot_slice(side)])
         return dense.view(gates.size(0), self.n_layers[side], n_types)
 
 
