@@ -115,9 +115,9 @@ class GateLayout:
         """(B, n_slots) gate vector -> (B, n_layers, n_types) for one side, ungated = 1."""
         n_types = len(MODULES[side])
         dense = gates.new_ones(gates.size(0), self.n_layers[side] * n_types)
-        idx = self._slot_range[side]
-        if idx:
-            dense = dense.index_copy(1, self._dense_index[side].to(gates.device), gates[:, self.slot_slice(side)])
+        part = self.slot_slice(side)
+        if part.stop > part.start:
+            dense = dense.index_copy(1, self._dense_index[side].to(gates.device), gates[:, part])
         return dense.view(gates.size(0), self.n_layers[side], n_types)
 
 
