@@ -4,6 +4,7 @@ Whether a budget-conditioned model meets its budgets is tested on the toy harnes
 ``test_sparsity_control.py``.
 """
 
+import math
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from conftest import DECODER_CONF, ENCODER_CONF, build
 from espnet_gated.bin import make_config
 from espnet_gated.configs import load_yaml
 from espnet_gated.method.budget import Budget
-from espnet_gated.method.gates import GatePredictor
+from espnet_gated.method.gates import BUDGET_FREQUENCIES, GatePredictor, budget_features
 from espnet_gated.method.layout import MODULES, GateLayout
 from espnet_gated.method.sparsity import SparsityController
 
@@ -221,6 +222,21 @@ def test_budget_input_adds_parameters_only_to_a_budgeted_predictor(vocab):
     torch.nn.init.normal_(budgeted.mlp[-1].weight)  # as after training: the budget changes the logits
     logits = budgeted(pooled, context, torch.tensor([[0.0, 0.2], [0.0, 0.7]]))
     assert not torch.allclose(logits[0], logits[1])
+
+
+def test_budget_features_are_the_sines_and_cosines_of_each_side_s_budget_in_float32_even_in_bf16(vocab):
+    budgeted = GatePredictor(n_gates=6, audio_dim=8, token_list=vocab["tokens"], budget_input=True)
+    budgets = torch.tensor([[0.0, 0.3], [0.55, 0.8]])
+    frequencies = range(1, BUDGET_FREQUENCIES + 1)
+    expected = [
+        [f(k * math.pi * b) for b in row for f in (math.sin, math.cos) for k in frequencies] for row in budgets.tolist()
+    ]
+    features = budget_features(budgets, budgeted.budget_waves)
+    assert features.dtype == torch.float32
+    assert torch.allclose(features, torch.tensor(expected), rtol=0, atol=1e-6)
+    budgeted.to(torch.bfloat16)  # a bf16 model (train_dtype, decoding --dtype): the constants stay exact
+    assert budgeted.budget_waves.dtype == torch.float32
+    assert torch.equal(budget_features(budgets, budgeted.budget_waves), features)
 
 
 # ---------------------------------------------------------------- the model and its decoding

@@ -216,7 +216,7 @@ class GatedESPnetS2TModel(ESPnetS2TModel):
                 raise ValueError("this model was trained without a sparsity budget: it decodes at its own sparsity")
             if controller.budgeted:
                 if budget is not None:
-                    budgets = controller.budget_tensor(budget, x.size(0), x.device)
+                    budgets = controller.budget_tensor(tuple(budget), x.size(0), x.device)
                 elif self.training:
                     budgets = controller.draw_budgets(x.size(0), x.device)
                 else:
