@@ -4,6 +4,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -282,7 +283,7 @@ def test_unknown_voice_variant_is_refused_up_front():
 def test_data_script_without_espeak_exits_with_the_install_hint(tmp_path):
     proc = subprocess.run(
         [shutil.which("bash"), str(REPO / "local" / "data.sh"), "--nj", "2"],
-        env={"PATH": str(tmp_path)},
+        env={"PATH": str(tmp_path), "PYTHON": sys.executable},
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -25,6 +25,10 @@ cd "$(dirname "$0")/.."
 
 say() { echo "setup: $*"; }
 die() { echo "setup: ERROR: $*" >&2; exit 1; }
+# GB free on the filesystem that holds $1
+free_gb() { df -Pk "$1" | awk 'NR == 2 { printf "%.1f", $4 / 1048576 }'; }
+scratch=()
+trap 'rm -rf "${scratch[@]}"' EXIT
 
 relock=0
 if [ "${1:-}" = --relock ]; then
@@ -91,7 +95,7 @@ if [ "${relock}" = 1 ]; then
     # pip-tools in a throwaway venv of the same Python (a lock holds for one Python); PyPI alone (no pip config
     # files, find-links or extra constraints), so the lock installs on any machine of this platform
     tools=$(mktemp -d)
-    trap 'rm -rf "${tools}"' EXIT
+    scratch+=("${tools}")
     "${venv_python}" -m venv "${tools}"
     "${tools}/bin/python" -m pip install -q "pip<26" "pip-tools>=7.4"
     mkdir -p "$(dirname "${lock}")"
@@ -134,13 +138,25 @@ if "${venv_python}" -c "import sys, pip; sys.exit(int(pip.__version__.split('.')
     "${venv_python}" -m pip install -q "pip<26"
 fi
 if [ -n "${lock}" ]; then
-    say "installing into ${venv}: pip install -c ${lock} -e '.[test]' (a new venv: ~2-5 min from a warm pip cache, ~15 min cold; 3-5 GB)"
+    say "installing into ${venv}: pip install -c ${lock} -e '.[test]' (a new venv: ~2-5 min from a warm pip cache, ~15 min cold)"
     install=(-c "${lock}" -e ".[test]")
 else
     say "installing into ${venv}: pip install --upgrade --upgrade-strategy eager -e '.[test]'"
     install=(--upgrade --upgrade-strategy eager -e ".[test]")
 fi
-if ! "${venv_python}" -m pip install -q "${install[@]}"; then
+# torch's Linux wheels bring CUDA: a venv takes ~6 GB, and a cold install downloads ~2.5 GB more into pip's cache
+disk_note="a new venv takes ~6 GB and a cold install downloads ~2.5 GB more (pip cache purge empties pip's cache)"
+free=$(free_gb "${venv}")
+if awk -v free="${free}" 'BEGIN { exit !(free < 10) }'; then
+    echo "setup: WARNING: ${free} GB free on the filesystem of ${venv}; ${disk_note}" >&2
+fi
+piplog=$(mktemp)
+scratch+=("${piplog}")
+# pip's errors go to stderr as they come and into piplog, read when pip fails
+if ! { "${venv_python}" -m pip install -q "${install[@]}" 2>&1 >&3 | tee "${piplog}" >&2; } 3>&1; then
+    if grep -q "No space left on device" "${piplog}"; then
+        die "pip ran out of disk space (${free} GB free on the filesystem of ${venv} before it started, $(free_gb "${venv}") GB now): ${disk_note}; free some and run $0 again"
+    fi
     "${venv_python}" -m espnet_gated.envcheck "${check[@]}" || true
     die "pip install ${install[*]} failed (pip's error is further above). A lock that names a release the registry no longer serves: ${VENV:+VENV=${venv} }tools/setup.sh --relock; to install without the lock: ESPNET_GATED_UNLOCKED=1 $0"
 fi
