@@ -144,7 +144,7 @@ else
     say "installing into ${venv}: pip install --upgrade --upgrade-strategy eager -e '.[test]'"
     install=(--upgrade --upgrade-strategy eager -e ".[test]")
 fi
-# torch's Linux wheels bring CUDA: a venv takes ~6 GB, and a cold install downloads ~2.5 GB more into pip's cache
+# torch's Linux wheels bring CUDA's libraries, hence the sizes
 disk_note="a new venv takes ~6 GB and a cold install downloads ~2.5 GB more (pip cache purge empties pip's cache)"
 free=$(free_gb "${venv}")
 if awk -v free="${free}" 'BEGIN { exit !(free < 10) }'; then
