@@ -98,6 +98,10 @@ class GateLayout:
             for side in ("enc", "dec")
         }
         self._slot_range = {side: [i for i, s in enumerate(self.slots) if s.side == side] for side in ("enc", "dec")}
+        # a side's slots are contiguous, the encoder's first: one slice per side, made once
+        self._slot_slice = {
+            side: slice(idx[0], idx[-1] + 1) if idx else slice(0, 0) for side, idx in self._slot_range.items()
+        }
 
     def __len__(self) -> int:
         return len(self.slots)
@@ -107,9 +111,8 @@ class GateLayout:
         return self._slot_range[side]
 
     def slot_slice(self, side: str) -> slice:
-        """:meth:`slot_indices` as a slice (a view, no copy): a side's slots are contiguous, the encoder's first."""
-        idx = self._slot_range[side]
-        return slice(idx[0], idx[-1] + 1) if idx else slice(0, 0)
+        """:meth:`slot_indices` as a slice, so that indexing a gate vector gives a view, not a copy."""
+        return self._slot_slice[side]
 
     def to_dense(self, gates: torch.Tensor, side: str) -> torch.Tensor:
         """(B, n_slots) gate vector -> (B, n_layers, n_types) for one side, ungated = 1."""
